@@ -1,0 +1,195 @@
+//! The model card: what a trained DeepGalaxy model is, carried inside every exported ONNX file
+//! (as `metadata_props`) so that whoever receives the file can run it correctly without us.
+//!
+//! Export writes it, the runtime reads it to preprocess inputs (through [`crate::preprocess()`])
+//! and to turn class indices into times; `deepgalaxy inspect model.onnx` prints it. Each field
+//! is its own `deepgalaxy.*` key so other tools (Netron, onnx's Python API) show them readably.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::preprocess::Preprocess;
+use crate::{Error, Result};
+
+/// Version of the card layout; bumped when a field changes meaning.
+pub const CARD_VERSION: u32 = 1;
+
+/// Prefix of every metadata key the card owns.
+pub const KEY_PREFIX: &str = "deepgalaxy.";
+
+/// Everything a client needs to know about a trained model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelCard {
+    /// [`CARD_VERSION`] of the writer.
+    pub card_version: u32,
+    /// Version of the deepgalaxy tool that trained/exported the model.
+    pub tool_version: String,
+    /// The architecture (`ModelSpec` of `deepgalaxy-models`, kept as JSON so this crate does
+    /// not depend on the model crate).
+    pub model_spec: serde_json::Value,
+    /// How images become model input.
+    pub preprocess: Preprocess,
+    /// Number of timescale classes.
+    pub num_classes: usize,
+    /// Time in Myr that each class stands for (class centre), `num_classes` entries.
+    pub class_t_myr: Vec<f64>,
+    /// Size of the VAE latent, when the model has one.
+    pub latent_dim: Option<usize>,
+    /// SHA-256 of the training catalog (hex), to tell models trained on different data apart.
+    pub training_digest: Option<String>,
+    /// The split used for validation (`by-simulation` or `random`).
+    pub split: Option<String>,
+    /// Validation metrics by name (top1, within1, mae_myr, ...).
+    pub metrics: BTreeMap<String, f64>,
+    /// Numeric precision of the file (`fp32`, `fp16`, `int8`).
+    pub precision: String,
+}
+
+impl ModelCard {
+    /// Checks the card is self-consistent.
+    pub fn validate(&self) -> Result<()> {
+        if self.card_version > CARD_VERSION {
+            return Err(Error::setting(
+                "model card",
+                format!(
+                    "card version {} is newer than this tool understands ({CARD_VERSION}); upgrade deepgalaxy",
+                    self.card_version
+                ),
+            ));
+        }
+        if self.class_t_myr.len() != self.num_classes {
+            return Err(Error::setting(
+                "model card",
+                format!(
+                    "{} class times for {} classes",
+                    self.class_t_myr.len(),
+                    self.num_classes
+                ),
+            ));
+        }
+        self.preprocess.validate()
+    }
+
+    /// The card as ONNX `metadata_props` key/value pairs (values are JSON).
+    pub fn to_metadata(&self) -> Result<Vec<(String, String)>> {
+        let value =
+            serde_json::to_value(self).map_err(|e| Error::setting("model card", e.to_string()))?;
+        let serde_json::Value::Object(map) = value else {
+            return Err(Error::setting(
+                "model card",
+                "did not serialise to an object",
+            ));
+        };
+        Ok(map
+            .into_iter()
+            .map(|(k, v)| (format!("{KEY_PREFIX}{k}"), v.to_string()))
+            .collect())
+    }
+
+    /// Rebuilds the card from `metadata_props`; keys without the `deepgalaxy.` prefix are
+    /// ignored. `source` names the model file in errors.
+    pub fn from_metadata<'a>(
+        props: impl IntoIterator<Item = (&'a str, &'a str)>,
+        source: &std::path::Path,
+    ) -> Result<ModelCard> {
+        let mut map = serde_json::Map::new();
+        for (k, v) in props {
+            if let Some(field) = k.strip_prefix(KEY_PREFIX) {
+                let value = serde_json::from_str(v).map_err(|e| {
+                    Error::invalid(source, format!("metadata `{k}` is not valid JSON: {e}"))
+                })?;
+                map.insert(field.to_owned(), value);
+            }
+        }
+        if map.is_empty() {
+            return Err(Error::invalid(
+                source,
+                "no deepgalaxy model card in the metadata (not exported by deepgalaxy?)",
+            ));
+        }
+        let card: ModelCard = serde_json::from_value(serde_json::Value::Object(map))
+            .map_err(|e| Error::invalid(source, format!("model card: {e}")))?;
+        card.validate()
+            .map_err(|e| Error::invalid(source, e.to_string()))?;
+        Ok(card)
+    }
+}
+
+/// SHA-256 of a file's bytes as lowercase hex, for [`ModelCard::training_digest`].
+pub fn digest_file(path: &std::path::Path) -> Result<String> {
+    use sha2::{Digest, Sha256};
+    let bytes = crate::io::read_bytes(path)?;
+    Ok(Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn card() -> ModelCard {
+        ModelCard {
+            card_version: CARD_VERSION,
+            tool_version: "0.1.0".into(),
+            model_spec: serde_json::json!({"backbone": {"kind": "simple", "widths": [8, 16]}}),
+            preprocess: Preprocess::default(),
+            num_classes: 3,
+            class_t_myr: vec![2.5, 7.5, 12.5],
+            latent_dim: Some(16),
+            training_digest: Some("ab".repeat(32)),
+            split: Some("by-simulation".into()),
+            metrics: [("top1".to_string(), 0.75)].into_iter().collect(),
+            precision: "fp32".into(),
+        }
+    }
+
+    #[test]
+    fn metadata_round_trip_is_exact() {
+        let c = card();
+        let props = c.to_metadata().unwrap();
+        assert!(props.iter().all(|(k, _)| k.starts_with("deepgalaxy.")));
+        let mut with_foreign = props.clone();
+        with_foreign.push(("producer_note".into(), "not ours".into()));
+        let back = ModelCard::from_metadata(
+            with_foreign.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            Path::new("m.onnx"),
+        )
+        .unwrap();
+        assert_eq!(back, c);
+    }
+
+    #[test]
+    fn inconsistent_or_missing_cards_are_errors() {
+        let mut c = card();
+        c.class_t_myr.pop();
+        let props = c.to_metadata().unwrap();
+        let e = ModelCard::from_metadata(
+            props.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            Path::new("m.onnx"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("m.onnx") && e.contains("2 class times for 3 classes"),
+            "{e}"
+        );
+        let e = ModelCard::from_metadata([("other", "1")], Path::new("x.onnx")).unwrap_err();
+        assert!(e.to_string().contains("no deepgalaxy model card"));
+    }
+
+    #[test]
+    fn digest_is_sha256() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        std::fs::write(&p, b"abc").unwrap();
+        assert_eq!(
+            digest_file(&p).unwrap(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+}

@@ -1,0 +1,35 @@
+//! # deepgalaxy-core
+//!
+//! The parts of DeepGalaxy that every other crate shares, and that must never depend on a
+//! deep-learning framework:
+//!
+//! * [`image`]: an `f32` image with its shape, read from PNG/JPEG/TIFF (through the `image`
+//!   crate) or FITS (through `fitsrs`, see [`fits`] for the BLANK/NaN policy).
+//! * [`preprocess`]: the preprocessing contract, one serialisable [`Preprocess`] and the one
+//!   function, [`preprocess()`], that applies it. Training and inference both call it; nothing
+//!   else resizes or stretches an image.
+//! * [`catalog`]: `catalog.csv` in the Zoobot convention plus DeepGalaxy's simulation columns.
+//! * [`hdf5`] (feature `hdf5`): the original DeepGalaxy HDF5 layout, read and written.
+//! * [`card`]: the model card that export writes into ONNX `metadata_props` and runtime reads.
+//! * [`inspect`]: what a file holds, for `deepgalaxy inspect`.
+//! * [`Error`]: every error names the file (and row or HDU) and what is wrong.
+//!
+//! Outputs are written through [`io::write_atomic`] (temporary file, then rename), so a crash
+//! or a bad input never leaves a half-written file in place of a good one.
+
+pub mod card;
+pub mod catalog;
+pub mod error;
+pub mod fits;
+#[cfg(feature = "hdf5")]
+pub mod hdf5;
+pub mod image;
+pub mod inspect;
+pub mod io;
+pub mod preprocess;
+
+pub use card::ModelCard;
+pub use catalog::{Catalog, CatalogRecord};
+pub use error::{Error, Result};
+pub use image::{Image, SampleType};
+pub use preprocess::{preprocess, Preprocess};

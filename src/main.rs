@@ -1,0 +1,95 @@
+//! `deepgalaxy`: the command line. Wiring only: each subcommand parses its arguments and calls
+//! the library crate that owns the work.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+/// Read the physics of galaxy mergers off images: simulate mergers, train a timescale
+/// classifier, autoencoder and VAE, export to ONNX, and run it anywhere.
+#[derive(Parser)]
+#[command(name = "deepgalaxy", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Simulate galaxy mergers with N-body gravity and render a labeled image dataset.
+    Simulate,
+    /// Train the encoder with its classifier, autoencoder and VAE heads.
+    Train,
+    /// Export a checkpoint to ONNX (FP32, FP16, INT8) with its model card.
+    Export,
+    /// Predict the merger timescale of images with an exported model.
+    Predict,
+    /// Write the VAE latent vectors of images.
+    Embed,
+    /// Build a latent similarity index over a catalog.
+    Index,
+    /// Find the simulated mergers most similar to query images.
+    Search,
+    /// Cluster a latent index without labels (spectral clustering).
+    Cluster,
+    /// Decode images along the line between two latents.
+    Interpolate,
+    /// Measure throughput and accuracy across precisions and backends.
+    Bench,
+    /// Run the whole pipeline end to end on built-in defaults.
+    Demo,
+    /// Say what an image, FITS file, catalog or HDF5 dataset holds.
+    Inspect(InspectArgs),
+}
+
+#[derive(clap::Args)]
+struct InspectArgs {
+    /// The file: an image (PNG/JPEG/TIFF/FITS), a catalog (.csv) or an HDF5 dataset (.h5/.hdf5).
+    file: PathBuf,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+fn inspect(args: &InspectArgs) -> anyhow::Result<()> {
+    let summary = deepgalaxy_core::inspect::inspect(&args.file)
+        .with_context(|| format!("cannot inspect {}", args.file.display()))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        print!("{}: {}", args.file.display(), summary.to_text());
+    }
+    Ok(())
+}
+
+/// A subcommand whose issue has not landed yet: say so and fail, rather than pretend.
+fn not_built(name: &str) -> anyhow::Result<()> {
+    anyhow::bail!("`deepgalaxy {name}` is not built yet (see the open issues)")
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Inspect(args) => inspect(args),
+        Command::Simulate => not_built("simulate"),
+        Command::Train => not_built("train"),
+        Command::Export => not_built("export"),
+        Command::Predict => not_built("predict"),
+        Command::Embed => not_built("embed"),
+        Command::Index => not_built("index"),
+        Command::Search => not_built("search"),
+        Command::Cluster => not_built("cluster"),
+        Command::Interpolate => not_built("interpolate"),
+        Command::Bench => not_built("bench"),
+        Command::Demo => not_built("demo"),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
