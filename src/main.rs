@@ -4,7 +4,6 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 /// Read the physics of galaxy mergers off images: simulate mergers, train a timescale
@@ -54,8 +53,8 @@ struct InspectArgs {
 }
 
 fn inspect(args: &InspectArgs) -> anyhow::Result<()> {
-    let summary = deepgalaxy_core::inspect::inspect(&args.file)
-        .with_context(|| format!("cannot inspect {}", args.file.display()))?;
+    // the library's errors already name the file and the problem
+    let summary = deepgalaxy_core::inspect::inspect(&args.file)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {

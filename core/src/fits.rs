@@ -96,13 +96,12 @@ pub fn read_bytes(path: &Path, bytes: &[u8]) -> Result<Image> {
         }
         index += 1;
     }
-    Err(Error::Fits {
-        path: path.into(),
-        hdu: index,
-        what: format!(
+    Err(Error::invalid(
+        path,
+        format!(
             "no image found: none of the {index} HDU(s) is a primary or IMAGE extension with at least 2 axes"
         ),
-    })
+    ))
 }
 
 /// A header that fitsrs could not parse. Its own messages are terse, so an unsupported BITPIX
@@ -145,7 +144,7 @@ fn decode_hdu(
     };
     let x = header.get_xtension();
     let naxis = x.get_naxis();
-    if naxis[3..].iter().any(|&n| n != 1) {
+    if naxis.iter().skip(3).any(|&n| n != 1) {
         return Err(fits_err(format!(
             "{} axes {naxis:?}: only 2-D images and 3-D cubes are supported",
             naxis.len()
