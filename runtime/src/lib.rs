@@ -1,6 +1,37 @@
 //! # deepgalaxy-runtime
 //!
-//! Will own the light half of the toolchain: a `Backend` over tract (default, pure Rust) and
-//! ONNX Runtime (feature `ort`), batched inference, the latent index (kiddo kd-tree and brute
-//! force), kNN graph and spectral clustering, SSIM and galleries. It must never depend on
-//! candle, so a laptop install stays light (issue: runtime).
+//! The light half of the toolchain: what an astronomer installs on a laptop to use a model
+//! they were sent. It never depends on candle, so a laptop install stays light.
+//!
+//! Model-independent parts (this crate today):
+//!
+//! * [`ssim`]: structural similarity exactly as scikit-image computes it (Gaussian window 11,
+//!   sigma 1.5, K1 0.01, K2 0.03, data range stated), to validate recommendations.
+//! * [`index`]: the latent index file (versioned header, model identity, vectors, per-entry
+//!   id/file/label/t_myr, SHA-256 checksum), written atomically; damaged, truncated or
+//!   mismatched files are errors naming the file and the problem.
+//! * [`search`]: exact k-nearest-neighbour search by kiddo kd-tree (latent sizes 8/16/32/64)
+//!   or brute force, with identical results, and a measured rule to pick between them.
+//! * [`estimate`]: the kNN estimate of a query's time (mean and spread of its neighbours'
+//!   `t_myr`).
+//! * [`cluster`]: the paper's unsupervised path: kNN graph with self-tuning affinities,
+//!   normalised graph Laplacian, eigengap, Ng-Jordan-Weiss spectral clustering; and the
+//!   adjusted Rand index. [`kmeans`] is its seeded k-means.
+//! * [`latent_map`]: 2-D PCA and t-SNE (the `bhtsne` crate) of the latents, drawn as a PNG
+//!   scatter plot coloured by cluster (legend) or class (colour bar).
+//! * [`gallery`]: a PNG of a query image beside its neighbours with captions (label, time,
+//!   distance, SSIM).
+//!
+//! Plots are drawn with plotters on an in-memory bitmap with an embedded DejaVu Sans font
+//! (`assets/`, Bitstream Vera licence), so no system font library is needed.
+//!
+//! Still to come (issue: runtime): the `Backend` over tract and ONNX Runtime, batched
+//! inference, and the command-line wiring of `predict`, `embed`, `index`, `search` and
+//! `cluster`.
+
+pub mod cluster;
+pub mod estimate;
+pub mod index;
+pub mod kmeans;
+pub mod search;
+pub mod ssim;
