@@ -107,12 +107,14 @@ impl<'a> Searcher<'a> {
         }
         let use_kd = match strategy {
             Strategy::Brute => false,
-            Strategy::KdTree if !KD_DIMS.contains(&dim) => return Err(Error::setting(
-                "search strategy",
-                format!(
+            Strategy::KdTree if !KD_DIMS.contains(&dim) => {
+                return Err(Error::setting(
+                    "search strategy",
+                    format!(
                     "no kd-tree for latent size {dim} (supported: {KD_DIMS:?}); use brute force"
                 ),
-            )),
+                ))
+            }
             Strategy::KdTree => true,
             Strategy::Auto => auto_uses_kd_tree(len, dim),
         };
