@@ -1,7 +1,22 @@
 //! # deepgalaxy-models
 //!
-//! Will own the architecture as data: `ModelSpec` (serde) describing the backbone (`simple`,
-//! `resnet`, `efficientnet`), the heads (71-class timescale classifier, fully convolutional
-//! autoencoder decoder, VAE on the flattened feature maps), input size and channels, and the
-//! candle modules built from it. Both the candle forward pass and the ONNX graph are generated
-//! from this one description. It trains nothing and writes no files (issue: models and trainer).
+//! The architecture as data and its candle execution.
+//!
+//! * [`spec`]: [`ModelSpec`], the serialisable description of a network (backbone `simple`,
+//!   `resnet` or `efficientnet`; classifier, FCAE decoder and VAE heads; input size, channels
+//!   and preprocessing). It is written to every checkpoint's `spec.json` and ONNX model card.
+//! * [`graph`]: the spec built into a list of named layers. This is the one source of truth:
+//!   the candle executor here and the ONNX exporter both walk it.
+//! * [`exec`]: the candle forward pass of a graph (training and inference modes), with the
+//!   weights ([`Weights`]) initialised deterministically from a seed.
+//!
+//! This crate trains nothing and writes no files: losses, optimizers and checkpoints are
+//! `deepgalaxy-train`'s.
+
+pub mod exec;
+pub mod graph;
+pub mod spec;
+
+pub use exec::{forward, Weights};
+pub use graph::{Graph, Op, Outputs};
+pub use spec::{Backbone, ModelSpec};

@@ -1,0 +1,419 @@
+//! The candle forward pass of a [`Graph`], and the weights it reads.
+//!
+//! Randomness (weight initialisation, dropout masks, VAE noise) comes from a seeded ChaCha
+//! generator the caller owns, never from candle's global generator, so training is
+//! reproducible and a resumed run continues bit for bit.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use candle_core::{DType, Device, Tensor, Var, D};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, StandardNormal};
+
+use crate::graph::{Graph, NodeId, Op, ParamKind, BN_EPS, BN_MOMENTUM};
+use deepgalaxy_core::{Error, Result};
+
+/// A candle error as a core error (candle's messages name the shapes involved).
+pub fn candle_err(e: candle_core::Error) -> Error {
+    Error::setting("tensor computation", e.to_string())
+}
+
+/// The parameters (trainable [`Var`]s) and buffers (batch-norm running statistics) of a graph,
+/// by name, in name order.
+pub struct Weights {
+    vars: BTreeMap<String, Var>,
+    buffers: Mutex<BTreeMap<String, Tensor>>,
+    device: Device,
+}
+
+impl Weights {
+    /// Fresh weights with PyTorch's default initialisation (weights and biases uniform in
+    /// +-1/sqrt(fan_in), batch norm at identity), drawn from `seed`.
+    pub fn init(graph: &Graph, seed: u64, device: &Device) -> Result<Weights> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut vars = BTreeMap::new();
+        let mut buffers = BTreeMap::new();
+        for p in graph.params() {
+            let n: usize = p.shape.iter().product();
+            let data: Vec<f32> = match p.kind {
+                ParamKind::Weight { fan_in } | ParamKind::Bias { fan_in } => {
+                    let bound = 1.0 / (fan_in as f32).sqrt();
+                    (0..n).map(|_| rng.random_range(-bound..bound)).collect()
+                }
+                ParamKind::Ones | ParamKind::RunningVar => vec![1.0; n],
+                ParamKind::Zeros | ParamKind::RunningMean => vec![0.0; n],
+            };
+            let t = Tensor::from_vec(data, p.shape.as_slice(), device).map_err(candle_err)?;
+            if p.kind.trainable() {
+                vars.insert(p.name, Var::from_tensor(&t).map_err(candle_err)?);
+            } else {
+                buffers.insert(p.name, t);
+            }
+        }
+        Ok(Weights {
+            vars,
+            buffers: Mutex::new(buffers),
+            device: device.clone(),
+        })
+    }
+
+    /// Weights from named tensors (a checkpoint or an import). Every tensor the graph needs
+    /// must be present with its shape; `source` names the file in errors.
+    pub fn from_tensors(
+        graph: &Graph,
+        mut tensors: std::collections::HashMap<String, Tensor>,
+        source: &std::path::Path,
+        device: &Device,
+    ) -> Result<Weights> {
+        let mut vars = BTreeMap::new();
+        let mut buffers = BTreeMap::new();
+        for p in graph.params() {
+            let t = tensors
+                .remove(&p.name)
+                .ok_or_else(|| Error::invalid(source, format!("tensor `{}` is missing", p.name)))?;
+            if t.dims() != p.shape.as_slice() {
+                return Err(Error::invalid(
+                    source,
+                    format!(
+                        "tensor `{}` has shape {:?}, the model needs {:?}",
+                        p.name,
+                        t.dims(),
+                        p.shape
+                    ),
+                ));
+            }
+            let t = t
+                .to_dtype(DType::F32)
+                .and_then(|t| t.to_device(device))
+                .map_err(candle_err)?;
+            if p.kind.trainable() {
+                vars.insert(p.name, Var::from_tensor(&t).map_err(candle_err)?);
+            } else {
+                buffers.insert(p.name, t);
+            }
+        }
+        if let Some(extra) = tensors.keys().next() {
+            return Err(Error::invalid(
+                source,
+                format!("tensor `{extra}` is not part of this model"),
+            ));
+        }
+        Ok(Weights {
+            vars,
+            buffers: Mutex::new(buffers),
+            device: device.clone(),
+        })
+    }
+
+    /// Every tensor (parameters and buffers) by name, for saving.
+    pub fn tensors(&self) -> BTreeMap<String, Tensor> {
+        let mut out: BTreeMap<String, Tensor> = self
+            .vars
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
+            .collect();
+        out.extend(self.buffers().iter().map(|(k, v)| (k.clone(), v.clone())));
+        out
+    }
+
+    /// The trainable parameters, by name.
+    pub fn vars(&self) -> &BTreeMap<String, Var> {
+        &self.vars
+    }
+
+    /// The device the weights live on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    fn buffers(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Tensor>> {
+        // a poisoned lock only means another thread panicked mid-update; the map is still whole
+        self.buffers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Training or inference behaviour of dropout, batch norm and the VAE sample.
+pub enum Mode<'a> {
+    /// Inference: no dropout, running statistics, z = mu.
+    Eval,
+    /// Training: dropout and VAE noise drawn from the generator, batch statistics (and running
+    /// statistics updated).
+    Train(&'a mut ChaCha8Rng),
+}
+
+/// Runs the graph on a batch of images (`N x C x H x W` pixel values) and returns the
+/// `targets` nodes' values, computing only the nodes they need.
+pub fn forward(
+    graph: &Graph,
+    weights: &Weights,
+    image: &Tensor,
+    targets: &[NodeId],
+    mut mode: Mode<'_>,
+) -> Result<Vec<Tensor>> {
+    forward_from(
+        graph,
+        weights,
+        &[(graph.outputs.image, image.clone())],
+        targets,
+        &mut mode,
+    )
+}
+
+/// Like [`forward`], but with chosen nodes' values given (e.g. `z` for the VAE decoder).
+pub fn forward_from(
+    graph: &Graph,
+    weights: &Weights,
+    given: &[(NodeId, Tensor)],
+    targets: &[NodeId],
+    mode: &mut Mode<'_>,
+) -> Result<Vec<Tensor>> {
+    let mut need = graph.needed(targets);
+    // nodes upstream of a given value are not needed for it
+    for (id, _) in given {
+        need[*id] = true;
+    }
+    let mut values: Vec<Option<Tensor>> = vec![None; graph.nodes.len()];
+    for (id, t) in given {
+        values[*id] = Some(t.clone());
+    }
+    for (i, node) in graph.nodes.iter().enumerate() {
+        if !need[i] || values[i].is_some() {
+            continue;
+        }
+        let inputs: Vec<&Tensor> = node
+            .inputs
+            .iter()
+            .map(|&j| {
+                values[j].as_ref().ok_or_else(|| {
+                    Error::setting(
+                        "model input",
+                        format!(
+                            "node `{}` needs `{}`, which was not given",
+                            node.name, graph.nodes[j].name
+                        ),
+                    )
+                })
+            })
+            .collect::<Result<_>>()?;
+        let out = eval(&node.op, &inputs, weights, mode)
+            .map_err(|e| Error::setting("model", format!("layer `{}`: {e}", node.name)))?;
+        values[i] = Some(out);
+    }
+    targets
+        .iter()
+        .map(|&t| {
+            values[t]
+                .clone()
+                .ok_or_else(|| Error::setting("model", format!("node {t} was not computed")))
+        })
+        .collect()
+}
+
+fn per_channel(v: &[f32], device: &Device) -> candle_core::Result<Tensor> {
+    Tensor::from_slice(v, (1, v.len(), 1, 1), device)
+}
+
+fn missing(what: &str, name: &str) -> candle_core::Error {
+    candle_core::Error::Msg(format!("no {what} `{name}`"))
+}
+
+impl Weights {
+    fn param(&self, name: &str) -> candle_core::Result<&Tensor> {
+        self.vars
+            .get(name)
+            .map(Var::as_tensor)
+            .ok_or_else(|| missing("parameter", name))
+    }
+
+    fn buffer(&self, name: &str) -> candle_core::Result<Tensor> {
+        self.buffers()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| missing("buffer", name))
+    }
+}
+
+fn eval(op: &Op, x: &[&Tensor], w: &Weights, mode: &mut Mode<'_>) -> candle_core::Result<Tensor> {
+    let dev = w.device();
+    match op {
+        Op::Image => Err(candle_core::Error::Msg(
+            "the image input was not given".into(),
+        )),
+        Op::Normalize { mean, std } => {
+            let inv: Vec<f32> = std.iter().map(|s| 1.0 / s).collect();
+            x[0].broadcast_sub(&per_channel(mean, dev)?)?
+                .broadcast_mul(&per_channel(&inv, dev)?)
+        }
+        Op::Conv {
+            param,
+            c_in,
+            c_out,
+            stride,
+            padding,
+            groups,
+            bias,
+            ..
+        } => {
+            let kernel = w.param(&format!("{param}.weight"))?;
+            let y = if *groups > 1 && groups == c_in && c_in == c_out {
+                depthwise(x[0], kernel, *stride, *padding)?
+            } else {
+                x[0].conv2d(kernel, *padding, *stride, 1, *groups)?
+            };
+            if *bias {
+                let b = w.param(&format!("{param}.bias"))?;
+                y.broadcast_add(&b.reshape((1, *c_out, 1, 1))?)
+            } else {
+                Ok(y)
+            }
+        }
+        Op::BatchNorm { param, channels } => {
+            let c4 = (1, *channels, 1, 1);
+            let gamma = w.param(&format!("{param}.weight"))?.reshape(c4)?;
+            let beta = w.param(&format!("{param}.bias"))?.reshape(c4)?;
+            let (mean, var) = match mode {
+                Mode::Eval => (
+                    w.buffer(&format!("{param}.running_mean"))?.reshape(c4)?,
+                    w.buffer(&format!("{param}.running_var"))?.reshape(c4)?,
+                ),
+                Mode::Train(_) => {
+                    let (n, _, h, wd) = x[0].dims4()?;
+                    let mean = x[0].mean_keepdim((0, 2, 3))?;
+                    let var = x[0].broadcast_sub(&mean)?.sqr()?.mean_keepdim((0, 2, 3))?;
+                    update_running(w, param, &mean, &var, (n * h * wd) as f64)?;
+                    (mean, var)
+                }
+            };
+            x[0].broadcast_sub(&mean)?
+                .broadcast_div(&(var + BN_EPS)?.sqrt()?)?
+                .broadcast_mul(&gamma)?
+                .broadcast_add(&beta)
+        }
+        Op::Relu => x[0].relu(),
+        Op::Silu => candle_nn::ops::silu(x[0]),
+        Op::Sigmoid => candle_nn::ops::sigmoid(x[0]),
+        Op::MaxPool2 => max_pool2(x[0]),
+        Op::GlobalAvgPool => x[0].mean_keepdim((2, 3)),
+        Op::Flatten => x[0].flatten_from(1),
+        Op::Linear { param, .. } => {
+            let wt = w.param(&format!("{param}.weight"))?;
+            let b = w.param(&format!("{param}.bias"))?;
+            x[0].matmul(&wt.t()?)?.broadcast_add(b)
+        }
+        Op::Dropout { p } => match mode {
+            Mode::Train(rng) if *p > 0.0 => {
+                let keep = 1.0 - *p;
+                let mask: Vec<f32> = (0..x[0].elem_count())
+                    .map(|_| {
+                        if rng.random::<f32>() < keep {
+                            1.0 / keep
+                        } else {
+                            0.0
+                        }
+                    })
+                    .collect();
+                x[0].mul(&Tensor::from_vec(mask, x[0].dims(), dev)?)
+            }
+            _ => Ok(x[0].clone()),
+        },
+        Op::Upsample2 => {
+            let (_, _, h, wd) = x[0].dims4()?;
+            x[0].upsample_nearest2d(2 * h, 2 * wd)
+        }
+        Op::Add => x[0].add(x[1]),
+        Op::Mul => x[0].broadcast_mul(x[1]),
+        Op::Reshape { shape } => x[0].reshape((x[0].dim(0)?, shape[0], shape[1], shape[2])),
+        Op::Softmax => candle_nn::ops::softmax(x[0], D::Minus1),
+        Op::Sample => match mode {
+            Mode::Eval => Ok(x[0].clone()),
+            Mode::Train(rng) => {
+                let eps: Vec<f32> = (0..x[0].elem_count())
+                    .map(|_| StandardNormal.sample(&mut **rng))
+                    .collect();
+                let eps = Tensor::from_vec(eps, x[0].dims(), dev)?;
+                x[0].add(&eps.mul(&(x[1] * 0.5)?.exp()?)?)
+            }
+        },
+    }
+}
+
+/// running = (1 - momentum) * running + momentum * batch, with the unbiased batch variance,
+/// as PyTorch does. The statistics are detached: they are buffers, not part of the gradient.
+fn update_running(
+    w: &Weights,
+    param: &str,
+    mean: &Tensor,
+    var: &Tensor,
+    count: f64,
+) -> candle_core::Result<()> {
+    let unbiased = if count > 1.0 {
+        count / (count - 1.0)
+    } else {
+        1.0
+    };
+    let mean = mean.detach().flatten_all()?;
+    let var = (var.detach().flatten_all()? * unbiased)?;
+    let mut buffers = w.buffers();
+    for (key, batch) in [("running_mean", mean), ("running_var", var)] {
+        let name = format!("{param}.{key}");
+        let old = buffers.get(&name).ok_or_else(|| missing("buffer", &name))?;
+        let new = ((old * (1.0 - BN_MOMENTUM))? + (batch * BN_MOMENTUM)?)?;
+        buffers.insert(name, new);
+    }
+    Ok(())
+}
+
+/// 2x2/2 max pooling as a maximum over a reshaped view. candle 0.11's `max_pool2d` backward
+/// scales the gradient by 1/4 (it multiplies by the window's mean of the max mask instead of
+/// dividing by the number of maxima; `models/tests/layers.rs` caught it against PyTorch); the
+/// reduction's backward is right. Ties share the gradient, where PyTorch gives it to one.
+fn max_pool2(x: &Tensor) -> candle_core::Result<Tensor> {
+    let (n, c, h, w) = x.dims4()?;
+    x.narrow(2, 0, h / 2 * 2)?
+        .narrow(3, 0, w / 2 * 2)?
+        .reshape((n, c, h / 2, 2, w / 2, 2))?
+        .max(5)?
+        .max(3)
+}
+
+/// Depthwise convolution (groups = channels) as a sum of shifted, per-channel-scaled copies of
+/// the padded input: k*k whole-tensor operations instead of candle's one convolution per
+/// channel, which is far slower on CPU. Differentiable through candle's own ops.
+fn depthwise(
+    x: &Tensor,
+    kernel: &Tensor,
+    stride: usize,
+    padding: usize,
+) -> candle_core::Result<Tensor> {
+    let (_, c, h, w) = x.dims4()?;
+    let (_, _, k, _) = kernel.dims4()?;
+    let xp = x
+        .pad_with_zeros(2, padding, padding)?
+        .pad_with_zeros(3, padding, padding)?;
+    let (ho, wo) = (h + 2 * padding - k + 1, w + 2 * padding - k + 1);
+    let mut acc: Option<Tensor> = None;
+    for i in 0..k {
+        for j in 0..k {
+            let tap = kernel
+                .narrow(2, i, 1)?
+                .narrow(3, j, 1)?
+                .reshape((1, c, 1, 1))?;
+            let term = xp.narrow(2, i, ho)?.narrow(3, j, wo)?.broadcast_mul(&tap)?;
+            acc = Some(match acc {
+                None => term,
+                Some(a) => (a + term)?,
+            });
+        }
+    }
+    let full = acc.ok_or_else(|| candle_core::Error::Msg("empty kernel".into()))?;
+    if stride == 1 {
+        return Ok(full);
+    }
+    let dev = x.device();
+    let rows: Vec<u32> = (0..ho).step_by(stride).map(|v| v as u32).collect();
+    let cols: Vec<u32> = (0..wo).step_by(stride).map(|v| v as u32).collect();
+    full.index_select(&Tensor::new(rows.as_slice(), dev)?, 2)?
+        .index_select(&Tensor::new(cols.as_slice(), dev)?, 3)
+}
