@@ -1,0 +1,48 @@
+//! Diagnostic run of one merger: prints separation, energy and virial ratio per snapshot.
+use deepgalaxy_sim::merger::{galaxy_centers, run_merger, MergerConfig, MergerSpec};
+use deepgalaxy_sim::particles::dist;
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let s: f64 = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(1.0);
+    let m: f64 = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(1.0);
+    let n: usize = args.get(3).and_then(|a| a.parse().ok()).unwrap_or(8000);
+    let cfg = MergerConfig {
+        particles: n,
+        ..Default::default()
+    };
+    let spec = MergerSpec {
+        size_ratio: s,
+        mass_ratio: m,
+    };
+    let t0 = std::time::Instant::now();
+    let mut e0 = 0.0;
+    let r = run_merger(
+        &spec,
+        &cfg,
+        1,
+        |i, sim, plan| {
+            let e = sim.total_energy();
+            if i == 0 {
+                e0 = e;
+                println!("plan {:?}", plan);
+            }
+            let c = galaxy_centers(sim);
+            if i % 5 == 0 || i == 70 {
+                println!(
+                    "snap {i:2} t={:.1} sep={:.2} dE/E={:.2e} 2K/W={:.3} clausius={:.3} wall={:.1}s",
+                    sim.time,
+                    dist(c[0], c[1]),
+                    (e - e0) / e0.abs(),
+                    sim.virial_ratio(), sim.clausius_virial_ratio(),
+                    t0.elapsed().as_secs_f64()
+                );
+            }
+            Ok(())
+        },
+        |_, _| {},
+    );
+    if let Err(e) = r {
+        eprintln!("{e}");
+    }
+}

@@ -1,0 +1,28 @@
+//! The simulator's error type; it wraps the core error so callers see one family of errors.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong while building initial conditions or writing a dataset.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A configuration value is out of range (image size, particle count, ...).
+    #[error("invalid simulation setting: {0}")]
+    Config(String),
+    /// Reading or writing a catalog, image or marker file failed.
+    #[error(transparent)]
+    Core(#[from] deepgalaxy_core::Error),
+    /// Encoding or decoding an image failed.
+    #[error("image {path}: {what}")]
+    Image {
+        /// The file concerned.
+        path: PathBuf,
+        /// What went wrong.
+        what: String,
+    },
+    /// The requested output format needs a cargo feature this build lacks.
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+/// Result alias of the simulator.
+pub type Result<T> = std::result::Result<T, Error>;
