@@ -28,6 +28,11 @@ pub mod inspect;
 pub mod io;
 pub mod preprocess;
 
+/// DejaVu Sans (free license in `core/assets/DejaVuSans-LICENSE.txt`), embedded so that every
+/// PNG the project draws (curves, confusion matrices, latent maps, galleries) has text without
+/// a system font library.
+pub const FONT_TTF: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
+
 pub use card::ModelCard;
 pub use catalog::{Catalog, CatalogRecord};
 pub use error::{Error, Result};

@@ -1,6 +1,30 @@
 //! # deepgalaxy-train
 //!
-//! Will own batching, augmentation, losses, optimizers (Adam, AdamW, SGD, AdaDelta), schedules,
-//! the training loop, dataset splits (`by-simulation` by default, the paper's `random` 80/20 for
-//! comparison), metrics, atomic checkpoints with bit-exact resume, and MPI data parallelism
-//! behind the `mpi` feature. It knows nothing about ONNX (issues: models and trainer; MPI).
+//! Training a DeepGalaxy network (see `deepgalaxy-models` for the architecture):
+//!
+//! * [`data`]: the dataset in memory (catalog or original HDF5), preprocessed once through the
+//!   core contract and kept as 8/16-bit values; batches.
+//! * [`split`]: `by-simulation` (default: whole simulations held out) or the paper's `random`.
+//! * [`augment`]: flips and quarter turns, Gaussian noise.
+//! * [`loss`], [`optim`], [`schedule`]: PyTorch-equivalent losses and optimizers (checked
+//!   against PyTorch), learning-rate schedules with warm-up.
+//! * [`trainer`]: the loop, validation ([`metrics`]), metrics files ([`report`]), PNG plots
+//!   ([`plots`]) and atomic [`checkpoint`]s with bit-exact resume.
+//!
+//! It knows nothing about ONNX.
+
+pub mod augment;
+pub mod checkpoint;
+pub mod config;
+pub mod data;
+pub mod loss;
+pub mod metrics;
+pub mod optim;
+pub mod plots;
+pub mod report;
+pub mod schedule;
+pub mod split;
+pub mod trainer;
+
+pub use config::{Heads, LossWeights, TrainConfig};
+pub use trainer::{resume, train, Extend, Observer, Outcome};

@@ -1,0 +1,142 @@
+//! What a training run does: everything `deepgalaxy train` takes, serialisable so that a
+//! checkpoint records it and `--resume` continues the same run.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::augment::Augment;
+use crate::optim::OptimizerKind;
+use crate::schedule::Schedule;
+use crate::split::SplitKind;
+use deepgalaxy_core::{Error, Result};
+
+/// Which heads contribute to the loss (all three are always in the network).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Heads {
+    /// The timescale classifier (cross-entropy).
+    pub classifier: bool,
+    /// The fully convolutional autoencoder (reconstruction MSE).
+    pub autoencoder: bool,
+    /// The variational autoencoder (reconstruction MSE + beta * KL).
+    pub vae: bool,
+}
+
+impl Heads {
+    /// Parses `classifier,autoencoder,vae` (any non-empty subset).
+    pub fn parse(list: &str) -> Result<Heads> {
+        let mut h = Heads {
+            classifier: false,
+            autoencoder: false,
+            vae: false,
+        };
+        for name in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            match name {
+                "classifier" => h.classifier = true,
+                "autoencoder" | "fcae" => h.autoencoder = true,
+                "vae" => h.vae = true,
+                other => {
+                    return Err(Error::setting(
+                        "heads",
+                        format!("`{other}` is not one of classifier, autoencoder, vae"),
+                    ))
+                }
+            }
+        }
+        if !(h.classifier || h.autoencoder || h.vae) {
+            return Err(Error::setting("heads", "name at least one head"));
+        }
+        Ok(h)
+    }
+}
+
+/// Weights of the loss terms.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LossWeights {
+    /// Cross-entropy weight.
+    pub classifier: f64,
+    /// FCAE reconstruction weight.
+    pub autoencoder: f64,
+    /// VAE term weight.
+    pub vae: f64,
+    /// KL weight inside the VAE term. The reconstruction is a per-pixel mean while the KL is
+    /// summed over the latent, so the ELBO's balance is beta ~ 1 / pixels.
+    pub beta: f64,
+    /// Label smoothing of the cross-entropy.
+    pub label_smoothing: f64,
+}
+
+impl Default for LossWeights {
+    fn default() -> Self {
+        LossWeights {
+            classifier: 1.0,
+            autoencoder: 1.0,
+            vae: 1.0,
+            beta: 1e-3,
+            label_smoothing: 0.0,
+        }
+    }
+}
+
+/// A training run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Catalog or HDF5 file.
+    pub data: PathBuf,
+    /// Output folder (checkpoint, metrics, plots).
+    pub out: PathBuf,
+    /// Epochs to train in total.
+    pub epochs: usize,
+    /// Images per optimizer step.
+    pub batch_size: usize,
+    /// Stop after this many optimizer steps in total (and checkpoint), if set.
+    pub max_steps: Option<u64>,
+    /// Heads in the loss.
+    pub heads: Heads,
+    /// Keep the encoder's weights fixed.
+    pub freeze_encoder: bool,
+    /// Validation split.
+    pub split: SplitKind,
+    /// Fraction held out for validation.
+    pub val_fraction: f64,
+    /// Optimizer.
+    pub optimizer: OptimizerKind,
+    /// Learning-rate schedule.
+    pub schedule: Schedule,
+    /// Loss weights.
+    pub loss: LossWeights,
+    /// Augmentation.
+    pub augment: Augment,
+    /// Seed of every random choice (initialisation, split, order, dropout, noise).
+    pub seed: u64,
+}
+
+impl TrainConfig {
+    /// Checks the numbers are usable.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |what: String| Err(Error::setting("training", what));
+        if self.epochs == 0 {
+            return bad("epochs must be at least 1".into());
+        }
+        if self.batch_size < 2 {
+            return bad(
+                "batch size must be at least 2 (batch normalisation needs two images)".into(),
+            );
+        }
+        if !(self.schedule.lr > 0.0 && self.schedule.lr.is_finite()) {
+            return bad(format!(
+                "learning rate {} must be positive",
+                self.schedule.lr
+            ));
+        }
+        if !(0.0..1.0).contains(&self.loss.label_smoothing) {
+            return bad(format!(
+                "label smoothing {} is not in [0, 1)",
+                self.loss.label_smoothing
+            ));
+        }
+        Ok(())
+    }
+}

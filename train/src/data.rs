@@ -1,0 +1,325 @@
+//! Training data in memory: every image decoded and preprocessed once (through the core
+//! preprocessing contract), then kept as 8- or 16-bit values, and turned into batches.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use candle_core::{Device, Tensor};
+use deepgalaxy_core::preprocess::{preprocess, Preprocess};
+use deepgalaxy_core::{Catalog, Error, Result};
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+
+use crate::augment::Augment;
+
+/// Preprocessed pixels, quantised: 8-bit when every value is a multiple of 1/255 (8-bit
+/// sources at their native size), otherwise 16-bit (error at most 7.7e-6).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Pixels {
+    /// Values k/255.
+    U8(Vec<u8>),
+    /// Values k/65535.
+    U16(Vec<u16>),
+}
+
+impl Pixels {
+    fn quantise(values: &[f32]) -> Pixels {
+        let exact8 = values
+            .iter()
+            .all(|v| ((v * 255.0).round() - v * 255.0).abs() < 1e-4);
+        if exact8 {
+            Pixels::U8(values.iter().map(|v| (v * 255.0).round() as u8).collect())
+        } else {
+            Pixels::U16(
+                values
+                    .iter()
+                    .map(|v| (v * 65535.0).round() as u16)
+                    .collect(),
+            )
+        }
+    }
+
+    /// The values as `f32` in [0, 1], appended to `out`.
+    pub fn extend_f32(&self, out: &mut Vec<f32>) {
+        match self {
+            Pixels::U8(v) => out.extend(v.iter().map(|&x| x as f32 / 255.0)),
+            Pixels::U16(v) => out.extend(v.iter().map(|&x| x as f32 / 65535.0)),
+        }
+    }
+}
+
+/// One labeled image.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    /// Catalog `id_str` (or HDF5 group/camera/snapshot).
+    pub id: String,
+    /// Simulation it came from (for the by-simulation split).
+    pub simulation: Option<String>,
+    /// Timescale class.
+    pub label: u32,
+    /// Time in Myr, when known.
+    pub t_myr: Option<f64>,
+    /// Preprocessed pixels.
+    pub pixels: Pixels,
+}
+
+/// A labeled dataset in memory.
+pub struct Dataset {
+    /// The images.
+    pub samples: Vec<Sample>,
+    /// How they were prepared.
+    pub preprocess: Preprocess,
+    /// The catalog or HDF5 file they came from.
+    pub source: PathBuf,
+    /// Number of classes (largest label + 1).
+    pub num_classes: usize,
+    /// Time in Myr of each class: the mean `t_myr` of its images, interpolated for classes with
+    /// no image.
+    pub class_t_myr: Vec<f64>,
+}
+
+impl Dataset {
+    /// Loads a catalog (`.csv`) or an original-layout HDF5 file (`.h5`, `.hdf5`; feature
+    /// `hdf5`), decoding and preprocessing in parallel. `progress(done, total)` is called as
+    /// images finish.
+    pub fn load(
+        path: &Path,
+        preprocess_spec: &Preprocess,
+        progress: &(dyn Fn(usize, usize) + Sync),
+    ) -> Result<Dataset> {
+        preprocess_spec.validate()?;
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase)
+            .unwrap_or_default();
+        let samples = match ext.as_str() {
+            "h5" | "hdf5" => load_hdf5(path, preprocess_spec, progress)?,
+            _ => load_catalog(path, preprocess_spec, progress)?,
+        };
+        Dataset::from_samples(samples, preprocess_spec.clone(), path)
+    }
+
+    /// A dataset from samples already in memory (checks there are at least two classes).
+    pub fn from_samples(
+        samples: Vec<Sample>,
+        preprocess: Preprocess,
+        source: &Path,
+    ) -> Result<Dataset> {
+        let mut labels: Vec<u32> = samples.iter().map(|s| s.label).collect();
+        labels.sort_unstable();
+        labels.dedup();
+        if labels.len() < 2 {
+            return Err(Error::invalid(
+                source,
+                format!(
+                    "{} distinct label(s): a classifier needs at least two classes",
+                    labels.len()
+                ),
+            ));
+        }
+        let num_classes = *labels.last().unwrap_or(&0) as usize + 1;
+        let class_t_myr = class_times(&samples, num_classes);
+        Ok(Dataset {
+            samples,
+            preprocess,
+            source: source.to_path_buf(),
+            num_classes,
+            class_t_myr,
+        })
+    }
+
+    /// Values per image (channels x size x size).
+    pub fn image_len(&self) -> usize {
+        (self.preprocess.channels * self.preprocess.size * self.preprocess.size) as usize
+    }
+
+    /// The batch of `indices` as (images N x C x S x S, labels N), augmented when asked.
+    pub fn batch(
+        &self,
+        indices: &[usize],
+        augment: Option<(&Augment, &mut ChaCha8Rng)>,
+        device: &Device,
+    ) -> candle_core::Result<(Tensor, Tensor)> {
+        let (c, s) = (
+            self.preprocess.channels as usize,
+            self.preprocess.size as usize,
+        );
+        let mut data = Vec::with_capacity(indices.len() * self.image_len());
+        match augment {
+            None => {
+                for &i in indices {
+                    self.samples[i].pixels.extend_f32(&mut data);
+                }
+            }
+            Some((aug, rng)) => {
+                let mut one = Vec::with_capacity(self.image_len());
+                for &i in indices {
+                    one.clear();
+                    self.samples[i].pixels.extend_f32(&mut one);
+                    aug.apply(&mut one, c, s, rng);
+                    data.extend_from_slice(&one);
+                }
+            }
+        }
+        let labels: Vec<u32> = indices.iter().map(|&i| self.samples[i].label).collect();
+        Ok((
+            Tensor::from_vec(data, (indices.len(), c, s, s), device)?,
+            Tensor::from_vec(labels, indices.len(), device)?,
+        ))
+    }
+}
+
+/// Mean time per class; classes without images are interpolated linearly between the nearest
+/// known classes (or extrapolated from the mean spacing).
+fn class_times(samples: &[Sample], n: usize) -> Vec<f64> {
+    let mut sum = vec![0.0; n];
+    let mut count = vec![0usize; n];
+    for s in samples {
+        if let Some(t) = s.t_myr {
+            sum[s.label as usize] += t;
+            count[s.label as usize] += 1;
+        }
+    }
+    let known: Vec<(usize, f64)> = (0..n)
+        .filter(|&k| count[k] > 0)
+        .map(|k| (k, sum[k] / count[k] as f64))
+        .collect();
+    (0..n)
+        .map(|k| match known.as_slice() {
+            [] => k as f64,
+            [(k0, t0)] => t0 + (k as f64 - *k0 as f64),
+            _ => {
+                let after = known
+                    .iter()
+                    .position(|(kk, _)| *kk >= k)
+                    .unwrap_or(known.len() - 1)
+                    .max(1);
+                let (k0, t0) = known[after - 1];
+                let (k1, t1) = known[after];
+                t0 + (t1 - t0) * (k as f64 - k0 as f64) / (k1 - k0) as f64
+            }
+        })
+        .collect()
+}
+
+fn load_catalog(
+    path: &Path,
+    p: &Preprocess,
+    progress: &(dyn Fn(usize, usize) + Sync),
+) -> Result<Vec<Sample>> {
+    let catalog = Catalog::read(path)?;
+    let total = catalog.records.len();
+    for (i, r) in catalog.records.iter().enumerate() {
+        if r.label.is_none() {
+            return Err(Error::Catalog {
+                path: path.into(),
+                row: i + 1,
+                what: format!(
+                    "`{}` has no label: training needs a `label` column",
+                    r.id_str
+                ),
+            });
+        }
+    }
+    let done = AtomicUsize::new(0);
+    catalog
+        .records
+        .par_iter()
+        .map(|r| {
+            let file = catalog.resolve(r);
+            let image = deepgalaxy_core::image::load(&file)?;
+            let x = preprocess(&image, p, &file)?;
+            progress(done.fetch_add(1, Ordering::Relaxed) + 1, total);
+            Ok(Sample {
+                id: r.id_str.clone(),
+                simulation: r.simulation.clone(),
+                label: r.label.unwrap_or(0),
+                t_myr: r.t_myr,
+                pixels: Pixels::quantise(&x.data),
+            })
+        })
+        .collect()
+}
+
+#[cfg(feature = "hdf5")]
+fn load_hdf5(
+    path: &Path,
+    p: &Preprocess,
+    progress: &(dyn Fn(usize, usize) + Sync),
+) -> Result<Vec<Sample>> {
+    let ds = deepgalaxy_core::hdf5::H5Dataset::open(path)?;
+    let total = ds.records.len();
+    // the HDF5 library is not safe to call from several threads at once: read serially,
+    // preprocess in parallel
+    let mut samples = Vec::with_capacity(total);
+    for (i, r) in ds.records.iter().enumerate() {
+        let image = ds.read_image(r)?;
+        let x = preprocess(&image, p, path)?;
+        samples.push(Sample {
+            id: format!("{}/camera_{:02}/{}", r.simulation, r.camera, r.snapshot),
+            simulation: Some(r.simulation.clone()),
+            label: r.label,
+            t_myr: Some(r.t_myr),
+            pixels: Pixels::quantise(&x.data),
+        });
+        progress(i + 1, total);
+    }
+    Ok(samples)
+}
+
+#[cfg(not(feature = "hdf5"))]
+fn load_hdf5(
+    path: &Path,
+    _: &Preprocess,
+    _: &(dyn Fn(usize, usize) + Sync),
+) -> Result<Vec<Sample>> {
+    Err(Error::invalid(
+        path,
+        "HDF5 support is not built in: rebuild with `--features hdf5` (needs Debian libhdf5-dev)",
+    ))
+}
+
+/// A random permutation of `0..n` (Fisher-Yates) from `rng`.
+pub fn permutation(n: usize, rng: &mut ChaCha8Rng) -> Vec<usize> {
+    let mut v: Vec<usize> = (0..n).collect();
+    for i in (1..n).rev() {
+        v.swap(i, rng.random_range(0..=i));
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(label: u32, t: Option<f64>) -> Sample {
+        Sample {
+            id: String::new(),
+            simulation: None,
+            label,
+            t_myr: t,
+            pixels: Pixels::U8(vec![]),
+        }
+    }
+
+    #[test]
+    fn class_times_average_and_interpolate() {
+        let s = [
+            sample(0, Some(1.0)),
+            sample(0, Some(3.0)),
+            sample(3, Some(8.0)),
+        ];
+        assert_eq!(class_times(&s, 5), vec![2.0, 4.0, 6.0, 8.0, 10.0]);
+    }
+
+    #[test]
+    fn quantisation_keeps_8_bit_values_exact() {
+        let v: Vec<f32> = (0..=255).map(|k| k as f32 / 255.0).collect();
+        assert_eq!(Pixels::quantise(&v), Pixels::U8((0..=255).collect()));
+        let mut out = vec![];
+        Pixels::quantise(&[0.5]).extend_f32(&mut out);
+        assert!((out[0] - 0.5).abs() < 8e-6);
+    }
+}

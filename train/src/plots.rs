@@ -1,0 +1,213 @@
+//! PNG plots of a run: loss and accuracy curves, and the confusion matrix.
+
+use std::path::Path;
+use std::sync::Once;
+
+use plotters::prelude::*;
+
+use crate::checkpoint::EpochRecord;
+use crate::metrics::Confusion;
+use deepgalaxy_core::{Error, Result};
+
+fn font() {
+    static REGISTER: Once = Once::new();
+    REGISTER.call_once(|| {
+        // the embedded font always parses; if it did not, text would be missing, not wrong
+        let _ = plotters::style::register_font(
+            "sans-serif",
+            FontStyle::Normal,
+            deepgalaxy_core::FONT_TTF,
+        );
+    });
+}
+
+fn draw_err(path: &Path, e: impl std::fmt::Display) -> Error {
+    Error::invalid(path, format!("cannot draw: {e}"))
+}
+
+/// Draws into an RGB buffer and writes it as a PNG atomically.
+fn render(
+    path: &Path,
+    size: (u32, u32),
+    draw: impl FnOnce(
+        &DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>,
+    ) -> std::result::Result<(), String>,
+) -> Result<()> {
+    font();
+    let mut pixels = vec![0u8; (size.0 * size.1 * 3) as usize];
+    {
+        let root = BitMapBackend::with_buffer(&mut pixels, size).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| draw_err(path, e))?;
+        draw(&root).map_err(|e| draw_err(path, e))?;
+        root.present().map_err(|e| draw_err(path, e))?;
+    }
+    let image = image::RgbImage::from_raw(size.0, size.1, pixels)
+        .ok_or_else(|| draw_err(path, "buffer size"))?;
+    deepgalaxy_core::io::write_atomic(path, |f| {
+        image
+            .write_to(&mut std::io::BufWriter::new(f), image::ImageFormat::Png)
+            .map_err(std::io::Error::other)
+    })
+}
+
+/// Loss (left) and accuracy (right) per epoch.
+pub fn curves(path: &Path, history: &[EpochRecord]) -> Result<()> {
+    render(path, (1200, 480), |root| {
+        let (left, right) = root.split_horizontally(600);
+        let n = history.len().max(2) as f64;
+        let e = |s: &str| s.to_string();
+        let loss_series: Vec<(&str, Vec<(f64, f64)>, RGBColor)> = vec![
+            (
+                "train loss",
+                history
+                    .iter()
+                    .map(|r| (r.epoch as f64, r.train_loss))
+                    .collect(),
+                BLUE,
+            ),
+            (
+                "val cross-entropy",
+                history
+                    .iter()
+                    .filter_map(|r| r.val.as_ref().map(|v| (r.epoch as f64, v.cross_entropy)))
+                    .collect(),
+                RED,
+            ),
+        ];
+        let ymax = loss_series
+            .iter()
+            .flat_map(|(_, s, _)| s.iter().map(|p| p.1))
+            .filter(|v| v.is_finite())
+            .fold(1e-6f64, f64::max)
+            * 1.1;
+        let mut chart = ChartBuilder::on(&left)
+            .caption("Loss", ("sans-serif", 22))
+            .margin(10)
+            .x_label_area_size(40)
+            .y_label_area_size(60)
+            .build_cartesian_2d(1f64..n, 0f64..ymax)
+            .map_err(|x| e(&x.to_string()))?;
+        chart
+            .configure_mesh()
+            .x_desc("epoch")
+            .y_desc("loss")
+            .draw()
+            .map_err(|x| e(&x.to_string()))?;
+        for (name, s, color) in loss_series {
+            chart
+                .draw_series(LineSeries::new(s, color.stroke_width(2)))
+                .map_err(|x| e(&x.to_string()))?
+                .label(name)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()
+            .map_err(|x| e(&x.to_string()))?;
+
+        let acc: Vec<(&str, Vec<(f64, f64)>, RGBColor)> = vec![
+            (
+                "train top-1",
+                history
+                    .iter()
+                    .map(|r| (r.epoch as f64, r.train_top1))
+                    .collect(),
+                BLUE,
+            ),
+            (
+                "val top-1",
+                history
+                    .iter()
+                    .filter_map(|r| r.val.as_ref().map(|v| (r.epoch as f64, v.top1)))
+                    .collect(),
+                RED,
+            ),
+            (
+                "val within 1",
+                history
+                    .iter()
+                    .filter_map(|r| r.val.as_ref().map(|v| (r.epoch as f64, v.within1)))
+                    .collect(),
+                GREEN,
+            ),
+            (
+                "val within 2",
+                history
+                    .iter()
+                    .filter_map(|r| r.val.as_ref().map(|v| (r.epoch as f64, v.within2)))
+                    .collect(),
+                MAGENTA,
+            ),
+        ];
+        let mut chart = ChartBuilder::on(&right)
+            .caption("Accuracy", ("sans-serif", 22))
+            .margin(10)
+            .x_label_area_size(40)
+            .y_label_area_size(60)
+            .build_cartesian_2d(1f64..n, 0f64..1.0)
+            .map_err(|x| e(&x.to_string()))?;
+        chart
+            .configure_mesh()
+            .x_desc("epoch")
+            .y_desc("fraction")
+            .draw()
+            .map_err(|x| e(&x.to_string()))?;
+        for (name, s, color) in acc {
+            chart
+                .draw_series(LineSeries::new(s, color.stroke_width(2)))
+                .map_err(|x| e(&x.to_string()))?
+                .label(name)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::LowerRight)
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()
+            .map_err(|x| e(&x.to_string()))?;
+        Ok(())
+    })
+}
+
+/// The confusion matrix as a heat map (rows: true class, columns: predicted), each row
+/// normalised so classes with few images stay visible.
+pub fn confusion(path: &Path, matrix: &Confusion) -> Result<()> {
+    let n = matrix.len();
+    render(path, (720, 720), |root| {
+        let e = |s: String| s;
+        let mut chart = ChartBuilder::on(root)
+            .caption("Confusion matrix (row-normalised)", ("sans-serif", 22))
+            .margin(10)
+            .x_label_area_size(45)
+            .y_label_area_size(55)
+            .build_cartesian_2d(0..n as i32, 0..n as i32)
+            .map_err(|x| e(x.to_string()))?;
+        chart
+            .configure_mesh()
+            .disable_mesh()
+            .x_desc("predicted class")
+            .y_desc("true class")
+            .draw()
+            .map_err(|x| e(x.to_string()))?;
+        let cells = matrix.iter().enumerate().flat_map(|(t, row)| {
+            let total: u32 = row.iter().sum();
+            row.iter().enumerate().map(move |(p, &c)| {
+                let f = if total == 0 {
+                    0.0
+                } else {
+                    c as f64 / total as f64
+                };
+                let shade = (255.0 * (1.0 - f)) as u8;
+                Rectangle::new(
+                    [(p as i32, t as i32), (p as i32 + 1, t as i32 + 1)],
+                    RGBColor(shade, shade, 255).filled(),
+                )
+            })
+        });
+        chart.draw_series(cells).map_err(|x| e(x.to_string()))?;
+        Ok(())
+    })
+}
