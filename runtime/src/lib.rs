@@ -33,5 +33,7 @@ pub mod cluster;
 pub mod estimate;
 pub mod index;
 pub mod kmeans;
+pub mod latent_map;
+mod plot;
 pub mod search;
 pub mod ssim;

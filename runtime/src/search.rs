@@ -13,10 +13,18 @@
 //!   brute force.
 //! * **Brute force** scans every vector, in parallel (rayon) over the library for one query
 //!   and over the queries for a batch.
-//! * **[`Strategy::Auto`]** takes the kd-tree when the dimension is supported, the dimension
-//!   is at most [`AUTO_MAX_KD_DIM`] and the library holds at least [`AUTO_MIN_KD_LEN`]
-//!   vectors; brute force otherwise. The rule comes from the `latent_search` benchmark
-//!   (`benches/README.md`, "Runtime: latent search").
+//! * **[`Strategy::Auto`]**, from the `latent_search` benchmark (`benches/README.md`,
+//!   "Runtime: latent search"; 2 cores, k = 6):
+//!   - fewer than [`AUTO_MIN_KD_LEN`] vectors, or a dimension without a kd-tree: brute force
+//!     (a brute query over 1000 latents takes 5-16 µs; a tree buys little);
+//!   - dimension 8 or 16 (up to [`AUTO_MAX_STATIC_KD_DIM`]): the kd-tree. It was 1.4-57x
+//!     faster than brute force everywhere except 16-D uniform data below 100k vectors
+//!     (0.6-0.7x, all under 100 µs), and 13-24x faster on clustered 16-D data at 100k-1M;
+//!   - dimension 32 or 64: measured on the data itself, because there the winner flips with
+//!     the data's structure (clustered: kd-tree 2-23x faster; uniform: brute force 2-5x
+//!     faster). The tree is built and [`AUTO_PROBES`] of the library's own vectors, evenly
+//!     spaced, are searched both ways; the faster path is kept. Only the speed depends on
+//!     this timing, never the results (both paths return identical neighbours).
 
 use std::collections::BinaryHeap;
 use std::num::NonZeroUsize;
@@ -29,10 +37,13 @@ use crate::index::LatentIndex;
 
 /// Latent sizes with a kd-tree; other sizes are searched by brute force.
 pub const KD_DIMS: [usize; 4] = [8, 16, 32, 64];
-/// [`Strategy::Auto`] uses the kd-tree only up to this dimension.
-pub const AUTO_MAX_KD_DIM: usize = 16;
-/// [`Strategy::Auto`] uses the kd-tree only from this many vectors on.
+/// [`Strategy::Auto`] uses the kd-tree without measuring up to this dimension.
+pub const AUTO_MAX_STATIC_KD_DIM: usize = 16;
+/// [`Strategy::Auto`] considers the kd-tree only from this many vectors on.
 pub const AUTO_MIN_KD_LEN: usize = 2_000;
+/// Queries [`Strategy::Auto`] times on each path for dimensions above
+/// [`AUTO_MAX_STATIC_KD_DIM`].
+pub const AUTO_PROBES: usize = 16;
 
 /// Relative margin between kiddo's and our summation of the same squared distance. Both sum
 /// at most 64 non-negative terms in `f32`, so they differ by less than 64 · 2⁻²⁴ ≈ 4e-6
@@ -105,34 +116,60 @@ impl<'a> Searcher<'a> {
                 format!("{len} vectors exceed the kd-tree's u32 item limit"),
             ));
         }
+        let brute = Searcher {
+            vectors,
+            dim,
+            engine: Engine::Brute,
+        };
         let use_kd = match strategy {
             Strategy::Brute => false,
             Strategy::KdTree if !KD_DIMS.contains(&dim) => {
                 return Err(Error::setting(
                     "search strategy",
                     format!(
-                    "no kd-tree for latent size {dim} (supported: {KD_DIMS:?}); use brute force"
-                ),
+                        "no kd-tree for latent size {dim} (supported: {KD_DIMS:?}); use brute force"
+                    ),
                 ))
             }
             Strategy::KdTree => true,
-            Strategy::Auto => auto_uses_kd_tree(len, dim),
+            Strategy::Auto => KD_DIMS.contains(&dim) && len >= AUTO_MIN_KD_LEN,
         };
-        let engine = if !use_kd {
-            Engine::Brute
-        } else {
-            match dim {
-                8 => Engine::Kd8(Box::new(build_tree::<8>(vectors)?)),
-                16 => Engine::Kd16(Box::new(build_tree::<16>(vectors)?)),
-                32 => Engine::Kd32(Box::new(build_tree::<32>(vectors)?)),
-                _ => Engine::Kd64(Box::new(build_tree::<64>(vectors)?)),
-            }
+        if !use_kd {
+            return Ok(brute);
+        }
+        let engine = match dim {
+            8 => Engine::Kd8(Box::new(build_tree::<8>(vectors)?)),
+            16 => Engine::Kd16(Box::new(build_tree::<16>(vectors)?)),
+            32 => Engine::Kd32(Box::new(build_tree::<32>(vectors)?)),
+            _ => Engine::Kd64(Box::new(build_tree::<64>(vectors)?)),
         };
-        Ok(Searcher {
+        let kd = Searcher {
             vectors,
             dim,
             engine,
-        })
+        };
+        if strategy == Strategy::Auto && dim > AUTO_MAX_STATIC_KD_DIM {
+            let probes: Vec<&[f32]> = (0..AUTO_PROBES)
+                .map(|p| kd.vector(p * len / AUTO_PROBES))
+                .collect();
+            if brute.time(&probes) < kd.time(&probes) {
+                return Ok(brute);
+            }
+        }
+        Ok(kd)
+    }
+
+    fn vector(&self, i: usize) -> &'a [f32] {
+        &self.vectors[i * self.dim..(i + 1) * self.dim]
+    }
+
+    /// Wall time of searching the `probes` with k = 6 (`deepgalaxy search`'s default).
+    fn time(&self, probes: &[&[f32]]) -> std::time::Duration {
+        let start = std::time::Instant::now();
+        for q in probes {
+            std::hint::black_box(self.search(q, 6).map(|r| r.len()).unwrap_or(0));
+        }
+        start.elapsed()
     }
 
     /// The strategy actually in use ([`Strategy::KdTree`] or [`Strategy::Brute`]).
@@ -217,11 +254,6 @@ impl<'a> Searcher<'a> {
         }
         Ok(())
     }
-}
-
-/// The [`Strategy::Auto`] rule (see the module docs).
-fn auto_uses_kd_tree(len: usize, dim: usize) -> bool {
-    KD_DIMS.contains(&dim) && dim <= AUTO_MAX_KD_DIM && len >= AUTO_MIN_KD_LEN
 }
 
 /// Squared Euclidean distance, summed in eight fixed lanes (so the compiler can vectorise it
@@ -462,6 +494,26 @@ mod tests {
             }
         );
         assert!(Searcher::over(&data, 5, Strategy::KdTree).is_err());
+    }
+
+    #[test]
+    fn auto_follows_the_measured_rule() {
+        let pick = |n: usize, dim: usize| {
+            let data = clustered(n, dim, 5);
+            Searcher::over(&data, dim, Strategy::Auto)
+                .unwrap()
+                .strategy()
+        };
+        assert_eq!(pick(1999, 16), Strategy::Brute);
+        assert_eq!(pick(2000, 8), Strategy::KdTree);
+        assert_eq!(pick(2000, 16), Strategy::KdTree);
+        assert_eq!(pick(5000, 12), Strategy::Brute);
+        // 32 and 64 are timed on the data: either way the answers are the same
+        let data = clustered(3000, 32, 6);
+        let auto = Searcher::over(&data, 32, Strategy::Auto).unwrap();
+        let brute = Searcher::over(&data, 32, Strategy::Brute).unwrap();
+        let q = &data[7 * 32..8 * 32];
+        assert_eq!(auto.search(q, 6).unwrap(), brute.search(q, 6).unwrap());
     }
 
     #[test]
