@@ -31,6 +31,7 @@
 
 pub mod cluster;
 pub mod estimate;
+pub mod gallery;
 pub mod index;
 pub mod kmeans;
 pub mod latent_map;
