@@ -76,10 +76,7 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
             GridArg::Paper => Grid::Paper,
             GridArg::Small => Grid::Small,
         },
-        merger: MergerConfig {
-            particles: args.particles,
-            ..MergerConfig::default()
-        },
+        merger: MergerConfig::with_particles(args.particles),
         size: args.size,
         seed: args.seed,
         format: match args.format {

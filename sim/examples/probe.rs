@@ -7,7 +7,15 @@ fn main() {
     let s: f64 = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(1.0);
     let m: f64 = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(1.0);
     let n: usize = args.get(3).and_then(|a| a.parse().ok()).unwrap_or(8000);
+    let sf: f64 = args.get(4).and_then(|a| a.parse().ok()).unwrap_or(0.15);
+    let eps: f64 = args.get(5).and_then(|a| a.parse().ok()).unwrap_or(0.1);
     let cfg = MergerConfig {
+        step_fraction: sf,
+        softening: if eps > 0.0 {
+            eps
+        } else {
+            MergerConfig::with_particles(n).softening
+        },
         particles: n,
         ..Default::default()
     };
@@ -28,7 +36,7 @@ fn main() {
                 println!("plan {:?}", plan);
             }
             let c = galaxy_centers(sim);
-            if i % 5 == 0 || i == 70 {
+            if i % 35 == 0 {
                 println!(
                     "snap {i:2} t={:.1} sep={:.2} dE/E={:.2e} 2K/W={:.3} clausius={:.3} wall={:.1}s",
                     sim.time,

@@ -62,3 +62,29 @@ pub fn cube_cameras() -> Vec<Camera> {
     }
     dirs.into_iter().map(Camera::looking_from).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fourteen_distinct_orthonormal_cameras() {
+        let cams = cube_cameras();
+        assert_eq!(cams.len(), CAMERAS);
+        let dot = |a: [f64; 3], b: [f64; 3]| a[0] * b[0] + a[1] * b[1] + a[2] * b[2];
+        for (i, c) in cams.iter().enumerate() {
+            for v in [c.direction, c.right, c.up] {
+                assert!((dot(v, v) - 1.0).abs() < 1e-12);
+            }
+            assert!(dot(c.direction, c.right).abs() < 1e-12);
+            assert!(dot(c.direction, c.up).abs() < 1e-12);
+            assert!(dot(c.right, c.up).abs() < 1e-12);
+            for d in &cams[..i] {
+                assert!(dot(c.direction, d.direction) < 0.99, "cameras {i} repeat");
+            }
+            // Faces look along one axis, corners along a cube diagonal.
+            let axis_parts = c.direction.iter().filter(|x| x.abs() > 1e-9).count();
+            assert_eq!(axis_parts, if i < 6 { 1 } else { 3 });
+        }
+    }
+}

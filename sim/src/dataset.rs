@@ -16,10 +16,10 @@
 
 use crate::camera::{cube_cameras, CAMERAS};
 use crate::error::{Error, Result};
-use crate::merger::{run_merger, validate, Grid, MergerConfig, MergerSpec};
-use crate::particles::Component;
+use crate::merger::{galaxy_centers, run_merger, validate, Grid, MergerConfig, MergerSpec};
+use crate::particles::{dist, Component};
 use crate::render::{apply_stretch, encode_png, surface_density, BitDepth, Stretch, MAX_SIZE};
-use crate::units::TIME_MYR;
+use crate::units::{LENGTH_KPC, TIME_MYR};
 use deepgalaxy_core::catalog::{Catalog, CatalogRecord};
 use deepgalaxy_core::io::write_atomic;
 use rayon::prelude::*;
@@ -143,6 +143,9 @@ pub struct DoneMarker {
     pub energy_drift: f64,
     /// 2K/|W| at the last snapshot.
     pub final_virial_ratio: f64,
+    /// Distance between the two galaxies' centres (most bound disk particles) at the last
+    /// snapshot, kpc; 0.1-0.3 kpc (the softening scale) once merged.
+    pub final_separation_kpc: f64,
 }
 
 fn check(cfg: &SimulateConfig) -> Result<()> {
@@ -272,6 +275,7 @@ fn run_one(
     let mut records = Vec::with_capacity(cfg.merger.snapshots * CAMERAS);
     let mut energies = (0.0, 0.0);
     let mut last_virial = 0.0;
+    let mut last_separation = 0.0;
     let (_, plan) = run_merger(
         spec,
         &cfg.merger,
@@ -317,6 +321,8 @@ fn run_one(
             }
             energies.1 = e;
             last_virial = sim.virial_ratio();
+            let c = galaxy_centers(sim);
+            last_separation = dist(c[0], c[1]) * LENGTH_KPC;
             Ok(())
         },
         |done, steps| progress(Progress::Step { index, done, steps }),
@@ -330,6 +336,7 @@ fn run_one(
         t_end_myr: plan.t_end * TIME_MYR,
         energy_drift: (energies.1 - energies.0) / energies.0.abs(),
         final_virial_ratio: last_virial,
+        final_separation_kpc: last_separation,
     };
     let json = serde_json::to_vec_pretty(&done).map_err(|e| Error::Config(e.to_string()))?;
     write_atomic(&marker, |f| f.write_all(&json))?;

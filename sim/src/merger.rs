@@ -92,7 +92,8 @@ pub struct MergerConfig {
     pub particles: usize,
     /// Fraction of each galaxy's particles in its disk.
     pub disk_fraction: f64,
-    /// Plummer softening length (kpc).
+    /// Plummer softening length (kpc); [`MergerConfig::with_particles`] scales it as
+    /// N^(-1/3) so it keeps its ratio to the interparticle spacing.
     pub softening: f64,
     /// Force solver.
     pub solver: Solver,
@@ -102,7 +103,8 @@ pub struct MergerConfig {
     pub pericenter_radii: f64,
     /// Eccentricity of the initial Keplerian orbit (below 1: bound).
     pub eccentricity: f64,
-    /// Time step as a fraction of the shortest central dynamical time at twice the softening.
+    /// Time step as a fraction of the shortest dynamical time of the two galaxies at 0.2
+    /// primary disk scale lengths.
     pub step_fraction: f64,
     /// Duration in units of the Keplerian time to first pericentre.
     pub duration_pericenter_times: f64,
@@ -110,11 +112,26 @@ pub struct MergerConfig {
     pub snapshots: usize,
 }
 
+/// Default particle count of a merger (both galaxies).
+pub const DEFAULT_PARTICLES: usize = 12_000;
+
+impl MergerConfig {
+    /// The default settings for `n` particles, with softening 0.1 kpc at the default count,
+    /// scaled as (DEFAULT_PARTICLES / n)^(1/3).
+    pub fn with_particles(n: usize) -> MergerConfig {
+        MergerConfig {
+            particles: n,
+            softening: 0.1 * (DEFAULT_PARTICLES as f64 / n.max(1) as f64).cbrt(),
+            ..MergerConfig::default()
+        }
+    }
+}
+
 impl Default for MergerConfig {
     fn default() -> Self {
         MergerConfig {
             galaxy: GalaxyModel::default(),
-            particles: 12_000,
+            particles: DEFAULT_PARTICLES,
             disk_fraction: 0.5,
             softening: 0.1,
             solver: Solver::default(),
@@ -239,7 +256,7 @@ pub fn initial_conditions(
     all.to_center_of_mass_frame();
 
     let t_end = cfg.duration_pericenter_times * t_peri;
-    let r_c = 2.0 * cfg.softening;
+    let r_c = 0.2 * g1.disk_scale_length;
     let t_dyn = g1.dynamical_time(r_c).min(g2.dynamical_time(r_c));
     let dt_max = cfg.step_fraction * t_dyn;
     let interval = t_end / (cfg.snapshots - 1) as f64;

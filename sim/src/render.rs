@@ -98,18 +98,19 @@ pub fn surface_density(
         weights.clear();
         let mut total = 0.0;
         let inv = 1.0 / (2.0 * sigma * sigma);
-        for y in (iy - r).max(0)..=(iy + r).min(n - 1) {
+        for y in iy - r..=iy + r {
             let dy = y as f64 + 0.5 - py;
-            for x in (ix - r).max(0)..=(ix + r).min(n - 1) {
+            for x in ix - r..=ix + r {
                 let dx = x as f64 + 0.5 - px;
                 let wgt = (-(dx * dx + dy * dy) * inv).exp();
                 total += wgt;
-                weights.push(((y * n + x) as usize, wgt));
+                if x >= 0 && y >= 0 && x < n && y < n {
+                    weights.push(((y * n + x) as usize, wgt));
+                }
             }
         }
-        // Normalise on the full (unclipped) kernel so stars at the frame edge do not brighten.
-        let full: f64 = 2.0 * std::f64::consts::PI * sigma * sigma;
-        let norm = mass[k] / full.max(total);
+        // Normalise on the whole (unclipped) kernel so stars at the frame edge do not brighten.
+        let norm = mass[k] / total;
         for &(i, wgt) in &weights {
             img[i] += wgt * norm;
         }
@@ -165,4 +166,56 @@ pub fn encode_png(values: &[f32], size: usize, bits: BitDepth, path: &Path) -> R
     img.write_to(&mut buf, ImageFormat::Png)
         .map_err(|e| bad(&e.to_string()))?;
     Ok(buf.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::camera::cube_cameras;
+
+    #[test]
+    fn splatting_conserves_mass_inside_the_frame() {
+        let pos: Vec<[f64; 3]> = (0..500)
+            .map(|i| {
+                let a = i as f64 * 0.37;
+                [
+                    a.cos() * (i % 7) as f64 * 0.3,
+                    a.sin() * (i % 5) as f64 * 0.3,
+                    0.1,
+                ]
+            })
+            .collect();
+        let mass = vec![0.002; pos.len()];
+        for cam in cube_cameras() {
+            let img = surface_density(&pos, &mass, &cam, 64, 10.0);
+            let total: f64 = img.iter().map(|&v| v as f64).sum();
+            assert!((total - 1.0).abs() < 1e-4, "total {total}");
+        }
+    }
+
+    #[test]
+    fn stretch_maps_peak_to_one_and_empty_to_zero() {
+        let img = [0.0, 1e-4, 0.5, 2.0];
+        for s in [Stretch::Log, Stretch::Asinh] {
+            let v = apply_stretch(&img, s);
+            assert_eq!(v[0], 0.0);
+            assert_eq!(v[3], 1.0);
+            assert!(v[1] > 0.0 && v[1] < v[2] && v[2] < 1.0, "{v:?}");
+        }
+        assert_eq!(apply_stretch(&[0.0; 4], Stretch::Log), vec![0.0; 4]);
+    }
+
+    #[test]
+    fn png_round_trip_keeps_16_bit_values() {
+        let values: Vec<f32> = (0..16).map(|i| i as f32 / 15.0).collect();
+        let png = encode_png(&values, 4, BitDepth::Sixteen, Path::new("x.png")).expect("encodes");
+        let img = image::load_from_memory(&png)
+            .expect("decodes")
+            .into_luma16();
+        let want: Vec<u16> = values
+            .iter()
+            .map(|v| (v * 65535.0).round() as u16)
+            .collect();
+        assert_eq!(img.as_raw(), &want);
+    }
 }

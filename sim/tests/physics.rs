@@ -19,10 +19,7 @@ fn norm(a: [f64; 3]) -> f64 {
 
 /// Two galaxies at first approach: dense centres, disks and overlapping halos.
 fn merger_particles(n: usize) -> Particles {
-    let cfg = MergerConfig {
-        particles: n,
-        ..Default::default()
-    };
+    let cfg = MergerConfig::with_particles(n);
     let spec = MergerSpec {
         size_ratio: 0.75,
         mass_ratio: 0.5,

@@ -1,0 +1,203 @@
+//! The dataset writer: catalog shape, files, labels, physics of each run, determinism,
+//! resume, and errors on bad input.
+
+use deepgalaxy_core::catalog::Catalog;
+use deepgalaxy_sim::dataset::{image_name, read_marker};
+use deepgalaxy_sim::merger::SNAPSHOTS;
+use deepgalaxy_sim::{
+    simulate_dataset, Error, Grid, MergerConfig, MergerSpec, OutputFormat, Progress, SimulateConfig,
+};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Mutex;
+
+fn config(grid: Grid, particles: usize, size: u32, seed: u64, threads: usize) -> SimulateConfig {
+    SimulateConfig {
+        grid,
+        merger: MergerConfig::with_particles(particles),
+        size,
+        seed,
+        threads: Some(threads),
+        ..Default::default()
+    }
+}
+
+fn run(cfg: &SimulateConfig, out: &Path) -> (Catalog, Vec<Progress>) {
+    let events = Mutex::new(Vec::new());
+    let cat = simulate_dataset(cfg, out, &|p| {
+        if !matches!(p, Progress::Step { .. }) {
+            events.lock().expect("progress log").push(p)
+        }
+    })
+    .expect("simulation runs");
+    (cat, events.into_inner().expect("progress log"))
+}
+
+fn read_all(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut files = BTreeMap::new();
+    for e in std::fs::read_dir(dir).expect("sim folder") {
+        let e = e.expect("entry");
+        let name = e.file_name().to_string_lossy().to_string();
+        if name.ends_with(".png") || name == "catalog.csv" {
+            files.insert(name, std::fs::read(e.path()).expect("file"));
+        }
+    }
+    files
+}
+
+#[test]
+fn small_grid_dataset_is_complete_physical_deterministic_and_resumable() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let out = tmp.path();
+    let cfg = config(Grid::Small, 2000, 32, 11, 2);
+    let specs = cfg.grid.specs();
+    let (cat, events) = run(&cfg, out);
+
+    // Shape: simulations x 71 snapshots x 14 cameras, labels 0..70, every file present.
+    assert_eq!(cat.records.len(), specs.len() * SNAPSHOTS * 14);
+    let mut per_label = BTreeMap::new();
+    for r in &cat.records {
+        assert!(cat.resolve(r).is_file(), "{} missing", r.file_loc);
+        *per_label.entry(r.label.expect("label")).or_insert(0) += 1;
+        assert_eq!(r.label, r.snapshot);
+    }
+    assert_eq!(per_label.len(), SNAPSHOTS);
+    assert_eq!(*per_label.keys().next().expect("labels"), 0);
+    assert_eq!(*per_label.keys().last().expect("labels"), 70);
+    assert!(per_label.values().all(|&n| n == specs.len() * 14));
+    // Times increase with the label within a simulation, starting at 0.
+    for spec in &specs {
+        let times: Vec<f64> = cat
+            .records
+            .iter()
+            .filter(|r| r.simulation.as_deref() == Some(&spec.name()) && r.camera == Some(0))
+            .map(|r| r.t_myr.expect("t_myr"))
+            .collect();
+        assert_eq!(times.len(), SNAPSHOTS);
+        assert_eq!(times[0], 0.0);
+        assert!(times.windows(2).all(|w| w[1] > w[0]));
+    }
+    let img = image::open(cat.resolve(&cat.records[0])).expect("png decodes");
+    assert_eq!((img.width(), img.height()), (32, 32));
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| matches!(e, Progress::Started { .. }))
+            .count(),
+        specs.len()
+    );
+
+    // Physics of each run: energy conserved, remnant merged and virialised.
+    for spec in &specs {
+        let m = read_marker(out, spec).expect("done.json");
+        eprintln!(
+            "{}: {:.1} s, {} steps, dE/E {:+.2e}, final 2K/|W| {:.3}, separation {:.2} kpc, t_end {:.0} Myr",
+            spec.name(),
+            m.seconds,
+            m.steps,
+            m.energy_drift,
+            m.final_virial_ratio,
+            m.final_separation_kpc,
+            m.t_end_myr
+        );
+        assert!(
+            m.energy_drift.abs() < 1e-3,
+            "{}: drift {}",
+            spec.name(),
+            m.energy_drift
+        );
+        assert!(
+            (m.final_virial_ratio - 1.0).abs() < 0.1,
+            "{}: 2K/|W| {}",
+            spec.name(),
+            m.final_virial_ratio
+        );
+        assert!(m.final_separation_kpc < 1.0, "{}: not merged", spec.name());
+    }
+
+    // Resume: nothing runs again and nothing changes.
+    let second = specs[1].name();
+    let dir = out.join("sims").join(&second);
+    let before = read_all(&dir);
+    let (cat2, events2) = run(&cfg, out);
+    assert_eq!(cat2.records, cat.records);
+    assert_eq!(
+        events2
+            .iter()
+            .filter(|e| matches!(e, Progress::Skipped { .. }))
+            .count(),
+        specs.len()
+    );
+    assert!(!events2
+        .iter()
+        .any(|e| matches!(e, Progress::Started { .. })));
+
+    // Remove one marker: only that simulation reruns, on one thread this time, and it
+    // reproduces every byte.
+    std::fs::remove_file(dir.join("done.json")).expect("remove marker");
+    std::fs::remove_file(dir.join(image_name(3, 40))).expect("remove an image");
+    let (_, events3) = run(&config(Grid::Small, 2000, 32, 11, 1), out);
+    let started: Vec<&Progress> = events3
+        .iter()
+        .filter(|e| matches!(e, Progress::Started { .. }))
+        .collect();
+    assert_eq!(started.len(), 1);
+    assert!(matches!(started[0], Progress::Started { name, .. } if *name == second));
+    let after = read_all(&dir);
+    assert_eq!(before.len(), SNAPSHOTS * 14 + 1);
+    assert!(before == after, "rerun with 1 thread changed the output");
+}
+
+#[test]
+fn another_seed_gives_other_images() {
+    let one = MergerSpec {
+        size_ratio: 1.0,
+        mass_ratio: 1.0,
+    };
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let a = tmp.path().join("a");
+    let b = tmp.path().join("b");
+    let mut cfg = config(Grid::Custom(vec![one]), 1000, 16, 1, 2);
+    cfg.merger.snapshots = 3;
+    run(&cfg, &a);
+    cfg.seed = 2;
+    run(&cfg, &b);
+    let name = one.name();
+    let fa = read_all(&a.join("sims").join(&name));
+    let fb = read_all(&b.join("sims").join(&name));
+    let png = image_name(0, 0);
+    assert_ne!(fa[&png], fb[&png]);
+}
+
+#[test]
+fn bad_settings_are_errors_not_panics() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let out = tmp.path();
+    let noop = |_: Progress| {};
+    for size in [0, 4096] {
+        let cfg = SimulateConfig {
+            size,
+            ..Default::default()
+        };
+        let e = simulate_dataset(&cfg, out, &noop).expect_err("bad size");
+        assert!(matches!(e, Error::Config(_)), "{e}");
+        assert!(e.to_string().contains("image size"), "{e}");
+    }
+    let cfg = config(Grid::Small, 10, 32, 0, 1);
+    let e = simulate_dataset(&cfg, out, &noop).expect_err("too few particles");
+    assert!(e.to_string().contains("particle count"), "{e}");
+    // An output folder inside a regular file cannot be created.
+    let file = out.join("file");
+    std::fs::write(&file, b"x").expect("write");
+    let e = simulate_dataset(&SimulateConfig::default(), &file.join("out"), &noop)
+        .expect_err("unwritable output");
+    assert!(e.to_string().contains("file"), "{e}");
+    if !cfg!(feature = "hdf5") {
+        let cfg = SimulateConfig {
+            format: OutputFormat::Hdf5,
+            ..Default::default()
+        };
+        let e = simulate_dataset(&cfg, out, &noop).expect_err("no hdf5 support");
+        assert!(e.to_string().contains("--features hdf5"), "{e}");
+    }
+}
