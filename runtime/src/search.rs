@@ -16,15 +16,16 @@
 //! * **[`Strategy::Auto`]**, from the `latent_search` benchmark (`benches/README.md`,
 //!   "Runtime: latent search"; 2 cores, k = 6):
 //!   - fewer than [`AUTO_MIN_KD_LEN`] vectors, or a dimension without a kd-tree: brute force
-//!     (a brute query over 1000 latents takes 5-16 µs; a tree buys little);
-//!   - dimension 8 or 16 (up to [`AUTO_MAX_STATIC_KD_DIM`]): the kd-tree. It was 1.4-57x
-//!     faster than brute force everywhere except 16-D uniform data below 100k vectors
-//!     (0.6-0.7x, all under 100 µs), and 13-24x faster on clustered 16-D data at 100k-1M;
-//!   - dimension 32 or 64: measured on the data itself, because there the winner flips with
-//!     the data's structure (clustered: kd-tree 2-23x faster; uniform: brute force 2-5x
-//!     faster). The tree is built and [`AUTO_PROBES`] of the library's own vectors, evenly
-//!     spaced, are searched both ways; the faster path is kept. Only the speed depends on
-//!     this timing, never the results (both paths return identical neighbours).
+//!     (a brute query over 1000 latents takes 5-15 µs; a tree buys little);
+//!   - dimension 8 (up to [`AUTO_MAX_STATIC_KD_DIM`]): the kd-tree, 1.4-46x faster than
+//!     brute force on every 8-D library measured, clustered or uniform;
+//!   - dimension 16, 32 or 64: measured on the data itself, because there the winner flips
+//!     with the data's structure: on clustered latents the kd-tree was 2-31x faster
+//!     (16-D: 15-31x at 10k-1M vectors), on uniform ones brute force was up to 2.5x (16-D)
+//!     and 5x (64-D) faster. The tree is built, [`AUTO_PROBES`] of the library's own
+//!     vectors, evenly spaced, are searched both ways, and the faster path is kept. Only
+//!     the speed depends on this timing, never the results (both paths return identical
+//!     neighbours).
 
 use std::collections::BinaryHeap;
 use std::num::NonZeroUsize;
@@ -38,7 +39,7 @@ use crate::index::LatentIndex;
 /// Latent sizes with a kd-tree; other sizes are searched by brute force.
 pub const KD_DIMS: [usize; 4] = [8, 16, 32, 64];
 /// [`Strategy::Auto`] uses the kd-tree without measuring up to this dimension.
-pub const AUTO_MAX_STATIC_KD_DIM: usize = 16;
+pub const AUTO_MAX_STATIC_KD_DIM: usize = 8;
 /// [`Strategy::Auto`] considers the kd-tree only from this many vectors on.
 pub const AUTO_MIN_KD_LEN: usize = 2_000;
 /// Queries [`Strategy::Auto`] times on each path for dimensions above
@@ -505,10 +506,10 @@ mod tests {
                 .strategy()
         };
         assert_eq!(pick(1999, 16), Strategy::Brute);
+        assert_eq!(pick(1999, 8), Strategy::Brute);
         assert_eq!(pick(2000, 8), Strategy::KdTree);
-        assert_eq!(pick(2000, 16), Strategy::KdTree);
         assert_eq!(pick(5000, 12), Strategy::Brute);
-        // 32 and 64 are timed on the data: either way the answers are the same
+        // 16, 32 and 64 are timed on the data: either way the answers are the same
         let data = clustered(3000, 32, 6);
         let auto = Searcher::over(&data, 32, Strategy::Auto).unwrap();
         let brute = Searcher::over(&data, 32, Strategy::Brute).unwrap();
