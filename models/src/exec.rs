@@ -107,6 +107,24 @@ impl Weights {
         })
     }
 
+    /// A copy with every parameter in `dtype` (buffers stay `f32`): float64 weights make
+    /// finite-difference gradient checks exact enough to be decisive.
+    pub fn to_dtype(&self, dtype: DType) -> Result<Weights> {
+        let vars = self
+            .vars
+            .iter()
+            .map(|(k, v)| {
+                let t = v.as_tensor().to_dtype(dtype).map_err(candle_err)?;
+                Ok((k.clone(), Var::from_tensor(&t).map_err(candle_err)?))
+            })
+            .collect::<Result<_>>()?;
+        Ok(Weights {
+            vars,
+            buffers: Mutex::new(self.buffers().clone()),
+            device: self.device.clone(),
+        })
+    }
+
     /// Every tensor (parameters and buffers) by name, for saving.
     pub fn tensors(&self) -> BTreeMap<String, Tensor> {
         let mut out: BTreeMap<String, Tensor> = self
@@ -211,8 +229,9 @@ pub fn forward_from(
         .collect()
 }
 
-fn per_channel(v: &[f32], device: &Device) -> candle_core::Result<Tensor> {
-    Tensor::from_slice(v, (1, v.len(), 1, 1), device)
+/// A per-channel constant shaped to broadcast over `like` (and of its dtype).
+fn per_channel(v: &[f32], like: &Tensor) -> candle_core::Result<Tensor> {
+    Tensor::from_slice(v, (1, v.len(), 1, 1), like.device())?.to_dtype(like.dtype())
 }
 
 fn missing(what: &str, name: &str) -> candle_core::Error {
@@ -243,8 +262,8 @@ fn eval(op: &Op, x: &[&Tensor], w: &Weights, mode: &mut Mode<'_>) -> candle_core
         )),
         Op::Normalize { mean, std } => {
             let inv: Vec<f32> = std.iter().map(|s| 1.0 / s).collect();
-            x[0].broadcast_sub(&per_channel(mean, dev)?)?
-                .broadcast_mul(&per_channel(&inv, dev)?)
+            x[0].broadcast_sub(&per_channel(mean, x[0])?)?
+                .broadcast_mul(&per_channel(&inv, x[0])?)
         }
         Op::Conv {
             param,
@@ -275,8 +294,12 @@ fn eval(op: &Op, x: &[&Tensor], w: &Weights, mode: &mut Mode<'_>) -> candle_core
             let beta = w.param(&format!("{param}.bias"))?.reshape(c4)?;
             let (mean, var) = match mode {
                 Mode::Eval => (
-                    w.buffer(&format!("{param}.running_mean"))?.reshape(c4)?,
-                    w.buffer(&format!("{param}.running_var"))?.reshape(c4)?,
+                    w.buffer(&format!("{param}.running_mean"))?
+                        .reshape(c4)?
+                        .to_dtype(x[0].dtype())?,
+                    w.buffer(&format!("{param}.running_var"))?
+                        .reshape(c4)?
+                        .to_dtype(x[0].dtype())?,
                 ),
                 Mode::Train(_) => {
                     let (n, _, h, wd) = x[0].dims4()?;
@@ -314,7 +337,7 @@ fn eval(op: &Op, x: &[&Tensor], w: &Weights, mode: &mut Mode<'_>) -> candle_core
                         }
                     })
                     .collect();
-                x[0].mul(&Tensor::from_vec(mask, x[0].dims(), dev)?)
+                x[0].mul(&Tensor::from_vec(mask, x[0].dims(), dev)?.to_dtype(x[0].dtype())?)
             }
             _ => Ok(x[0].clone()),
         },
@@ -332,7 +355,7 @@ fn eval(op: &Op, x: &[&Tensor], w: &Weights, mode: &mut Mode<'_>) -> candle_core
                 let eps: Vec<f32> = (0..x[0].elem_count())
                     .map(|_| StandardNormal.sample(&mut **rng))
                     .collect();
-                let eps = Tensor::from_vec(eps, x[0].dims(), dev)?;
+                let eps = Tensor::from_vec(eps, x[0].dims(), dev)?.to_dtype(x[0].dtype())?;
                 x[0].add(&eps.mul(&(x[1] * 0.5)?.exp()?)?)
             }
         },
@@ -359,6 +382,7 @@ fn update_running(
     for (key, batch) in [("running_mean", mean), ("running_var", var)] {
         let name = format!("{param}.{key}");
         let old = buffers.get(&name).ok_or_else(|| missing("buffer", &name))?;
+        let batch = batch.to_dtype(old.dtype())?;
         let new = ((old * (1.0 - BN_MOMENTUM))? + (batch * BN_MOMENTUM)?)?;
         buffers.insert(name, new);
     }

@@ -1,0 +1,270 @@
+//! The training loop end to end on tiny synthetic data: it overfits 32 images, resumes bit for
+//! bit, stops on a non-finite loss without touching the last good checkpoint, and refuses
+//! malformed specs and one-class data.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+
+use deepgalaxy_core::preprocess::Preprocess;
+use deepgalaxy_core::{Catalog, CatalogRecord};
+use deepgalaxy_models::{Backbone, ModelSpec};
+use deepgalaxy_train::augment::Augment;
+use deepgalaxy_train::checkpoint::{checkpoint_dir, load};
+use deepgalaxy_train::optim::OptimizerKind;
+use deepgalaxy_train::schedule::{Schedule, ScheduleKind};
+use deepgalaxy_train::split::SplitKind;
+use deepgalaxy_train::trainer::Quiet;
+use deepgalaxy_train::{resume, train, Extend, Heads, LossWeights, Outcome, TrainConfig};
+
+const SIZE: u32 = 32;
+
+/// `n` 8-bit images of `classes` classes: a blob whose brightness and width encode the class
+/// (the classifier pools globally, so these are visible to it and position is not), plus
+/// per-image noise, spread over 4 simulations.
+fn catalog(dir: &Path, n: usize, classes: u32) -> PathBuf {
+    let mut records = Vec::new();
+    for i in 0..n {
+        let label = i as u32 % classes;
+        let width = 2.0 * (1.0 + label as f32).powi(2);
+        let (cx, cy) = (14.0 + (i % 5) as f32, 18.0 - (i % 3) as f32);
+        let img = image::GrayImage::from_fn(SIZE, SIZE, |x, y| {
+            let d2 = (x as f32 - cx).powi(2) + (y as f32 - cy).powi(2);
+            let noise = ((i * 31 + x as usize * 7 + y as usize * 13) % 17) as f32;
+            image::Luma([((60.0 + 50.0 * label as f32) * (-d2 / width).exp() + noise) as u8])
+        });
+        let name = format!("img{i}.png");
+        img.save(dir.join(&name)).unwrap();
+        records.push(CatalogRecord {
+            id_str: format!("g{i}"),
+            file_loc: name,
+            simulation: Some(format!("sim{}", i % 4)),
+            label: Some(label),
+            t_myr: Some(label as f64 * 5.0 + 2.5),
+            ..Default::default()
+        });
+    }
+    let path = dir.join("catalog.csv");
+    Catalog::new(records).write(&path).unwrap();
+    path
+}
+
+fn spec(dropout: f32) -> ModelSpec {
+    let mut s = ModelSpec::new(
+        Backbone::Simple {
+            widths: vec![8, 16],
+            depth: 1,
+        },
+        Preprocess {
+            size: SIZE,
+            ..Preprocess::default()
+        },
+        2,
+    );
+    s.dropout = dropout;
+    s.latent_dim = 8;
+    s
+}
+
+fn config(data: &Path, out: &Path) -> TrainConfig {
+    TrainConfig {
+        data: data.to_path_buf(),
+        out: out.to_path_buf(),
+        epochs: 1,
+        batch_size: 8,
+        max_steps: None,
+        heads: Heads {
+            classifier: true,
+            autoencoder: true,
+            vae: true,
+        },
+        freeze_encoder: false,
+        split: SplitKind::BySimulation,
+        val_fraction: 0.25,
+        optimizer: OptimizerKind::by_name("adam").unwrap(),
+        schedule: Schedule {
+            lr: 3e-3,
+            kind: ScheduleKind::Constant,
+            warmup: 0,
+        },
+        loss: LossWeights::default(),
+        augment: Augment {
+            dihedral: true,
+            noise: 0.01,
+        },
+        seed: 7,
+    }
+}
+
+fn go() -> AtomicBool {
+    AtomicBool::new(false)
+}
+
+#[test]
+fn a_tiny_model_overfits_32_images() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = catalog(tmp.path(), 32, 4);
+    let out = tmp.path().join("run");
+    let cfg = TrainConfig {
+        epochs: 40,
+        heads: Heads {
+            classifier: true,
+            autoencoder: false,
+            vae: false,
+        },
+        val_fraction: 0.0,
+        augment: Augment::none(),
+        schedule: Schedule {
+            lr: 1e-2,
+            kind: ScheduleKind::Constant,
+            warmup: 0,
+        },
+        ..config(&data, &out)
+    };
+    assert_eq!(
+        train(spec(0.0), cfg, &Quiet, &go()).unwrap(),
+        Outcome::Finished
+    );
+    let ck = load(&checkpoint_dir(&out), &candle_core::Device::Cpu).unwrap();
+    let h = &ck.state.history;
+    assert_eq!(h.len(), 40);
+    let summary: Vec<(f64, f64)> = h.iter().map(|r| (r.train_loss, r.train_top1)).collect();
+    // training accuracy (as the progress bar shows it: batch statistics) reaches 100%
+    assert!(h[30..].iter().any(|r| r.train_top1 == 1.0), "{summary:?}");
+    assert!(h[39].train_loss < h[0].train_loss / 4.0, "{summary:?}");
+    for f in ["metrics.jsonl", "metrics.csv", "curves.png"] {
+        assert!(out.join(f).is_file(), "{f}");
+    }
+    let csv = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 41);
+}
+
+fn model_bytes(out: &Path) -> (Vec<u8>, Vec<u8>) {
+    let dir = checkpoint_dir(out);
+    (
+        std::fs::read(dir.join("model.safetensors")).unwrap(),
+        std::fs::read(dir.join("optimizer.safetensors")).unwrap(),
+    )
+}
+
+#[test]
+fn resuming_gives_the_same_weights_as_training_straight() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = catalog(tmp.path(), 32, 4);
+    // 24 training images / batch 8 = 3 batches per epoch: 4 steps cross an epoch boundary
+    let straight = tmp.path().join("straight");
+    let cfg = TrainConfig {
+        epochs: 2,
+        max_steps: Some(4),
+        ..config(&data, &straight)
+    };
+    assert_eq!(
+        train(spec(0.2), cfg, &Quiet, &go()).unwrap(),
+        Outcome::StepLimit
+    );
+
+    let split = tmp.path().join("split");
+    let cfg = TrainConfig {
+        epochs: 2,
+        max_steps: Some(2),
+        ..config(&data, &split)
+    };
+    assert_eq!(
+        train(spec(0.2), cfg, &Quiet, &go()).unwrap(),
+        Outcome::StepLimit
+    );
+    let extend = Extend {
+        max_steps: Some(Some(4)),
+        ..Extend::default()
+    };
+    assert_eq!(
+        resume(&split, &extend, &Quiet, &go()).unwrap(),
+        Outcome::StepLimit
+    );
+
+    let (a, b) = (model_bytes(&straight), model_bytes(&split));
+    assert!(a.0 == b.0, "model weights differ after resume");
+    assert!(a.1 == b.1, "optimizer state differs after resume");
+    let sa = load(&checkpoint_dir(&straight), &candle_core::Device::Cpu)
+        .unwrap()
+        .state;
+    let sb = load(&checkpoint_dir(&split), &candle_core::Device::Cpu)
+        .unwrap()
+        .state;
+    assert_eq!(
+        (sa.step, sa.epoch, sa.rng.clone()),
+        (sb.step, sb.epoch, sb.rng.clone())
+    );
+    assert_eq!(sa.step, 4);
+    assert_eq!(sa.history.len(), 1);
+    // the held-out simulation is one of the four and none of its images is trained on
+    assert_eq!(sa.split.val_simulations.len(), 1);
+    assert_eq!(sa.split.val.len(), 8);
+}
+
+#[test]
+fn a_non_finite_loss_stops_and_keeps_the_last_good_checkpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = catalog(tmp.path(), 16, 2);
+    let out = tmp.path().join("run");
+    train(spec(0.0), config(&data, &out), &Quiet, &go()).unwrap();
+    let before = model_bytes(&out);
+    let cfg = TrainConfig {
+        epochs: 3,
+        optimizer: OptimizerKind::by_name("sgd").unwrap(),
+        schedule: Schedule {
+            lr: 1e30,
+            kind: ScheduleKind::Constant,
+            warmup: 0,
+        },
+        ..config(&data, &out)
+    };
+    let err = train(spec(0.0), cfg, &Quiet, &go())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("the loss became") && err.contains("intact"),
+        "{err}"
+    );
+    assert!(
+        model_bytes(&out) == before,
+        "the good checkpoint was overwritten"
+    );
+}
+
+#[test]
+fn one_class_data_and_malformed_specs_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = catalog(tmp.path(), 8, 1);
+    let out = tmp.path().join("run");
+    let err = train(spec(0.0), config(&data, &out), &Quiet, &go())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("catalog.csv") && err.contains("at least two classes"),
+        "{err}"
+    );
+
+    let data = catalog(tmp.path(), 16, 2);
+    train(spec(0.0), config(&data, &out), &Quiet, &go()).unwrap();
+    let spec_path = checkpoint_dir(&out).join("spec.json");
+    let text = std::fs::read_to_string(&spec_path).unwrap();
+    std::fs::write(&spec_path, text.replacen("\"dropout\"", "\"dropuot\"", 1)).unwrap();
+    let err = resume(&out, &Extend::default(), &Quiet, &go())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("spec.json") && err.contains("malformed"),
+        "{err}"
+    );
+
+    std::fs::write(&spec_path, text).unwrap();
+    let model = checkpoint_dir(&out).join("model.safetensors");
+    let bytes = std::fs::read(&model).unwrap();
+    std::fs::write(&model, &bytes[..bytes.len() / 2]).unwrap();
+    let err = resume(&out, &Extend::default(), &Quiet, &go())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("model.safetensors"), "{err}");
+}
