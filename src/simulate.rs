@@ -62,11 +62,19 @@ pub struct SimulateArgs {
     #[arg(long)]
     pub threads: Option<usize>,
     /// Bits per pixel of the PNG images (8 or 16).
-    #[arg(long, default_value_t = 8, value_parser = clap::builder::PossibleValuesParser::new(["8", "16"]).map(|s| s.parse::<u8>().unwrap_or(8)))]
+    #[arg(long, default_value_t = 8, value_parser = parse_bits)]
     pub bits: u8,
     /// Brightness stretch.
     #[arg(long, value_enum, default_value = "log")]
     pub stretch: StretchArg,
+}
+
+fn parse_bits(s: &str) -> Result<u8, String> {
+    match s {
+        "8" => Ok(8),
+        "16" => Ok(16),
+        _ => Err(format!("{s} is not 8 or 16")),
+    }
 }
 
 /// Runs the `simulate` subcommand.

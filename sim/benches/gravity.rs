@@ -1,1 +1,162 @@
-fn main() {}
+//! Simulator benchmarks (plain `harness = false` timing; criterion would add minutes of build
+//! time for numbers that are seconds long anyway).
+//!
+//! `cargo bench -p deepgalaxy-sim --bench gravity -- [forces] [scaling] [sim] [grid]`
+//! (no argument: all four). Figures go to benches/README.md, section "Simulator".
+//!
+//! * forces:  force evaluations per second (particles x evaluations / s) at the default
+//!   particle count on 1 and 2 threads, and tree interactions per second.
+//! * scaling: tree vs direct summation at several N, with t / (N log2 N) and t / N^2.
+//! * sim:     one full merger (1, 1) at the default particle count, 71 x 14 images at 128 px.
+//! * grid:    the time-step plan of all 36 paper mergers, and the projected wall time of the
+//!   whole paper grid from the measured seconds per step of `sim`.
+
+use deepgalaxy_sim::gravity::{compute_forces, Solver};
+use deepgalaxy_sim::merger::{initial_conditions, DEFAULT_PARTICLES};
+use deepgalaxy_sim::tree::Octree;
+use deepgalaxy_sim::{simulate_dataset, Grid, MergerConfig, MergerSpec, SimulateConfig};
+use std::time::Instant;
+
+fn particles(n: usize) -> deepgalaxy_sim::particles::Particles {
+    let spec = MergerSpec {
+        size_ratio: 1.0,
+        mass_ratio: 1.0,
+    };
+    initial_conditions(&spec, &MergerConfig::with_particles(n), 1)
+        .expect("valid settings")
+        .0
+}
+
+fn time<T>(reps: usize, mut f: impl FnMut() -> T) -> f64 {
+    let _ = f();
+    let t = Instant::now();
+    for _ in 0..reps {
+        std::hint::black_box(f());
+    }
+    t.elapsed().as_secs_f64() / reps as f64
+}
+
+fn pool(threads: usize) -> rayon::ThreadPool {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .expect("thread pool")
+}
+
+fn forces() {
+    let n = DEFAULT_PARTICLES;
+    let p = particles(n);
+    let eps = MergerConfig::with_particles(n).softening;
+    let tree = Octree::build(&p.pos, &p.mass, 0.6);
+    let (cells, parts) = tree.interaction_count();
+    println!("## forces: N = {n}, theta = 0.6, two galaxies at t = 0");
+    println!(
+        "interactions per particle: {:.0} cell (quadrupole) + {:.0} particle",
+        cells as f64 / n as f64,
+        parts as f64 / n as f64
+    );
+    for threads in [1, 2] {
+        let t = pool(threads)
+            .install(|| time(20, || compute_forces(&p.pos, &p.mass, eps, Solver::default())));
+        println!(
+            "{threads} thread(s): {:.2} ms per evaluation (tree build included), {:.2e} force evaluations/s, {:.2e} interactions/s",
+            t * 1e3,
+            n as f64 / t,
+            (cells + parts) as f64 / t
+        );
+    }
+    let t_build = time(20, || Octree::build(&p.pos, &p.mass, 0.6));
+    println!("tree build alone: {:.2} ms", t_build * 1e3);
+}
+
+fn scaling() {
+    println!("## scaling: tree (theta 0.6) vs direct, 2 threads");
+    println!("| N | tree ms | direct ms | direct / tree | tree ns / (N log2 N) | direct ns / N^2 |");
+    println!("|---|---|---|---|---|---|");
+    for n in [1000, 2000, 4000, 8000, 16000, 32000] {
+        let p = particles(n);
+        let eps = MergerConfig::with_particles(n).softening;
+        let reps = (64_000 / n).max(2);
+        let tt = time(reps, || compute_forces(&p.pos, &p.mass, eps, Solver::default()));
+        let td = time((16_000 / n).max(1), || {
+            compute_forces(&p.pos, &p.mass, eps, Solver::Direct)
+        });
+        let nf = n as f64;
+        println!(
+            "| {n} | {:.2} | {:.1} | {:.1} | {:.2} | {:.3} |",
+            tt * 1e3,
+            td * 1e3,
+            td / tt,
+            tt * 1e9 / (nf * nf.log2()),
+            td * 1e9 / (nf * nf)
+        );
+    }
+}
+
+/// Runs the (1, 1) merger at the default settings; returns seconds and leapfrog steps.
+fn sim() -> (f64, usize) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let spec = MergerSpec {
+        size_ratio: 1.0,
+        mass_ratio: 1.0,
+    };
+    let cfg = SimulateConfig {
+        grid: Grid::Custom(vec![spec]),
+        merger: MergerConfig::with_particles(DEFAULT_PARTICLES),
+        ..Default::default()
+    };
+    let t = Instant::now();
+    simulate_dataset(&cfg, tmp.path(), &|_| {}).expect("simulation runs");
+    let secs = t.elapsed().as_secs_f64();
+    let m = deepgalaxy_sim::dataset::read_marker(tmp.path(), &spec).expect("marker");
+    println!(
+        "## sim: merger s_1_m_1, N = {DEFAULT_PARTICLES}, 128 px, 2 threads: {secs:.1} s ({} steps, {:.1} ms/step incl. rendering 994 images), dE/E {:+.1e}, final 2K/|W| {:.3}",
+        m.steps,
+        secs * 1e3 / m.steps as f64,
+        m.energy_drift,
+        m.final_virial_ratio
+    );
+    (secs, m.steps)
+}
+
+fn grid(measured: Option<(f64, usize)>) {
+    let specs = Grid::Paper.specs();
+    let cfg = MergerConfig::with_particles(DEFAULT_PARTICLES);
+    let steps: Vec<usize> = specs
+        .iter()
+        .map(|s| {
+            let (_, plan) = initial_conditions(s, &cfg, 1).expect("valid settings");
+            plan.steps_per_snapshot * (cfg.snapshots - 1)
+        })
+        .collect();
+    let total: usize = steps.iter().sum();
+    println!(
+        "## grid: 36 paper mergers at N = {DEFAULT_PARTICLES}: {total} leapfrog steps in all (min {}, max {})",
+        steps.iter().min().unwrap_or(&0),
+        steps.iter().max().unwrap_or(&0)
+    );
+    if let Some((secs, n)) = measured {
+        let projected = secs / n as f64 * total as f64;
+        println!(
+            "projected paper grid (36 x 71 x 14 images at 128 px): {:.0} s = {:.1} min",
+            projected,
+            projected / 60.0
+        );
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let all = args.is_empty();
+    let want = |k: &str| all || args.iter().any(|a| a == k);
+    if want("forces") {
+        forces();
+    }
+    if want("scaling") {
+        scaling();
+    }
+    let measured = if want("sim") { Some(sim()) } else { None };
+    if want("grid") {
+        grid(measured);
+    }
+}
