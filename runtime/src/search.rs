@@ -117,6 +117,14 @@ impl<'a> Searcher<'a> {
                 format!("{len} vectors exceed the kd-tree's u32 item limit"),
             ));
         }
+        // kiddo reserves the largest finite value as a sentinel
+        let kd_safe = vectors.iter().all(|v| v.abs() < f32::MAX);
+        if strategy == Strategy::KdTree && !kd_safe {
+            return Err(Error::setting(
+                "latent vectors",
+                "values of ±f32::MAX cannot go into a kd-tree; use brute force",
+            ));
+        }
         let brute = Searcher {
             vectors,
             dim,
@@ -133,7 +141,7 @@ impl<'a> Searcher<'a> {
                 ))
             }
             Strategy::KdTree => true,
-            Strategy::Auto => KD_DIMS.contains(&dim) && len >= AUTO_MIN_KD_LEN,
+            Strategy::Auto => KD_DIMS.contains(&dim) && len >= AUTO_MIN_KD_LEN && kd_safe,
         };
         if !use_kd {
             return Ok(brute);
@@ -529,6 +537,17 @@ mod tests {
         let mut nan = data.clone();
         nan[3] = f32::NAN;
         assert!(Searcher::over(&nan, 8, Strategy::Auto).is_err());
+        let mut max = uniform(3000, 8, 5);
+        max[3] = f32::MAX;
+        assert!(Searcher::over(&max, 8, Strategy::KdTree).is_err());
+        let auto = Searcher::over(&max, 8, Strategy::Auto).unwrap();
+        assert_eq!(auto.strategy(), Strategy::Brute);
+        // an empty library answers with nothing, on both paths
+        for strategy in [Strategy::KdTree, Strategy::Brute] {
+            let empty = Searcher::over(&[], 8, strategy).unwrap();
+            assert!(empty.is_empty());
+            assert_eq!(empty.search(&[0.0; 8], 3).unwrap(), vec![]);
+        }
     }
 
     #[test]
