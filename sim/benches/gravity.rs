@@ -56,8 +56,11 @@ fn forces() {
         parts as f64 / n as f64
     );
     for threads in [1, 2] {
-        let t = pool(threads)
-            .install(|| time(20, || compute_forces(&p.pos, &p.mass, eps, Solver::default())));
+        let t = pool(threads).install(|| {
+            time(20, || {
+                compute_forces(&p.pos, &p.mass, eps, Solver::default())
+            })
+        });
         println!(
             "{threads} thread(s): {:.2} ms per evaluation (tree build included), {:.2e} force evaluations/s, {:.2e} interactions/s",
             t * 1e3,
@@ -71,13 +74,17 @@ fn forces() {
 
 fn scaling() {
     println!("## scaling: tree (theta 0.6) vs direct, 2 threads");
-    println!("| N | tree ms | direct ms | direct / tree | tree ns / (N log2 N) | direct ns / N^2 |");
+    println!(
+        "| N | tree ms | direct ms | direct / tree | tree ns / (N log2 N) | direct ns / N^2 |"
+    );
     println!("|---|---|---|---|---|---|");
     for n in [1000, 2000, 4000, 8000, 16000, 32000] {
         let p = particles(n);
         let eps = MergerConfig::with_particles(n).softening;
         let reps = (64_000 / n).max(2);
-        let tt = time(reps, || compute_forces(&p.pos, &p.mass, eps, Solver::default()));
+        let tt = time(reps, || {
+            compute_forces(&p.pos, &p.mass, eps, Solver::default())
+        });
         let td = time((16_000 / n).max(1), || {
             compute_forces(&p.pos, &p.mass, eps, Solver::Direct)
         });
@@ -146,7 +153,10 @@ fn grid(measured: Option<(f64, usize)>) {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
     let all = args.is_empty();
     let want = |k: &str| all || args.iter().any(|a| a == k);
     if want("forces") {

@@ -201,3 +201,42 @@ fn bad_settings_are_errors_not_panics() {
         assert!(e.to_string().contains("--features hdf5"), "{e}");
     }
 }
+
+#[cfg(feature = "hdf5")]
+#[test]
+fn hdf5_output_follows_the_original_layout() {
+    use deepgalaxy_core::hdf5::H5Dataset;
+    let spec = MergerSpec {
+        size_ratio: 0.5,
+        mass_ratio: 1.5,
+    };
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut cfg = config(Grid::Custom(vec![spec]), 1000, 16, 3, 2);
+    cfg.merger.snapshots = 4;
+    cfg.format = OutputFormat::Hdf5;
+    let (cat, _) = run(&cfg, tmp.path());
+    let h5 = H5Dataset::open(&tmp.path().join("output_bw_16.hdf5")).expect("readable HDF5");
+    assert_eq!((h5.height, h5.width), (16, 16));
+    assert_eq!(h5.records.len(), cat.records.len());
+    assert!(h5.records.iter().all(|r| r.simulation == "s_0.5_m_1.5"));
+    // Pixel values survive PNG -> HDF5 (8-bit PNG, so within half a grey level).
+    let first = h5
+        .records
+        .iter()
+        .find(|r| r.camera == 0 && r.snapshot == 0)
+        .expect("camera 0, snapshot 0");
+    let img = h5.read_image(first).expect("image");
+    let png = image::open(cat.resolve(&cat.records[0]))
+        .expect("png")
+        .into_luma8();
+    assert_eq!(cat.records[0].camera, Some(0));
+    assert_eq!(img.data.len(), png.as_raw().len());
+    let worst = img
+        .data
+        .iter()
+        .zip(png.as_raw())
+        .map(|(&h, &p)| (h as f64 - p as f64 / 255.0).abs())
+        .fold(0.0, f64::max);
+    assert!(worst < 1.0 / 255.0, "HDF5 and PNG differ by {worst}");
+    assert!(png.as_raw().iter().any(|&p| p > 0));
+}
