@@ -155,7 +155,7 @@ pub fn spectral_clustering(
         config.restarts,
         config.max_iterations,
         config.seed,
-    );
+    )?;
     Ok(SpectralClustering {
         labels: canonical_labels(&km.labels),
         clusters,

@@ -5,6 +5,7 @@
 //! spectral clustering of [`crate::cluster`] needs bit-for-bit reproducible labels from a
 //! seed. Everything here is deterministic given the seed.
 
+use deepgalaxy_core::{Error, Result};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -22,7 +23,8 @@ pub struct KMeans {
 /// Clusters `points.len() / dim` points into `k` groups. Runs `restarts` (at least 1) seeded
 /// k-means++ initialisations, each refined by at most `max_iterations` Lloyd steps, and keeps
 /// the one with the smallest inertia (the first on ties). A cluster that empties is re-seeded
-/// with the point farthest from its centroid. Requires `1 <= k <= number of points`.
+/// with the point farthest from its centroid. Errors unless `1 <= k <= number of points` and
+/// the points are whole, finite vectors of `dim`.
 pub fn kmeans(
     points: &[f64],
     dim: usize,
@@ -30,9 +32,23 @@ pub fn kmeans(
     restarts: usize,
     max_iterations: usize,
     seed: u64,
-) -> KMeans {
+) -> Result<KMeans> {
+    if dim == 0 || points.len() % dim != 0 || points.iter().any(|v| !v.is_finite()) {
+        return Err(Error::setting(
+            "k-means points",
+            format!(
+                "{} values are not whole, finite vectors of {dim}",
+                points.len()
+            ),
+        ));
+    }
     let n = points.len() / dim;
-    debug_assert!(k >= 1 && k <= n && dim > 0);
+    if k == 0 || k > n {
+        return Err(Error::setting(
+            "k-means",
+            format!("{k} clusters for {n} points"),
+        ));
+    }
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut best: Option<KMeans> = None;
     for _ in 0..restarts.max(1) {
@@ -42,7 +58,7 @@ pub fn kmeans(
             best = Some(run);
         }
     }
-    best.unwrap_or_else(|| lloyd(points, dim, points[..k * dim].to_vec(), max_iterations))
+    Ok(best.unwrap_or_else(|| lloyd(points, dim, points[..k * dim].to_vec(), max_iterations)))
 }
 
 fn sq(a: &[f64], b: &[f64]) -> f64 {
@@ -149,7 +165,7 @@ mod tests {
     fn separates_two_obvious_groups() {
         // 1-D: {0, 0.1, 0.2} and {10, 10.1}
         let pts = [0.0, 10.0, 0.1, 10.1, 0.2];
-        let r = kmeans(&pts, 1, 2, 3, 100, 1);
+        let r = kmeans(&pts, 1, 2, 3, 100, 1).unwrap();
         assert_eq!(r.labels[0], r.labels[2]);
         assert_eq!(r.labels[0], r.labels[4]);
         assert_eq!(r.labels[1], r.labels[3]);
@@ -157,16 +173,25 @@ mod tests {
         // inertia: 0.02 around 0.1, plus 0.005 around 10.05
         assert!((r.inertia - 0.025).abs() < 1e-12, "{}", r.inertia);
         // same seed, same answer
-        assert_eq!(kmeans(&pts, 1, 2, 3, 100, 1), r);
+        assert_eq!(kmeans(&pts, 1, 2, 3, 100, 1).unwrap(), r);
     }
 
     #[test]
     fn k_equal_to_n_puts_each_point_alone() {
         let pts = [0.0, 0.0, 1.0, 0.0, 0.0, 1.0];
-        let r = kmeans(&pts, 2, 3, 2, 50, 9);
+        let r = kmeans(&pts, 2, 3, 2, 50, 9).unwrap();
         let mut l = r.labels.clone();
         l.sort();
         assert_eq!(l, vec![0, 1, 2]);
         assert_eq!(r.inertia, 0.0);
+    }
+
+    #[test]
+    fn bad_input_is_an_error() {
+        assert!(kmeans(&[], 2, 1, 1, 10, 0).is_err());
+        assert!(kmeans(&[0.0, 1.0], 2, 2, 1, 10, 0).is_err());
+        assert!(kmeans(&[0.0, 1.0, 2.0], 2, 1, 1, 10, 0).is_err());
+        assert!(kmeans(&[0.0, f64::NAN], 1, 1, 1, 10, 0).is_err());
+        assert!(kmeans(&[0.0, 1.0], 1, 0, 1, 10, 0).is_err());
     }
 }

@@ -157,7 +157,7 @@ pub fn tsne_2d(vectors: &[f32], dim: usize, config: &TsneConfig) -> Result<Vec<[
     check_vectors(vectors, dim, 2)?;
     let n = vectors.len() / dim;
     let p = config.perplexity;
-    if !(p.is_finite() && p > 0.0) || !(config.theta.is_finite() && config.theta > 0.0) {
+    if !(p.is_finite() && p > 0.0 && config.theta.is_finite() && config.theta > 0.0) {
         return Err(Error::setting(
             "t-SNE",
             format!("perplexity {p} and theta {} must be positive", config.theta),
