@@ -231,7 +231,7 @@ pub enum Colouring<'a> {
     Values {
         /// Value of each point.
         values: &'a [f64],
-        /// The colour bar's title ("class", "t [Myr]").
+        /// The colour bar's title (`"class"`, `"t [Myr]"`).
         name: &'a str,
     },
 }
