@@ -12,7 +12,7 @@ use std::path::Path;
 use deepgalaxy_core::{Error, Image, Result};
 use plotters::prelude::*;
 
-use crate::plot::{drawing_error, ensure_font, write_png, FONT};
+use crate::plot::{drawing_error, ensure_font, write_png, Canvas, FONT};
 
 /// One picture of the gallery with what its caption says.
 #[derive(Debug, Clone, Copy)]
@@ -106,7 +106,7 @@ pub fn render_gallery(
     let err = |e| drawing_error("gallery", e);
     let mut buf = picture.into_raw();
     {
-        let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
+        let root = Canvas::with_buffer(&mut buf, (w, h)).into_drawing_area();
         root.draw(&Text::new(
             title.to_string(),
             (GAP as i32, 12),

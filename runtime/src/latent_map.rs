@@ -11,7 +11,7 @@ use deepgalaxy_core::{Error, Result};
 use faer::{Mat, Side};
 use plotters::prelude::*;
 
-use crate::plot::{category_colour, drawing_error, ensure_font, viridis, write_png, FONT};
+use crate::plot::{category_colour, drawing_error, ensure_font, viridis, write_png, Canvas, FONT};
 
 /// A principal component analysis of latents.
 #[derive(Debug, Clone, PartialEq)]
@@ -296,7 +296,7 @@ pub fn render_latent_map(
     let err = |e| drawing_error("latent map", e);
     let mut buf = vec![255u8; (w * h * 3) as usize];
     {
-        let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
+        let root = Canvas::with_buffer(&mut buf, (w, h)).into_drawing_area();
         root.fill(&WHITE).map_err(err)?;
         let (plot_area, side) = root.split_horizontally(w - SIDE);
         let (x0, x1) = padded_range(points.iter().map(|p| p[0]));
@@ -349,8 +349,8 @@ pub fn write_latent_map(
     write_png(path, &picture)
 }
 
-type Area<'b> = DrawingArea<BitMapBackend<'b>, plotters::coord::Shift>;
-type DrawResult<'b> = plotters::prelude::DrawResult<(), BitMapBackend<'b>>;
+type Area<'b> = DrawingArea<Canvas<'b>, plotters::coord::Shift>;
+type DrawResult<'b> = plotters::prelude::DrawResult<(), Canvas<'b>>;
 
 fn draw_legend<'b>(side: &Area<'b>, labels: &[usize], name: &str) -> DrawResult<'b> {
     let mut counts = std::collections::BTreeMap::new();

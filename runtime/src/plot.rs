@@ -1,16 +1,26 @@
-//! What the PNG writers share: the embedded font, colour maps and the PNG encoder.
+//! What the PNG writers share: the drawing canvas with its embedded font, colour maps and the
+//! PNG encoder.
 //!
 //! Text is drawn with DejaVu Sans, embedded from `assets/DejaVuSans.ttf` (Bitstream Vera
-//! licence, `assets/DejaVuSans-LICENSE.txt`) and registered with plotters' `ab_glyph`
-//! backend, so drawing needs no system font library (a laptop or CI image may have none).
+//! licence, `assets/DejaVuSans-LICENSE.txt`), so drawing needs no system font library (a
+//! laptop or CI image may have none). plotters 0.3.7's own `ab_glyph` text path places each
+//! glyph's bounding box at the pen position, dropping the left side bearing ("clusters" comes
+//! out as "dusters"), so [`Canvas`] wraps plotters' bitmap backend and lays text out itself
+//! with `ab_glyph` (bearings, advances and kerning); every other drawing call goes to plotters.
 //! Pictures are drawn into an RGB buffer and encoded with the `image` crate.
 
 use std::io::Write;
 use std::path::Path;
 use std::sync::OnceLock;
 
+use ab_glyph::{point, Font, FontRef, PxScale, ScaleFont};
 use deepgalaxy_core::{Error, Result};
+use plotters::prelude::BitMapBackend;
 use plotters::style::{FontStyle, RGBColor};
+use plotters_backend::text_anchor::{HPos, VPos};
+use plotters_backend::{
+    BackendColor, BackendCoord, BackendStyle, BackendTextStyle, DrawingBackend, DrawingErrorKind,
+};
 
 /// Font family name every text style in this crate uses.
 pub(crate) const FONT: &str = "sans-serif";
@@ -22,7 +32,7 @@ pub(crate) fn ensure_font() -> Result<()> {
     static REGISTERED: OnceLock<bool> = OnceLock::new();
     let ok = *REGISTERED.get_or_init(|| {
         plotters::style::register_font(FONT, FontStyle::Normal, FONT_BYTES).is_ok()
-    });
+    }) && font().is_some();
     if ok {
         Ok(())
     } else {
@@ -30,6 +40,174 @@ pub(crate) fn ensure_font() -> Result<()> {
             "plot font",
             "the embedded DejaVu Sans font could not be loaded",
         ))
+    }
+}
+
+/// The embedded font, parsed once.
+fn font() -> Option<&'static FontRef<'static>> {
+    static FONT_REF: OnceLock<Option<FontRef<'static>>> = OnceLock::new();
+    FONT_REF
+        .get_or_init(|| FontRef::try_from_slice(FONT_BYTES).ok())
+        .as_ref()
+}
+
+/// plotters' bitmap backend over an RGB buffer, with text laid out correctly (see the module
+/// docs). Every text is drawn in the embedded DejaVu Sans at the style's pixel size.
+pub(crate) struct Canvas<'a>(BitMapBackend<'a>);
+
+impl<'a> Canvas<'a> {
+    /// A canvas over `buf`, `size.0 * size.1` RGB pixels.
+    pub(crate) fn with_buffer(buf: &'a mut [u8], size: (u32, u32)) -> Canvas<'a> {
+        Canvas(BitMapBackend::with_buffer(buf, size))
+    }
+}
+
+type DrawOutcome<E> = std::result::Result<(), DrawingErrorKind<E>>;
+
+/// Glyph coverage of `text` at `size` pixels, in text-local coordinates (origin at the top
+/// left of the line box), and the box's width and height.
+fn layout(text: &str, size: f64) -> (Vec<(i32, i32, f32)>, i32, i32) {
+    let Some(font) = font() else {
+        return (Vec::new(), 0, 0);
+    };
+    let scale = PxScale::from(size as f32);
+    let scaled = font.as_scaled(scale);
+    let ascent = scaled.ascent();
+    let mut pixels = Vec::new();
+    let mut pen = 0.0f32;
+    let mut prev = None;
+    for c in text.chars() {
+        let id = scaled.glyph_id(c);
+        if let Some(p) = prev {
+            pen += scaled.kern(p, id);
+        }
+        prev = Some(id);
+        let glyph = id.with_scale_and_position(scale, point(pen, ascent));
+        if let Some(outline) = font.outline_glyph(glyph) {
+            let b = outline.px_bounds();
+            outline.draw(|x, y, cover| {
+                pixels.push((b.min.x as i32 + x as i32, b.min.y as i32 + y as i32, cover));
+            });
+        }
+        pen += scaled.h_advance(id);
+    }
+    let height = (scaled.ascent() - scaled.descent()).ceil() as i32;
+    (pixels, pen.ceil() as i32, height)
+}
+
+impl<'a> DrawingBackend for Canvas<'a> {
+    type ErrorType = <BitMapBackend<'a> as DrawingBackend>::ErrorType;
+
+    fn get_size(&self) -> (u32, u32) {
+        self.0.get_size()
+    }
+
+    fn ensure_prepared(&mut self) -> DrawOutcome<Self::ErrorType> {
+        self.0.ensure_prepared()
+    }
+
+    fn present(&mut self) -> DrawOutcome<Self::ErrorType> {
+        self.0.present()
+    }
+
+    fn draw_pixel(&mut self, p: BackendCoord, c: BackendColor) -> DrawOutcome<Self::ErrorType> {
+        self.0.draw_pixel(p, c)
+    }
+
+    fn draw_line<S: BackendStyle>(
+        &mut self,
+        from: BackendCoord,
+        to: BackendCoord,
+        style: &S,
+    ) -> DrawOutcome<Self::ErrorType> {
+        self.0.draw_line(from, to, style)
+    }
+
+    fn draw_rect<S: BackendStyle>(
+        &mut self,
+        upper_left: BackendCoord,
+        bottom_right: BackendCoord,
+        style: &S,
+        fill: bool,
+    ) -> DrawOutcome<Self::ErrorType> {
+        self.0.draw_rect(upper_left, bottom_right, style, fill)
+    }
+
+    fn draw_path<S: BackendStyle, I: IntoIterator<Item = BackendCoord>>(
+        &mut self,
+        path: I,
+        style: &S,
+    ) -> DrawOutcome<Self::ErrorType> {
+        self.0.draw_path(path, style)
+    }
+
+    fn draw_circle<S: BackendStyle>(
+        &mut self,
+        center: BackendCoord,
+        radius: u32,
+        style: &S,
+        fill: bool,
+    ) -> DrawOutcome<Self::ErrorType> {
+        self.0.draw_circle(center, radius, style, fill)
+    }
+
+    fn fill_polygon<S: BackendStyle, I: IntoIterator<Item = BackendCoord>>(
+        &mut self,
+        vert: I,
+        style: &S,
+    ) -> DrawOutcome<Self::ErrorType> {
+        self.0.fill_polygon(vert, style)
+    }
+
+    fn blit_bitmap(
+        &mut self,
+        pos: BackendCoord,
+        size: (u32, u32),
+        src: &[u8],
+    ) -> DrawOutcome<Self::ErrorType> {
+        self.0.blit_bitmap(pos, size, src)
+    }
+
+    fn draw_text<T: BackendTextStyle>(
+        &mut self,
+        text: &str,
+        style: &T,
+        pos: BackendCoord,
+    ) -> DrawOutcome<Self::ErrorType> {
+        let colour = style.color();
+        if colour.alpha == 0.0 {
+            return Ok(());
+        }
+        let (pixels, width, height) = layout(text, style.size());
+        let dx = match style.anchor().h_pos {
+            HPos::Left => 0,
+            HPos::Right => -width,
+            HPos::Center => -width / 2,
+        };
+        let dy = match style.anchor().v_pos {
+            VPos::Top => 0,
+            VPos::Center => -height / 2,
+            VPos::Bottom => -height,
+        };
+        let transform = style.transform();
+        for (x, y, cover) in pixels {
+            let (tx, ty) = transform.transform(x + dx, y + dy);
+            let c = BackendColor {
+                alpha: colour.alpha * f64::from(cover.clamp(0.0, 1.0)),
+                rgb: colour.rgb,
+            };
+            self.0.draw_pixel((pos.0 + tx, pos.1 + ty), c)?;
+        }
+        Ok(())
+    }
+
+    fn estimate_text_size<T: BackendTextStyle>(
+        &self,
+        text: &str,
+        style: &T,
+    ) -> std::result::Result<(u32, u32), DrawingErrorKind<Self::ErrorType>> {
+        let (_, width, height) = layout(text, style.size());
+        Ok((width.max(0) as u32, height.max(0) as u32))
     }
 }
 
@@ -130,6 +308,24 @@ mod tests {
             .collect();
         assert_eq!(colours.len(), 40);
         assert_eq!(category_colour(0), RGBColor(0x1f, 0x77, 0xb4));
+    }
+
+    /// Glyphs keep their side bearings: the "l" of "cl" starts right of the "c"'s ink, and
+    /// "il" is wider than the sum of nothing but ink.
+    #[test]
+    fn text_keeps_side_bearings() {
+        let ink = |t: &str| {
+            let (px, w, h) = layout(t, 20.0);
+            let xs: Vec<i32> = px.iter().filter(|p| p.2 > 0.5).map(|p| p.0).collect();
+            (xs, w, h)
+        };
+        let (c, cw, _) = ink("c");
+        let (cl, clw, h) = ink("cl");
+        let c_right = *c.iter().max().unwrap();
+        // the l's stem is the ink of "cl" right of the c's advance
+        let l_left = *cl.iter().filter(|&&x| x >= cw).min().unwrap();
+        assert!(l_left > c_right + 1, "l at {l_left}, c ends at {c_right}");
+        assert!(clw > cw && h >= 20, "{clw} {cw} {h}");
     }
 
     #[test]
