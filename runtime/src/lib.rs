@@ -22,8 +22,10 @@
 //! * [`gallery`]: a PNG of a query image beside its neighbours with captions (label, time,
 //!   distance, SSIM).
 //!
-//! Plots are drawn with plotters on an in-memory bitmap with an embedded DejaVu Sans font
-//! (`assets/`, Bitstream Vera licence), so no system font library is needed.
+//! Plots are drawn with plotters on an in-memory bitmap; text uses an embedded DejaVu Sans
+//! font (`assets/`, Bitstream Vera licence) laid out with `ab_glyph`, so no system font
+//! library is needed. Benchmarks: `benches/latent_search.rs` (kd-tree vs brute force, the
+//! basis of [`search::Strategy::Auto`]) and `benches/spectral.rs` (clustering time vs size).
 //!
 //! Still to come (issue: runtime): the `Backend` over tract and ONNX Runtime, batched
 //! inference, and the command-line wiring of `predict`, `embed`, `index`, `search` and
