@@ -178,7 +178,8 @@ pub fn validate(cfg: &MergerConfig) -> Result<()> {
     if cfg.snapshots < 2 {
         return Err(Error::Config("at least 2 snapshots are needed".into()));
     }
-    if !(cfg.softening > 0.0) || !(cfg.step_fraction > 0.0) {
+    let positive = |x: f64| x.is_finite() && x > 0.0;
+    if !positive(cfg.softening) || !positive(cfg.step_fraction) {
         return Err(Error::Config(
             "softening and step fraction must be positive".into(),
         ));
@@ -189,7 +190,7 @@ pub fn validate(cfg: &MergerConfig) -> Result<()> {
         ));
     }
     if let Solver::Tree { theta } = cfg.solver {
-        if !(theta > 0.0 && theta < 1.5) {
+        if !(positive(theta) && theta < 1.5) {
             return Err(Error::Config(format!(
                 "opening angle {theta} is outside (0, 1.5)"
             )));
