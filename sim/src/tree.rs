@@ -456,3 +456,33 @@ impl Lists {
         self.parts.clear();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn coincident_and_tiny_sets_give_finite_forces() {
+        // 200 particles on one point (the depth limit must stop the recursion) plus a
+        // companion: every force finite, the companion pulled towards the clump.
+        let mut pos = vec![[1.0, 2.0, 3.0]; 200];
+        pos.push([5.0, 2.0, 3.0]);
+        let mass = vec![0.01; pos.len()];
+        let tree = Octree::build(&pos, &mass, 0.6);
+        let (acc, pot) = tree.forces(0.1);
+        assert!(acc.iter().flatten().chain(&pot).all(|v| v.is_finite()));
+        assert!(acc[200][0] < 0.0);
+        // Newton at 4 units: 200 * 0.01 / (16 + 0.01) (softened).
+        let want = 2.0 / (16.0 + 0.01f64) * (16.0 / (16.0 + 0.01f64)).sqrt();
+        assert!(
+            (acc[200][0] + want).abs() < 1e-4 * want,
+            "{} vs {want}",
+            acc[200][0]
+        );
+        let one = Octree::build(&[[0.0; 3]], &[1.0], 0.6).forces(0.1);
+        assert_eq!(one.0, vec![[0.0; 3]]);
+        assert_eq!(one.1, vec![0.0]);
+        let none = Octree::build(&[], &[], 0.6).forces(0.1);
+        assert!(none.0.is_empty());
+    }
+}
