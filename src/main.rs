@@ -1,6 +1,9 @@
 //! `deepgalaxy`: the command line. Wiring only: each subcommand parses its arguments and calls
 //! the library crate that owns the work.
 
+mod simulate;
+mod train;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -18,9 +21,9 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Simulate galaxy mergers with N-body gravity and render a labeled image dataset.
-    Simulate,
+    Simulate(simulate::SimulateArgs),
     /// Train the encoder with its classifier, autoencoder and VAE heads.
-    Train,
+    Train(train::TrainArgs),
     /// Export a checkpoint to ONNX (FP32, FP16, INT8) with its model card.
     Export,
     /// Predict the merger timescale of images with an exported model.
@@ -72,8 +75,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Inspect(args) => inspect(args),
-        Command::Simulate => not_built("simulate"),
-        Command::Train => not_built("train"),
+        Command::Simulate(args) => simulate::run(args),
+        Command::Train(args) => train::run(args),
         Command::Export => not_built("export"),
         Command::Predict => not_built("predict"),
         Command::Embed => not_built("embed"),

@@ -341,10 +341,7 @@ fn eval(op: &Op, x: &[&Tensor], w: &Weights, mode: &mut Mode<'_>) -> candle_core
             }
             _ => Ok(x[0].clone()),
         },
-        Op::Upsample2 => {
-            let (_, _, h, wd) = x[0].dims4()?;
-            x[0].upsample_nearest2d(2 * h, 2 * wd)
-        }
+        Op::Upsample2 => upsample2(x[0]),
         Op::Add => x[0].add(x[1]),
         Op::Mul => x[0].broadcast_mul(x[1]),
         Op::Reshape { shape } => x[0].reshape((x[0].dim(0)?, shape[0], shape[1], shape[2])),
@@ -387,6 +384,16 @@ fn update_running(
         buffers.insert(name, new);
     }
     Ok(())
+}
+
+/// Nearest 2x upsampling as a broadcast: its backward is a sum over the broadcast axes.
+/// candle's `upsample_nearest2d` backward is a grouped convolution (one per channel, slow on
+/// CPU) and overwrites rather than adds its input's gradient.
+fn upsample2(x: &Tensor) -> candle_core::Result<Tensor> {
+    let (n, c, h, w) = x.dims4()?;
+    x.reshape((n, c, h, 1, w, 1))?
+        .broadcast_as((n, c, h, 2, w, 2))?
+        .reshape((n, c, 2 * h, 2 * w))
 }
 
 /// 2x2/2 max pooling as a maximum over a reshaped view. candle 0.11's `max_pool2d` backward

@@ -120,7 +120,10 @@ impl Optimizer {
             let Some(g) = grads.get(var.as_tensor()) else {
                 continue;
             };
-            let p = var.as_tensor();
+            // detached: a gradient can carry its computation graph, and state built from it
+            // would keep every step's graph alive (memory grew by gigabytes per epoch)
+            let g = &g.detach();
+            let p = &var.as_tensor().detach();
             let state = self.state.entry((*name).clone()).or_default();
             let new = match &self.kind {
                 OptimizerKind::Sgd {
@@ -176,7 +179,10 @@ impl Optimizer {
                     (p - (delta * lr)?)?
                 }
             };
-            var.set(&new)?;
+            for t in state.iter_mut() {
+                *t = t.detach();
+            }
+            var.set(&new.detach())?;
         }
         Ok(())
     }

@@ -20,33 +20,38 @@ pub struct Schedule {
 pub enum ScheduleKind {
     /// The base rate throughout.
     Constant,
-    /// Multiply by `gamma` every `every` steps.
+    /// Multiply by `gamma` every `every_epochs` epochs.
     Step {
-        /// Steps between decays.
-        every: u64,
+        /// Epochs between decays.
+        every_epochs: u64,
         /// Decay factor.
         gamma: f64,
     },
-    /// Cosine from the base rate down to `min_lr` over `total` steps (after warm-up).
+    /// Cosine from the base rate down to `min_lr` at the end of the run.
     Cosine {
-        /// Steps of the whole run.
-        total: u64,
         /// Final rate.
         min_lr: f64,
     },
 }
 
 impl Schedule {
-    /// The learning rate for optimizer step `step` (0-based).
-    pub fn lr_at(&self, step: u64) -> f64 {
+    /// The learning rate for optimizer step `step` (0-based) of a run of `total` steps with
+    /// `per_epoch` steps per epoch.
+    pub fn lr_at(&self, step: u64, per_epoch: u64, total: u64) -> f64 {
         if step < self.warmup {
             return self.lr * (step + 1) as f64 / self.warmup as f64;
         }
         let s = step - self.warmup;
         match self.kind {
             ScheduleKind::Constant => self.lr,
-            ScheduleKind::Step { every, gamma } => self.lr * gamma.powi((s / every.max(1)) as i32),
-            ScheduleKind::Cosine { total, min_lr } => {
+            ScheduleKind::Step {
+                every_epochs,
+                gamma,
+            } => {
+                let every = (every_epochs * per_epoch).max(1);
+                self.lr * gamma.powi((step / every).min(i32::MAX as u64) as i32)
+            }
+            ScheduleKind::Cosine { min_lr } => {
                 let span = total.saturating_sub(self.warmup).max(1);
                 let frac = (s.min(span)) as f64 / span as f64;
                 min_lr + 0.5 * (self.lr - min_lr) * (1.0 + (std::f64::consts::PI * frac).cos())
@@ -61,31 +66,13 @@ mod tests {
 
     #[test]
     fn schedules_have_their_shapes() {
-        let c = Schedule {
-            lr: 0.1,
-            kind: ScheduleKind::Constant,
-            warmup: 4,
-        };
-        assert_eq!((c.lr_at(0), c.lr_at(3), c.lr_at(100)), (0.025, 0.1, 0.1));
-        let s = Schedule {
-            lr: 1.0,
-            kind: ScheduleKind::Step {
-                every: 10,
-                gamma: 0.5,
-            },
-            warmup: 0,
-        };
-        assert_eq!((s.lr_at(9), s.lr_at(10), s.lr_at(25)), (1.0, 0.5, 0.25));
-        let k = Schedule {
-            lr: 1.0,
-            kind: ScheduleKind::Cosine {
-                total: 10,
-                min_lr: 0.0,
-            },
-            warmup: 0,
-        };
-        assert_eq!(k.lr_at(0), 1.0);
-        assert!((k.lr_at(5) - 0.5).abs() < 1e-12);
-        assert!(k.lr_at(10).abs() < 1e-12 && k.lr_at(50).abs() < 1e-12);
+        let c = Schedule { lr: 0.1, kind: ScheduleKind::Constant, warmup: 4 };
+        assert_eq!((c.lr_at(0, 5, 50), c.lr_at(3, 5, 50), c.lr_at(100, 5, 50)), (0.025, 0.1, 0.1));
+        let s = Schedule { lr: 1.0, kind: ScheduleKind::Step { every_epochs: 2, gamma: 0.5 }, warmup: 0 };
+        assert_eq!((s.lr_at(9, 5, 50), s.lr_at(10, 5, 50), s.lr_at(25, 5, 50)), (1.0, 0.5, 0.25));
+        let k = Schedule { lr: 1.0, kind: ScheduleKind::Cosine { min_lr: 0.0 }, warmup: 0 };
+        assert_eq!(k.lr_at(0, 5, 10), 1.0);
+        assert!((k.lr_at(5, 5, 10) - 0.5).abs() < 1e-12);
+        assert!(k.lr_at(10, 5, 10).abs() < 1e-12 && k.lr_at(50, 5, 10).abs() < 1e-12);
     }
 }

@@ -199,7 +199,9 @@ impl Run {
             observer.epoch_start(epoch, batches.len());
             let started = Instant::now();
             let (mut loss_sum, mut seen, mut correct, mut images) = (0.0, 0usize, 0usize, 0usize);
-            let mut lr = cfg.schedule.lr_at(self.state.step);
+            let per_epoch = batches.len() as u64;
+            let total = per_epoch * cfg.epochs as u64;
+            let mut lr = cfg.schedule.lr_at(self.state.step, per_epoch, total);
             for (b, batch) in batches.iter().enumerate().skip(self.state.batch_in_epoch) {
                 if stop.load(Ordering::Relaxed) {
                     self.state.rng = RngState::of(&rng);
@@ -230,7 +232,7 @@ impl Run {
                     ));
                 }
                 let grads = loss.backward().map_err(candle_err)?;
-                lr = cfg.schedule.lr_at(self.state.step);
+                lr = cfg.schedule.lr_at(self.state.step, per_epoch, total);
                 self.optimizer.step(&refs, &grads, lr).map_err(candle_err)?;
                 self.state.step += 1;
                 self.state.batch_in_epoch = b + 1;

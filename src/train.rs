@@ -1,0 +1,306 @@
+//! `deepgalaxy train`: arguments, progress bars and Ctrl-C; the work is deepgalaxy-train's.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use clap::ValueEnum;
+use deepgalaxy_core::preprocess::{Preprocess, Stretch};
+use deepgalaxy_models::{Backbone, ModelSpec};
+use deepgalaxy_train::augment::Augment;
+use deepgalaxy_train::checkpoint::EpochRecord;
+use deepgalaxy_train::optim::OptimizerKind;
+use deepgalaxy_train::schedule::{Schedule, ScheduleKind};
+use deepgalaxy_train::split::SplitKind;
+use deepgalaxy_train::trainer::StepInfo;
+use deepgalaxy_train::{Extend, Heads, LossWeights, Observer, Outcome, TrainConfig};
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// Validation split.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum SplitArg {
+    /// Hold out whole simulations (no other view or neighbouring snapshot leaks into training).
+    BySimulation,
+    /// The paper's per-image random 80/20 split, for comparison (optimistic).
+    Random,
+}
+
+/// Learning-rate schedule.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum ScheduleArg {
+    /// Constant.
+    Constant,
+    /// Halve every quarter of the run.
+    Step,
+    /// Cosine decay to zero.
+    Cosine,
+}
+
+/// Intensity stretch applied in preprocessing.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum StretchArg {
+    /// None (simulated images are stretched when rendered).
+    Linear,
+    /// DS9's log (a = 1000).
+    Log,
+    /// asinh (beta = 0.1).
+    Asinh,
+}
+
+/// Train the encoder with its classifier, autoencoder and VAE heads.
+#[derive(Debug, clap::Args)]
+pub struct TrainArgs {
+    /// A catalog.csv or an original-layout HDF5 file.
+    #[arg(long, required_unless_present = "resume")]
+    pub data: Option<PathBuf>,
+    /// Output folder: checkpoint/, metrics.jsonl, metrics.csv, curves.png, confusion.png.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Encoder: simple, resnet (ResNet-18 layout, width 0.25) or efficientnet (B0, 0.5/0.5).
+    #[arg(long, default_value = "simple")]
+    pub backbone: String,
+    /// Image side the network sees (a multiple of the backbone's stride: 16 simple, 32 others).
+    #[arg(long, default_value_t = 64)]
+    pub image_size: u32,
+    /// Input channels (1 grey, 3 RGB).
+    #[arg(long, default_value_t = 1)]
+    pub channels: u32,
+    /// Preprocessing stretch.
+    #[arg(long, value_enum, default_value = "linear")]
+    pub stretch: StretchArg,
+    /// Epochs in total.
+    #[arg(long, default_value_t = 10)]
+    pub epochs: usize,
+    /// Images per step.
+    #[arg(long, default_value_t = 16)]
+    pub batch_size: usize,
+    /// Stop after this many optimizer steps (a checkpoint is written).
+    #[arg(long)]
+    pub max_steps: Option<u64>,
+    /// Heads in the loss: any of classifier,autoencoder,vae.
+    #[arg(long, default_value = "classifier,autoencoder,vae")]
+    pub heads: String,
+    /// Keep the encoder fixed (train the heads only).
+    #[arg(long)]
+    pub freeze_encoder: bool,
+    /// Validation split.
+    #[arg(long, value_enum, default_value = "by-simulation")]
+    pub split: SplitArg,
+    /// Fraction held out (of the simulations, for by-simulation).
+    #[arg(long, default_value_t = 0.2)]
+    pub val_fraction: f64,
+    /// adam, adamw, sgd (momentum 0.9) or adadelta (the paper's, with --lr 8).
+    #[arg(long, default_value = "adam")]
+    pub optimizer: String,
+    /// Learning rate (default: 1e-3 for Adam/AdamW, 0.01 SGD, 1.0 AdaDelta).
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Learning-rate schedule.
+    #[arg(long, value_enum, default_value = "cosine")]
+    pub schedule: ScheduleArg,
+    /// Linear warm-up steps.
+    #[arg(long, default_value_t = 0)]
+    pub warmup: u64,
+    /// KL weight of the VAE.
+    #[arg(long, default_value_t = LossWeights::default().beta)]
+    pub beta: f64,
+    /// Label smoothing of the cross-entropy.
+    #[arg(long, default_value_t = 0.0)]
+    pub label_smoothing: f64,
+    /// VAE latent size (16 or 32 in the paper).
+    #[arg(long, default_value_t = 16)]
+    pub latent_dim: usize,
+    /// Dropout before the classifier.
+    #[arg(long, default_value_t = 0.2)]
+    pub dropout: f32,
+    /// Turn off flips and quarter turns.
+    #[arg(long)]
+    pub no_augment: bool,
+    /// Gaussian noise added to training images (pixel units, 0-1).
+    #[arg(long, default_value_t = 0.0)]
+    pub noise: f32,
+    /// Seed of every random choice.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Continue the run in --out from its checkpoint (its settings; --epochs and --max-steps
+    /// may extend it).
+    #[arg(long)]
+    pub resume: bool,
+}
+
+struct Bars {
+    bar: Mutex<Option<ProgressBar>>,
+}
+
+impl Bars {
+    fn with<F: FnOnce(&ProgressBar)>(&self, f: F) {
+        if let Ok(b) = self.bar.lock() {
+            if let Some(b) = b.as_ref() {
+                f(b)
+            }
+        }
+    }
+    fn replace(&self, new: ProgressBar) {
+        if let Ok(mut b) = self.bar.lock() {
+            if let Some(old) = b.take() {
+                old.finish_and_clear();
+            }
+            *b = Some(new);
+        }
+    }
+}
+
+fn style(template: &str) -> ProgressStyle {
+    ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar())
+}
+
+impl Observer for Bars {
+    fn loading(&self, done: usize, total: usize) {
+        if done == 1 {
+            let b = ProgressBar::new(total as u64)
+                .with_style(style("loading images {bar:40} {pos}/{len} [{elapsed_precise}]"));
+            self.replace(b);
+        }
+        self.with(|b| b.set_position(done as u64));
+    }
+    fn epoch_start(&self, epoch: usize, batches: usize) {
+        let b = ProgressBar::new(batches as u64).with_style(style(
+            "epoch {prefix} {bar:30} {pos}/{len} [{elapsed_precise}<{eta}] {msg}",
+        ));
+        b.set_prefix(epoch.to_string());
+        self.replace(b);
+    }
+    fn step(&self, s: &StepInfo) {
+        self.with(|b| {
+            b.set_position(s.batch as u64);
+            b.set_message(format!(
+                "loss {:.4} acc {:.3} {:.1} img/s",
+                s.loss, s.accuracy, s.images_per_sec
+            ));
+        });
+    }
+    fn epoch_end(&self, r: &EpochRecord) {
+        let val = match &r.val {
+            Some(v) => format!(
+                "val top-1 {:.3} within-1 {:.3} within-2 {:.3} MAE {:.0} Myr recon {:.4} KL {:.2}",
+                v.top1, v.within1, v.within2, v.mae_myr, v.recon_mse, v.kl
+            ),
+            None => "no validation set".into(),
+        };
+        self.with(|b| {
+            b.println(format!(
+                "epoch {}: train loss {:.4} acc {:.3}, {:.1} img/s; {val}",
+                r.epoch, r.train_loss, r.train_top1, r.images_per_sec
+            ))
+        });
+    }
+}
+
+fn optimizer(name: &str) -> anyhow::Result<OptimizerKind> {
+    OptimizerKind::by_name(name).ok_or_else(|| {
+        anyhow::anyhow!("optimizer `{name}` is not one of adam, adamw, sgd, adadelta")
+    })
+}
+
+/// Runs the `train` subcommand.
+pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    // a second Ctrl-C while saving falls through to the default (the process ends)
+    let _ = ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!("\nstopping after this step; writing a checkpoint (Ctrl-C again to quit now)");
+    });
+    let bars = Bars {
+        bar: Mutex::new(None),
+    };
+    let outcome = if args.resume {
+        let extend = Extend {
+            epochs: Some(args.epochs),
+            max_steps: args.max_steps.map(Some),
+        };
+        deepgalaxy_train::resume(&args.out, &extend, &bars, &stop)?
+    } else {
+        let data = args
+            .data
+            .clone()
+            .ok_or_else(|| anyhow::anyhow!("--data is required for a new run"))?;
+        let (spec, cfg) = build(args, data)?;
+        deepgalaxy_train::train(spec, cfg, &bars, &stop)?
+    };
+    bars.with(|b| b.finish_and_clear());
+    let ck = args.out.join("checkpoint");
+    match outcome {
+        Outcome::Finished => println!("finished; checkpoint in {}", ck.display()),
+        Outcome::StepLimit => println!("stopped at the step limit; checkpoint in {}", ck.display()),
+        Outcome::Interrupted => println!(
+            "interrupted; checkpoint in {} (continue with --resume)",
+            ck.display()
+        ),
+    }
+    Ok(())
+}
+
+fn build(args: &TrainArgs, data: PathBuf) -> anyhow::Result<(ModelSpec, TrainConfig)> {
+    let channels = args.channels as usize;
+    let preprocess = Preprocess {
+        size: args.image_size,
+        channels: args.channels,
+        stretch: match args.stretch {
+            StretchArg::Linear => Stretch::Linear,
+            StretchArg::Log => Stretch::Log { a: 1000.0 },
+            StretchArg::Asinh => Stretch::Asinh { beta: 0.1 },
+        },
+        normalization: deepgalaxy_core::preprocess::Normalization {
+            mean: vec![0.5; channels],
+            std: vec![0.25; channels],
+        },
+        ..Preprocess::default()
+    };
+    // the class count is set from the data when training starts
+    let mut spec = ModelSpec::new(Backbone::by_name(&args.backbone)?, preprocess, 2);
+    spec.latent_dim = args.latent_dim;
+    spec.dropout = args.dropout;
+    let opt = optimizer(&args.optimizer)?;
+    let lr = args.lr.unwrap_or_else(|| opt.default_lr());
+    let cfg = TrainConfig {
+        data,
+        out: args.out.clone(),
+        epochs: args.epochs,
+        batch_size: args.batch_size,
+        max_steps: args.max_steps,
+        heads: Heads::parse(&args.heads)?,
+        freeze_encoder: args.freeze_encoder,
+        split: match args.split {
+            SplitArg::BySimulation => SplitKind::BySimulation,
+            SplitArg::Random => SplitKind::Random,
+        },
+        val_fraction: args.val_fraction,
+        optimizer: opt,
+        schedule: Schedule {
+            lr,
+            warmup: args.warmup,
+            kind: match args.schedule {
+                ScheduleArg::Constant => ScheduleKind::Constant,
+                ScheduleArg::Step => ScheduleKind::Step {
+                    every_epochs: (args.epochs as u64 / 4).max(1),
+                    gamma: 0.5,
+                },
+                ScheduleArg::Cosine => ScheduleKind::Cosine { min_lr: 0.0 },
+            },
+        },
+        loss: LossWeights {
+            beta: args.beta,
+            label_smoothing: args.label_smoothing,
+            ..LossWeights::default()
+        },
+        augment: Augment {
+            dihedral: !args.no_augment,
+            noise: args.noise,
+        },
+        seed: args.seed,
+    };
+    Ok((spec, cfg))
+}
