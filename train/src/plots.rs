@@ -95,6 +95,9 @@ pub fn curves(path: &Path, history: &[EpochRecord]) -> Result<()> {
             .map_err(|x| e(&x.to_string()))?;
         for (name, s, color) in loss_series {
             chart
+                .draw_series(s.iter().map(|&p| Circle::new(p, 3, color.filled())))
+                .map_err(|x| e(&x.to_string()))?;
+            chart
                 .draw_series(LineSeries::new(s, color.stroke_width(2)))
                 .map_err(|x| e(&x.to_string()))?
                 .label(name)
@@ -155,6 +158,9 @@ pub fn curves(path: &Path, history: &[EpochRecord]) -> Result<()> {
             .draw()
             .map_err(|x| e(&x.to_string()))?;
         for (name, s, color) in acc {
+            chart
+                .draw_series(s.iter().map(|&p| Circle::new(p, 3, color.filled())))
+                .map_err(|x| e(&x.to_string()))?;
             chart
                 .draw_series(LineSeries::new(s, color.stroke_width(2)))
                 .map_err(|x| e(&x.to_string()))?
