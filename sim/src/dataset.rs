@@ -300,7 +300,8 @@ fn run_one(
                 })
                 .collect();
             files.into_iter().collect::<Result<Vec<()>>>()?;
-            let t_myr = sim.time * TIME_MYR;
+            // A whole multiple of the interval, so int(t_myr / interval) is the label exactly.
+            let t_myr = snap as f64 * cfg.merger.snapshot_interval_myr;
             for c in 0..CAMERAS {
                 records.push(CatalogRecord {
                     id_str: format!("{name}_c{c:02}_t{snap:02}"),

@@ -5,7 +5,7 @@ use crate::gravity::Solver;
 use crate::ic::{orient, random_direction, sample_galaxy, GalaxyModel};
 use crate::integrate::Simulation;
 use crate::particles::{Component, Particles};
-use crate::units::G;
+use crate::units::{G, TIME_MYR};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::f64::consts::PI;
@@ -106,14 +106,16 @@ pub struct MergerConfig {
     /// Time step as a fraction of the shortest dynamical time of the two galaxies at 0.2
     /// primary disk scale lengths.
     pub step_fraction: f64,
-    /// Duration in units of the Keplerian time to first pericentre.
-    pub duration_pericenter_times: f64,
+    /// Time between snapshots in Myr (5 in the paper, whose class is `int(t_myr / 5)`; 71
+    /// snapshots then span 350 Myr, long enough for every merger of the grid to finish and
+    /// relax).
+    pub snapshot_interval_myr: f64,
     /// Number of snapshots (71 in the paper).
     pub snapshots: usize,
 }
 
 /// Default particle count of a merger (both galaxies).
-pub const DEFAULT_PARTICLES: usize = 12_000;
+pub const DEFAULT_PARTICLES: usize = 10_000;
 
 impl MergerConfig {
     /// The default settings for `n` particles, with softening 0.1 kpc at the default count,
@@ -139,7 +141,7 @@ impl Default for MergerConfig {
             pericenter_radii: 2.0,
             eccentricity: 0.9,
             step_fraction: 0.15,
-            duration_pericenter_times: 5.0,
+            snapshot_interval_myr: 5.0,
             snapshots: SNAPSHOTS,
         }
     }
@@ -179,9 +181,12 @@ pub fn validate(cfg: &MergerConfig) -> Result<()> {
         return Err(Error::Config("at least 2 snapshots are needed".into()));
     }
     let positive = |x: f64| x.is_finite() && x > 0.0;
-    if !positive(cfg.softening) || !positive(cfg.step_fraction) {
+    if !positive(cfg.softening)
+        || !positive(cfg.step_fraction)
+        || !positive(cfg.snapshot_interval_myr)
+    {
         return Err(Error::Config(
-            "softening and step fraction must be positive".into(),
+            "softening, step fraction and snapshot interval must be positive".into(),
         ));
     }
     if !(0.0..1.0).contains(&cfg.eccentricity) {
@@ -256,11 +261,11 @@ pub fn initial_conditions(
     all.extend(&parts[1]);
     all.to_center_of_mass_frame();
 
-    let t_end = cfg.duration_pericenter_times * t_peri;
+    let interval = cfg.snapshot_interval_myr / TIME_MYR;
+    let t_end = interval * (cfg.snapshots - 1) as f64;
     let r_c = 0.2 * g1.disk_scale_length;
     let t_dyn = g1.dynamical_time(r_c).min(g2.dynamical_time(r_c));
     let dt_max = cfg.step_fraction * t_dyn;
-    let interval = t_end / (cfg.snapshots - 1) as f64;
     let steps_per_snapshot = (interval / dt_max).ceil().max(1.0) as usize;
     let dt = interval / steps_per_snapshot as f64;
     let half_width = (d0 * f2.abs() + 4.0 * g2.disk_scale_length)
