@@ -157,8 +157,9 @@ fn style(template: &str) -> ProgressStyle {
 impl Observer for Bars {
     fn loading(&self, done: usize, total: usize) {
         if done == 1 {
-            let b = ProgressBar::new(total as u64)
-                .with_style(style("loading images {bar:40} {pos}/{len} [{elapsed_precise}]"));
+            let b = ProgressBar::new(total as u64).with_style(style(
+                "loading images {bar:40} {pos}/{len} [{elapsed_precise}]",
+            ));
             self.replace(b);
         }
         self.with(|b| b.set_position(done as u64));

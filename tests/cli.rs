@@ -10,13 +10,18 @@ use std::path::Path;
 use common::deepgalaxy;
 
 fn inspect_json(path: &Path) -> serde_json::Value {
-    let (ok, out, err) = deepgalaxy(&[OsStr::new("inspect"), path.as_os_str(), OsStr::new("--json")]);
+    let (ok, out, err) = deepgalaxy(&[
+        OsStr::new("inspect"),
+        path.as_os_str(),
+        OsStr::new("--json"),
+    ]);
     assert!(ok, "inspect {} failed: {err}", path.display());
     serde_json::from_str(&out).unwrap()
 }
 
 fn write_png16(path: &Path, w: u32, h: u32, f: impl Fn(u32, u32) -> u16) {
-    let buf = image::ImageBuffer::<image::Luma<u16>, _>::from_fn(w, h, |x, y| image::Luma([f(x, y)]));
+    let buf =
+        image::ImageBuffer::<image::Luma<u16>, _>::from_fn(w, h, |x, y| image::Luma([f(x, y)]));
     buf.save(path).unwrap();
 }
 
@@ -25,8 +30,18 @@ fn help_lists_every_subcommand() {
     let (ok, out, _) = deepgalaxy(&[OsStr::new("--help")]);
     assert!(ok);
     for cmd in [
-        "simulate", "train", "export", "predict", "embed", "index", "search", "cluster",
-        "interpolate", "bench", "demo", "inspect",
+        "simulate",
+        "train",
+        "export",
+        "predict",
+        "embed",
+        "index",
+        "search",
+        "cluster",
+        "interpolate",
+        "bench",
+        "demo",
+        "inspect",
     ] {
         assert!(out.contains(cmd), "--help lacks {cmd}:\n{out}");
     }
@@ -36,7 +51,10 @@ fn help_lists_every_subcommand() {
 fn a_subcommand_not_built_yet_says_so_and_fails() {
     let (ok, _, err) = deepgalaxy(&[OsStr::new("interpolate")]);
     assert!(!ok);
-    assert!(err.contains("`deepgalaxy interpolate` is not built yet"), "{err}");
+    assert!(
+        err.contains("`deepgalaxy interpolate` is not built yet"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -46,13 +64,23 @@ fn inspect_an_image_gives_shape_type_and_range() {
     write_png16(&p, 4, 3, |x, y| (x + 4 * y) as u16 * 1000);
     let s = inspect_json(&p);
     assert_eq!(s["kind"], "image");
-    assert_eq!((s["channels"].as_u64(), s["height"].as_u64(), s["width"].as_u64()), (Some(1), Some(3), Some(4)));
+    assert_eq!(
+        (
+            s["channels"].as_u64(),
+            s["height"].as_u64(),
+            s["width"].as_u64()
+        ),
+        (Some(1), Some(3), Some(4))
+    );
     assert_eq!(s["dtype"], "u16");
     assert_eq!(s["min"], 0.0);
     assert_eq!(s["max"], 11000.0);
     assert_eq!(s["mean"], 5500.0);
     let (ok, text, _) = deepgalaxy(&[OsStr::new("inspect"), p.as_os_str()]);
-    assert!(ok && text.contains("1 x 3 x 4") && text.contains("u16"), "{text}");
+    assert!(
+        ok && text.contains("1 x 3 x 4") && text.contains("u16"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -60,7 +88,10 @@ fn inspect_a_fits_file_lists_hdus_and_missing_pixels() {
     let s = inspect_json(&common::root().join("fixtures/fits/float32_nan.fits"));
     assert_eq!(s["dtype"], "fits bitpix -32");
     assert_eq!(s["missing"], 2);
-    assert_eq!((s["height"].as_u64(), s["width"].as_u64()), (Some(6), Some(4)));
+    assert_eq!(
+        (s["height"].as_u64(), s["width"].as_u64()),
+        (Some(6), Some(4))
+    );
     let s = inspect_json(&common::root().join("fixtures/fits/extension_i32.fits"));
     let hdus = s["hdus"].as_array().unwrap();
     assert_eq!(hdus.len(), 2);
@@ -75,7 +106,13 @@ fn inspect_a_catalog_counts_classes() {
     for i in 0..6u32 {
         let name = format!("img{i}.png");
         write_png16(&tmp.path().join(&name), 2, 2, |_, _| 0);
-        csv += &format!("g{i},{name},s_1_m_1,{},{},{},{}\n", i % 2, i / 2, i / 2, 5.0 * (i / 2) as f64 + 2.5);
+        csv += &format!(
+            "g{i},{name},s_1_m_1,{},{},{},{}\n",
+            i % 2,
+            i / 2,
+            i / 2,
+            5.0 * (i / 2) as f64 + 2.5
+        );
     }
     let p = tmp.path().join("catalog.csv");
     std::fs::write(&p, csv).unwrap();
@@ -97,7 +134,10 @@ fn inspect_bad_input_fails_naming_the_file() {
     std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
     let (ok, _, err) = deepgalaxy(&[OsStr::new("inspect"), cut.as_os_str()]);
     assert!(!ok);
-    assert!(err.contains("cut.png") && err.contains("cannot decode image"), "{err}");
+    assert!(
+        err.contains("cut.png") && err.contains("cannot decode image"),
+        "{err}"
+    );
 
     let (ok, _, err) = deepgalaxy(&[OsStr::new("inspect"), OsStr::new("/no/such/file.png")]);
     assert!(!ok && err.contains("/no/such/file.png"), "{err}");
@@ -115,7 +155,10 @@ fn inspect_an_hdf5_dataset_reports_records_and_classes() {
         height: 2,
         width: 3,
         cameras: (0..3)
-            .map(|_| H5Camera { images: vec![7.0; 4 * 6], t_myr: vec![0.0, 5.0, 10.0, 15.0] })
+            .map(|_| H5Camera {
+                images: vec![7.0; 4 * 6],
+                t_myr: vec![0.0, 5.0, 10.0, 15.0],
+            })
             .collect(),
     };
     write_deepgalaxy(&p, &[sim(0.5), sim(1.0)]).unwrap();
@@ -123,7 +166,50 @@ fn inspect_an_hdf5_dataset_reports_records_and_classes() {
     assert_eq!(s["kind"], "hdf5");
     assert_eq!(s["records"], 2 * 3 * 4);
     assert_eq!(s["cameras"], 3);
-    assert_eq!(s["simulations"], serde_json::json!(["s_0.5_m_1", "s_1_m_1"]));
-    assert_eq!(s["classes"], serde_json::json!({"0": 6, "1": 6, "2": 6, "3": 6}));
+    assert_eq!(
+        s["simulations"],
+        serde_json::json!(["s_0.5_m_1", "s_1_m_1"])
+    );
+    assert_eq!(
+        s["classes"],
+        serde_json::json!({"0": 6, "1": 6, "2": 6, "3": 6})
+    );
     assert_eq!(s["dtype"], "u8");
+}
+
+#[test]
+fn train_refuses_bad_input_with_clear_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let missing = tmp.path().join("nope.csv");
+    let (ok, _, err) = deepgalaxy(&[
+        OsStr::new("train"),
+        OsStr::new("--data"),
+        missing.as_os_str(),
+        OsStr::new("--out"),
+        out.as_os_str(),
+    ]);
+    assert!(!ok && err.contains("nope.csv"), "{err}");
+
+    let (ok, _, err) = deepgalaxy(&[
+        OsStr::new("train"),
+        OsStr::new("--resume"),
+        OsStr::new("--out"),
+        out.as_os_str(),
+    ]);
+    assert!(!ok && err.contains("no checkpoint here"), "{err}");
+
+    let (ok, _, err) = deepgalaxy(&[
+        OsStr::new("train"),
+        OsStr::new("--data"),
+        missing.as_os_str(),
+        OsStr::new("--out"),
+        out.as_os_str(),
+        OsStr::new("--backbone"),
+        OsStr::new("vgg"),
+    ]);
+    assert!(
+        !ok && err.contains("`vgg` is not one of simple, resnet, efficientnet"),
+        "{err}"
+    );
 }
