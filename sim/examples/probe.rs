@@ -11,6 +11,14 @@ fn main() {
     let eps: f64 = args.get(5).and_then(|a| a.parse().ok()).unwrap_or(0.1);
     let cfg = MergerConfig {
         step_fraction: sf,
+        eccentricity: std::env::var("ECC")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.9),
+        pericenter_radii: std::env::var("PERI")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1.0),
         softening: if eps > 0.0 {
             eps
         } else {

@@ -26,3 +26,15 @@ pub enum Error {
 
 /// Result alias of the simulator.
 pub type Result<T> = std::result::Result<T, Error>;
+
+impl From<Error> for deepgalaxy_core::Error {
+    /// Converges into the project-wide error (for callers that hold a core `Result`).
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Config(what) => deepgalaxy_core::Error::setting("simulation", what),
+            Error::Core(e) => e,
+            Error::Image { path, what } => deepgalaxy_core::Error::invalid(path, what),
+            Error::Unsupported(what) => deepgalaxy_core::Error::setting("format", what),
+        }
+    }
+}

@@ -15,7 +15,7 @@
 //! sech^2 disk whose rotation comes from the measured (softened) accelerations. The default
 //! primary has a 1e11 Msun halo and a 1e10 Msun disk of scale length 1 kpc; the secondary is
 //! the primary scaled by the size and mass ratios. The pair starts 20 mean disk scale lengths
-//! apart on a bound Keplerian orbit (eccentricity 0.9, pericentre 2 scale lengths) with disk
+//! apart on a bound Keplerian orbit (eccentricity 0.9, pericentre 1 scale length) with disk
 //! orientations drawn from the seed. It is followed for 71 snapshots 5 Myr apart (350 Myr,
 //! the paper's spacing, so `int(t_myr / 5)` is the class); every merger of the grid is merged
 //! and virialised by the last one (2K/|W| within 0.05 of 1 in the tests and in probe runs of

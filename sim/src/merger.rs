@@ -138,7 +138,7 @@ impl Default for MergerConfig {
             softening: 0.1,
             solver: Solver::default(),
             separation_radii: 20.0,
-            pericenter_radii: 2.0,
+            pericenter_radii: 1.0,
             eccentricity: 0.9,
             step_fraction: 0.15,
             snapshot_interval_myr: 5.0,
