@@ -1,4 +1,7 @@
-//! Diagnostic run of one merger: prints separation, energy and virial ratio per snapshot.
+//! Diagnostic run of one merger: prints separation, energy drift and virial ratios.
+//!
+//! `cargo run --release -p deepgalaxy-sim --example probe -- SIZE MASS [N] [STEP_FRACTION] [SOFTENING]`
+//! (SOFTENING 0: the N-scaled default); `ECC` and `PERI` in the environment override the orbit.
 use deepgalaxy_sim::merger::{galaxy_centers, run_merger, MergerConfig, MergerSpec};
 use deepgalaxy_sim::particles::dist;
 
