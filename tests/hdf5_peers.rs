@@ -22,7 +22,9 @@ fn our_files_read_the_same_in_h5py() {
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("ours.hdf5");
     let cam = |k: usize, scale: f32| H5Camera {
-        images: (0..2 * 3 * 4).map(|i| ((i * 7 + k) % 256) as f32 * scale).collect(),
+        images: (0..2 * 3 * 4)
+            .map(|i| ((i * 7 + k) % 256) as f32 * scale)
+            .collect(),
         t_myr: vec![5.0 * k as f64, 5.0 * k as f64 + 100.0],
     };
     let sims = vec![
@@ -89,7 +91,10 @@ fn original_layout_from_h5py_reads_with_the_original_labels() {
     }
     // the original's labels span 0..=max and ratios come from the group names
     assert!(ds.records.iter().any(|r| r.label == 0));
-    assert!(ds.records.iter().any(|r| r.size_ratio == 1.25 && r.mass_ratio == 0.75));
+    assert!(ds
+        .records
+        .iter()
+        .any(|r| r.size_ratio == 1.25 && r.mass_ratio == 0.75));
 }
 
 #[test]

@@ -66,11 +66,32 @@ mod tests {
 
     #[test]
     fn schedules_have_their_shapes() {
-        let c = Schedule { lr: 0.1, kind: ScheduleKind::Constant, warmup: 4 };
-        assert_eq!((c.lr_at(0, 5, 50), c.lr_at(3, 5, 50), c.lr_at(100, 5, 50)), (0.025, 0.1, 0.1));
-        let s = Schedule { lr: 1.0, kind: ScheduleKind::Step { every_epochs: 2, gamma: 0.5 }, warmup: 0 };
-        assert_eq!((s.lr_at(9, 5, 50), s.lr_at(10, 5, 50), s.lr_at(25, 5, 50)), (1.0, 0.5, 0.25));
-        let k = Schedule { lr: 1.0, kind: ScheduleKind::Cosine { min_lr: 0.0 }, warmup: 0 };
+        let c = Schedule {
+            lr: 0.1,
+            kind: ScheduleKind::Constant,
+            warmup: 4,
+        };
+        assert_eq!(
+            (c.lr_at(0, 5, 50), c.lr_at(3, 5, 50), c.lr_at(100, 5, 50)),
+            (0.025, 0.1, 0.1)
+        );
+        let s = Schedule {
+            lr: 1.0,
+            kind: ScheduleKind::Step {
+                every_epochs: 2,
+                gamma: 0.5,
+            },
+            warmup: 0,
+        };
+        assert_eq!(
+            (s.lr_at(9, 5, 50), s.lr_at(10, 5, 50), s.lr_at(25, 5, 50)),
+            (1.0, 0.5, 0.25)
+        );
+        let k = Schedule {
+            lr: 1.0,
+            kind: ScheduleKind::Cosine { min_lr: 0.0 },
+            warmup: 0,
+        };
         assert_eq!(k.lr_at(0, 5, 10), 1.0);
         assert!((k.lr_at(5, 5, 10) - 0.5).abs() < 1e-12);
         assert!(k.lr_at(10, 5, 10).abs() < 1e-12 && k.lr_at(50, 5, 10).abs() < 1e-12);
