@@ -188,12 +188,21 @@ impl Observer for Bars {
             ),
             None => "no validation set".into(),
         };
+        let line = format!(
+            "epoch {}: train loss {:.4} acc {:.3}, {:.1} img/s; {val}",
+            r.epoch, r.train_loss, r.train_top1, r.images_per_sec
+        );
+        // without a terminal the bar is hidden and so would be its println
+        let mut shown = false;
         self.with(|b| {
-            b.println(format!(
-                "epoch {}: train loss {:.4} acc {:.3}, {:.1} img/s; {val}",
-                r.epoch, r.train_loss, r.train_top1, r.images_per_sec
-            ))
+            if !b.is_hidden() {
+                b.println(&line);
+                shown = true;
+            }
         });
+        if !shown {
+            eprintln!("{line}");
+        }
     }
 }
 

@@ -50,131 +50,100 @@ fn render(
     })
 }
 
+/// One named line of a panel: legend text, (epoch, value) points, colour.
+type Series<'a> = (&'a str, Vec<(f64, f64)>, RGBColor);
+
+/// A panel of lines over epochs, each point marked (so a one-epoch run shows its values).
+fn line_panel(
+    area: &DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>,
+    title: &str,
+    y_desc: &str,
+    epochs: f64,
+    y_max: f64,
+    series: Vec<Series<'_>>,
+    legend: SeriesLabelPosition,
+) -> std::result::Result<(), String> {
+    let e = |x: &dyn std::fmt::Display| x.to_string();
+    let mut chart = ChartBuilder::on(area)
+        .caption(title, ("sans-serif", 22))
+        .margin(10)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(1f64..epochs, 0f64..y_max)
+        .map_err(|x| e(&x))?;
+    chart
+        .configure_mesh()
+        .x_desc("epoch")
+        .y_desc(y_desc)
+        .draw()
+        .map_err(|x| e(&x))?;
+    for (name, points, color) in series {
+        chart
+            .draw_series(points.iter().map(|&p| Circle::new(p, 3, color.filled())))
+            .map_err(|x| e(&x))?;
+        chart
+            .draw_series(LineSeries::new(points, color.stroke_width(2)))
+            .map_err(|x| e(&x))?
+            .label(name)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+    }
+    chart
+        .configure_series_labels()
+        .position(legend)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|x| e(&x))
+}
+
 /// Loss (left) and accuracy (right) per epoch.
 pub fn curves(path: &Path, history: &[EpochRecord]) -> Result<()> {
+    let train = |f: fn(&EpochRecord) -> f64| -> Vec<(f64, f64)> {
+        history.iter().map(|r| (r.epoch as f64, f(r))).collect()
+    };
+    let val = |f: fn(&crate::metrics::EvalMetrics) -> f64| -> Vec<(f64, f64)> {
+        history
+            .iter()
+            .filter_map(|r| r.val.as_ref().map(|v| (r.epoch as f64, f(v))))
+            .collect()
+    };
+    let losses = vec![
+        ("train loss", train(|r| r.train_loss), BLUE),
+        ("val cross-entropy", val(|v| v.cross_entropy), RED),
+    ];
+    let y_max = losses
+        .iter()
+        .flat_map(|(_, s, _)| s.iter().map(|p| p.1))
+        .filter(|v| v.is_finite())
+        .fold(1e-6f64, f64::max)
+        * 1.1;
+    let accuracy = vec![
+        ("train top-1", train(|r| r.train_top1), BLUE),
+        ("val top-1", val(|v| v.top1), RED),
+        ("val within 1", val(|v| v.within1), GREEN),
+        ("val within 2", val(|v| v.within2), MAGENTA),
+    ];
+    let epochs = history.len().max(2) as f64;
     render(path, (1200, 480), |root| {
         let (left, right) = root.split_horizontally(600);
-        let n = history.len().max(2) as f64;
-        let e = |s: &str| s.to_string();
-        let loss_series: Vec<(&str, Vec<(f64, f64)>, RGBColor)> = vec![
-            (
-                "train loss",
-                history
-                    .iter()
-                    .map(|r| (r.epoch as f64, r.train_loss))
-                    .collect(),
-                BLUE,
-            ),
-            (
-                "val cross-entropy",
-                history
-                    .iter()
-                    .filter_map(|r| r.val.as_ref().map(|v| (r.epoch as f64, v.cross_entropy)))
-                    .collect(),
-                RED,
-            ),
-        ];
-        let ymax = loss_series
-            .iter()
-            .flat_map(|(_, s, _)| s.iter().map(|p| p.1))
-            .filter(|v| v.is_finite())
-            .fold(1e-6f64, f64::max)
-            * 1.1;
-        let mut chart = ChartBuilder::on(&left)
-            .caption("Loss", ("sans-serif", 22))
-            .margin(10)
-            .x_label_area_size(40)
-            .y_label_area_size(60)
-            .build_cartesian_2d(1f64..n, 0f64..ymax)
-            .map_err(|x| e(&x.to_string()))?;
-        chart
-            .configure_mesh()
-            .x_desc("epoch")
-            .y_desc("loss")
-            .draw()
-            .map_err(|x| e(&x.to_string()))?;
-        for (name, s, color) in loss_series {
-            chart
-                .draw_series(s.iter().map(|&p| Circle::new(p, 3, color.filled())))
-                .map_err(|x| e(&x.to_string()))?;
-            chart
-                .draw_series(LineSeries::new(s, color.stroke_width(2)))
-                .map_err(|x| e(&x.to_string()))?
-                .label(name)
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
-        }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()
-            .map_err(|x| e(&x.to_string()))?;
-
-        let acc: Vec<(&str, Vec<(f64, f64)>, RGBColor)> = vec![
-            (
-                "train top-1",
-                history
-                    .iter()
-                    .map(|r| (r.epoch as f64, r.train_top1))
-                    .collect(),
-                BLUE,
-            ),
-            (
-                "val top-1",
-                history
-                    .iter()
-                    .filter_map(|r| r.val.as_ref().map(|v| (r.epoch as f64, v.top1)))
-                    .collect(),
-                RED,
-            ),
-            (
-                "val within 1",
-                history
-                    .iter()
-                    .filter_map(|r| r.val.as_ref().map(|v| (r.epoch as f64, v.within1)))
-                    .collect(),
-                GREEN,
-            ),
-            (
-                "val within 2",
-                history
-                    .iter()
-                    .filter_map(|r| r.val.as_ref().map(|v| (r.epoch as f64, v.within2)))
-                    .collect(),
-                MAGENTA,
-            ),
-        ];
-        let mut chart = ChartBuilder::on(&right)
-            .caption("Accuracy", ("sans-serif", 22))
-            .margin(10)
-            .x_label_area_size(40)
-            .y_label_area_size(60)
-            .build_cartesian_2d(1f64..n, 0f64..1.0)
-            .map_err(|x| e(&x.to_string()))?;
-        chart
-            .configure_mesh()
-            .x_desc("epoch")
-            .y_desc("fraction")
-            .draw()
-            .map_err(|x| e(&x.to_string()))?;
-        for (name, s, color) in acc {
-            chart
-                .draw_series(s.iter().map(|&p| Circle::new(p, 3, color.filled())))
-                .map_err(|x| e(&x.to_string()))?;
-            chart
-                .draw_series(LineSeries::new(s, color.stroke_width(2)))
-                .map_err(|x| e(&x.to_string()))?
-                .label(name)
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
-        }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()
-            .map_err(|x| e(&x.to_string()))?;
-        Ok(())
+        line_panel(
+            &left,
+            "Loss",
+            "loss",
+            epochs,
+            y_max,
+            losses,
+            SeriesLabelPosition::UpperRight,
+        )?;
+        line_panel(
+            &right,
+            "Accuracy",
+            "fraction",
+            epochs,
+            1.0,
+            accuracy,
+            SeriesLabelPosition::LowerRight,
+        )
     })
 }
 
