@@ -1,6 +1,14 @@
 //! # deepgalaxy-export
 //!
-//! Will own the translation of a `ModelSpec` and its trained weights into ONNX graphs
-//! (`model.onnx`, `decoder.onnx`, `autoencoder.onnx`) with the model card in `metadata_props`,
-//! FP16 conversion, INT8 static quantization with calibration, and loading ONNX initialisers
-//! back into candle variables for transfer learning (issue: ONNX export).
+//! ONNX graphs from the same [`deepgalaxy_models::Graph`] the candle model runs: every node
+//! becomes one or two ONNX operators and every parameter an initialiser of the same name, so
+//! the exported file is the trained network (checked against ONNX Runtime in
+//! `tests/onnx_parity.rs`). Written with `onnx-protobuf` (IR 8, opset 17) and the model card in
+//! `metadata_props`.
+//!
+//! Still to come (issue 6): FP16 and INT8 variants, the agreement report, and ONNX weights
+//! back into candle for transfer learning.
+
+pub mod onnx;
+
+pub use onnx::{export, to_bytes, Target};

@@ -187,10 +187,17 @@ pub fn forward_from(
     targets: &[NodeId],
     mode: &mut Mode<'_>,
 ) -> Result<Vec<Tensor>> {
-    let mut need = graph.needed(targets);
-    // nodes upstream of a given value are not needed for it
-    for (id, _) in given {
-        need[*id] = true;
+    // the nodes the targets need, not looking upstream of a given value
+    let mut need = vec![false; graph.nodes.len()];
+    for &t in targets {
+        need[t] = true;
+    }
+    for i in (0..graph.nodes.len()).rev() {
+        if need[i] && !given.iter().any(|(g, _)| *g == i) {
+            for &j in &graph.nodes[i].inputs {
+                need[j] = true;
+            }
+        }
     }
     let mut values: Vec<Option<Tensor>> = vec![None; graph.nodes.len()];
     for (id, t) in given {

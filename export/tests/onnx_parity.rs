@@ -1,0 +1,254 @@
+//! The exported ONNX files against the candle model they come from: structure and model card
+//! always; with the `peers` feature, onnx's full checker and ONNX Runtime's outputs within 1e-4
+//! of candle's for every backbone and every file (model, autoencoder, decoder).
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::{Device, Tensor};
+use deepgalaxy_core::card::{ModelCard, CARD_VERSION};
+use deepgalaxy_core::preprocess::Preprocess;
+use deepgalaxy_export::onnx::{export, to_bytes, write, Target};
+use deepgalaxy_models::exec::{forward, forward_from, Mode};
+use deepgalaxy_models::{Backbone, Graph, ModelSpec, Weights};
+use onnx_protobuf::{Message, ModelProto};
+use rand::SeedableRng;
+
+const SIZE: usize = 32;
+
+fn det(shape: &[usize], phase: f64, scale: f64, offset: f64) -> Tensor {
+    let n: usize = shape.iter().product();
+    let v: Vec<f32> = (0..n)
+        .map(|i| (offset + scale * (phase + 0.731 * i as f64).sin()) as f32)
+        .collect();
+    Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+}
+
+fn model(backbone: Backbone) -> (ModelSpec, Graph, Weights) {
+    let mut spec = ModelSpec::new(
+        backbone,
+        Preprocess {
+            size: SIZE as u32,
+            ..Preprocess::default()
+        },
+        5,
+    );
+    spec.latent_dim = 8;
+    let graph = Graph::build(&spec).unwrap();
+    let weights = Weights::init(&graph, 11, &Device::Cpu).unwrap();
+    // a few training-mode passes give the batch norms non-trivial running statistics
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+    for k in 0..3 {
+        let x = det(&[4, 1, SIZE, SIZE], k as f64, 0.5, 0.5);
+        let o = graph.outputs;
+        forward(
+            &graph,
+            &weights,
+            &x,
+            &[o.logits, o.reconstruction, o.vae_reconstruction],
+            Mode::Train(&mut rng),
+        )
+        .unwrap();
+    }
+    (spec, graph, weights)
+}
+
+fn card(spec: &ModelSpec) -> ModelCard {
+    ModelCard {
+        card_version: CARD_VERSION,
+        tool_version: "test".into(),
+        model_spec: serde_json::to_value(spec).unwrap(),
+        preprocess: spec.preprocess.clone(),
+        num_classes: spec.num_classes,
+        class_t_myr: (0..spec.num_classes)
+            .map(|k| 5.0 * k as f64 + 2.5)
+            .collect(),
+        latent_dim: Some(spec.latent_dim),
+        training_digest: None,
+        split: Some("by-simulation".into()),
+        metrics: Default::default(),
+        precision: "fp32".into(),
+    }
+}
+
+fn backbones() -> Vec<Backbone> {
+    vec![
+        Backbone::Simple {
+            widths: vec![8, 16],
+            depth: 2,
+        },
+        Backbone::Resnet { width: 0.125 },
+        Backbone::Efficientnet {
+            width: 0.25,
+            depth: 0.25,
+        },
+    ]
+}
+
+#[test]
+fn exported_graphs_carry_every_parameter_and_the_card() {
+    for b in backbones() {
+        let (spec, graph, weights) = model(b);
+        let c = card(&spec);
+        let m = export(&graph, &weights, &c, Target::Model).unwrap();
+        let back = ModelProto::parse_from_bytes(&to_bytes(&m).unwrap()).unwrap();
+        assert_eq!((back.ir_version, back.opset_import[0].version), (8, 17));
+        let g = back.graph.as_ref().unwrap();
+        let outputs: Vec<&str> = g.output.iter().map(|o| o.name.as_str()).collect();
+        assert_eq!(outputs, ["probabilities", "logits", "latent"]);
+        // every encoder, classifier and VAE-mean parameter is an initialiser with its name
+        let names: Vec<&str> = g.initializer.iter().map(|t| t.name.as_str()).collect();
+        for p in graph.params() {
+            let wanted = p.name.starts_with("encoder.")
+                || p.name.starts_with("classifier.")
+                || p.name.starts_with("vae.mu");
+            assert_eq!(names.contains(&p.name.as_str()), wanted, "{}", p.name);
+        }
+        let node_names: std::collections::HashSet<&str> =
+            g.node.iter().map(|n| n.name.as_str()).collect();
+        assert_eq!(node_names.len(), g.node.len(), "node names are unique");
+        let props = back
+            .metadata_props
+            .iter()
+            .map(|e| (e.key.as_str(), e.value.as_str()));
+        assert_eq!(
+            ModelCard::from_metadata(props, Path::new("m.onnx")).unwrap(),
+            c
+        );
+    }
+}
+
+#[test]
+fn missing_or_misshaped_tensors_are_named() {
+    let (_, graph, weights) = model(Backbone::Simple {
+        widths: vec![8, 16],
+        depth: 1,
+    });
+    let mut tensors: HashMap<String, Tensor> = weights.tensors().into_iter().collect();
+    tensors.remove("encoder.stage1.conv0.bn.running_var");
+    let e = Weights::from_tensors(
+        &graph,
+        tensors.clone(),
+        Path::new("ck/model.safetensors"),
+        &Device::Cpu,
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(
+        e.contains("ck/model.safetensors")
+            && e.contains("`encoder.stage1.conv0.bn.running_var` is missing"),
+        "{e}"
+    );
+    tensors.insert(
+        "encoder.stage1.conv0.bn.running_var".into(),
+        Tensor::zeros(3, candle_core::DType::F32, &Device::Cpu).unwrap(),
+    );
+    let e = Weights::from_tensors(
+        &graph,
+        tensors,
+        Path::new("ck/model.safetensors"),
+        &Device::Cpu,
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(e.contains("has shape [3], the model needs [16]"), "{e}");
+}
+
+#[cfg(feature = "peers")]
+#[test]
+fn onnx_runtime_agrees_with_candle_for_every_backbone_and_file() {
+    let python = std::env::var_os("DEEPGALAXY_PYTHON")
+        .expect("the `peers` feature needs DEEPGALAXY_PYTHON (a Python with onnx and onnxruntime)");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/peers/onnx_peer.py");
+    let tmp = tempfile::tempdir().unwrap();
+    for b in backbones() {
+        let name = b.name();
+        let (spec, graph, weights) = model(b);
+        let c = card(&spec);
+        let o = graph.outputs;
+        let x = det(&[2, 1, SIZE, SIZE], 5.0, 0.5, 0.5);
+        let z = det(&[2, spec.latent_dim], 7.0, 1.0, 0.0);
+        let ours = forward(
+            &graph,
+            &weights,
+            &x,
+            &[o.probabilities, o.logits, o.mu, o.reconstruction],
+            Mode::Eval,
+        )
+        .unwrap();
+        let decoded = forward_from(
+            &graph,
+            &weights,
+            &[(o.z, z.clone())],
+            &[o.vae_reconstruction],
+            &mut Mode::Eval,
+        )
+        .unwrap();
+        let cases: Vec<(Target, &str, &Tensor, Vec<(&str, &Tensor)>)> = vec![
+            (
+                Target::Model,
+                "image",
+                &x,
+                vec![
+                    ("probabilities", &ours[0]),
+                    ("logits", &ours[1]),
+                    ("latent", &ours[2]),
+                ],
+            ),
+            (
+                Target::Autoencoder,
+                "image",
+                &x,
+                vec![("reconstruction", &ours[3])],
+            ),
+            (
+                Target::Decoder,
+                "latent",
+                &z,
+                vec![("reconstruction", &decoded[0])],
+            ),
+        ];
+        for (target, input, value, expected) in cases {
+            let path = tmp.path().join(format!("{name}_{target:?}.onnx"));
+            write(&path, &export(&graph, &weights, &c, target).unwrap()).unwrap();
+            let raw = tmp.path().join("input.f32");
+            let data: Vec<u8> = value
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap()
+                .iter()
+                .flat_map(|v| v.to_le_bytes())
+                .collect();
+            std::fs::write(&raw, data).unwrap();
+            let mut cmd = std::process::Command::new(&python);
+            cmd.arg(script).arg(&path).arg(input).arg(&raw);
+            for d in value.dims() {
+                cmd.arg(d.to_string());
+            }
+            let out = cmd.output().unwrap();
+            assert!(
+                out.status.success(),
+                "{name} {target:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let theirs: HashMap<String, Vec<f64>> = serde_json::from_slice(&out.stdout).unwrap();
+            for (output, ours) in expected {
+                let ours = ours.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                let t = &theirs[output];
+                assert_eq!(t.len(), ours.len(), "{name} {target:?} {output}");
+                let worst = ours
+                    .iter()
+                    .zip(t)
+                    .map(|(a, b)| (*a as f64 - b).abs())
+                    .fold(0.0, f64::max);
+                assert!(
+                    worst <= 1e-4,
+                    "{name} {target:?} {output}: max |candle - onnxruntime| = {worst}"
+                );
+            }
+        }
+    }
+}
