@@ -24,8 +24,8 @@ enum Command {
     Simulate(simulate::SimulateArgs),
     /// Train the encoder with its classifier, autoencoder and VAE heads.
     Train(train::TrainArgs),
-    /// Export a checkpoint to ONNX (FP32, FP16, INT8) with its model card.
-    Export,
+    /// Export a checkpoint to ONNX (model, autoencoder, decoder) with its model card.
+    Export(ExportArgs),
     /// Predict the merger timescale of images with an exported model.
     Predict,
     /// Write the VAE latent vectors of images.
@@ -47,8 +47,32 @@ enum Command {
 }
 
 #[derive(clap::Args)]
+struct ExportArgs {
+    /// A training output folder (or its checkpoint/ folder).
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// Folder for model.onnx, autoencoder.onnx and decoder.onnx.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+fn export(args: &ExportArgs) -> anyhow::Result<()> {
+    let nested = args.checkpoint.join("checkpoint");
+    let dir = if nested.is_dir() {
+        nested
+    } else {
+        args.checkpoint.clone()
+    };
+    for path in deepgalaxy_export::export_checkpoint(&dir, &args.out)? {
+        println!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+#[derive(clap::Args)]
 struct InspectArgs {
-    /// The file: an image (PNG/JPEG/TIFF/FITS), a catalog (.csv) or an HDF5 dataset (.h5/.hdf5).
+    /// The file: an image (PNG/JPEG/TIFF/FITS), a catalog (.csv), an HDF5 dataset (.h5/.hdf5)
+    /// or an exported model (.onnx).
     file: PathBuf,
     /// Print JSON instead of text.
     #[arg(long)]
@@ -57,6 +81,19 @@ struct InspectArgs {
 
 fn inspect(args: &InspectArgs) -> anyhow::Result<()> {
     // the library's errors already name the file and the problem
+    if args
+        .file
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("onnx"))
+    {
+        let summary = deepgalaxy_export::inspect_onnx(&args.file)?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&summary)?);
+        } else {
+            print!("{}: {}", args.file.display(), summary.to_text());
+        }
+        return Ok(());
+    }
     let summary = deepgalaxy_core::inspect::inspect(&args.file)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
@@ -77,7 +114,7 @@ fn main() -> ExitCode {
         Command::Inspect(args) => inspect(args),
         Command::Simulate(args) => simulate::run(args),
         Command::Train(args) => train::run(args),
-        Command::Export => not_built("export"),
+        Command::Export(args) => export(args),
         Command::Predict => not_built("predict"),
         Command::Embed => not_built("embed"),
         Command::Index => not_built("index"),

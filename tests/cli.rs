@@ -213,3 +213,75 @@ fn train_refuses_bad_input_with_clear_errors() {
         "{err}"
     );
 }
+
+#[test]
+fn train_export_and_inspect_a_model_end_to_end() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut csv = String::from("id_str,file_loc,simulation,label,t_myr\n");
+    for i in 0..24u32 {
+        let label = i % 3;
+        let name = format!("g{i}.png");
+        write_png16(&tmp.path().join(&name), 16, 16, |x, y| {
+            ((x + y) * 500 * (label + 1) + i) as u16
+        });
+        csv += &format!("g{i},{name},sim{},{label},{}\n", i % 3, 5 * label + 2);
+    }
+    let data = tmp.path().join("catalog.csv");
+    std::fs::write(&data, csv).unwrap();
+    let run = tmp.path().join("run");
+    let onnx = tmp.path().join("onnx");
+    let arg = OsStr::new;
+    let (ok, _, err) = deepgalaxy(&[
+        arg("train"),
+        arg("--data"),
+        data.as_os_str(),
+        arg("--out"),
+        run.as_os_str(),
+        arg("--image-size"),
+        arg("16"),
+        arg("--epochs"),
+        arg("1"),
+        arg("--batch-size"),
+        arg("4"),
+    ]);
+    assert!(ok, "train: {err}");
+    assert!(
+        err.contains("epoch 1:") && err.contains("val top-1"),
+        "epoch line: {err}"
+    );
+    let (ok, out, err) = deepgalaxy(&[
+        arg("export"),
+        arg("--checkpoint"),
+        run.as_os_str(),
+        arg("--out"),
+        onnx.as_os_str(),
+    ]);
+    assert!(ok, "export: {err}");
+    assert_eq!(out.lines().count(), 3, "{out}");
+    let s = inspect_json(&onnx.join("model.onnx"));
+    assert_eq!(s["inputs"], serde_json::json!(["image"]));
+    assert_eq!(
+        s["outputs"],
+        serde_json::json!(["probabilities", "logits", "latent"])
+    );
+    assert_eq!(
+        (s["ir_version"].as_i64(), s["opset"].as_i64()),
+        (Some(8), Some(17))
+    );
+    let card = &s["card"];
+    assert_eq!(card["num_classes"], 3);
+    assert_eq!(card["class_t_myr"], serde_json::json!([2.0, 7.0, 12.0]));
+    assert_eq!(card["split"], "by-simulation");
+    assert_eq!(card["preprocess"]["size"], 16);
+    let s = inspect_json(&onnx.join("decoder.onnx"));
+    assert_eq!(s["inputs"], serde_json::json!(["latent"]));
+    // a damaged model file is an error naming it
+    let bytes = std::fs::read(onnx.join("model.onnx")).unwrap();
+    let cut = tmp.path().join("cut.onnx");
+    std::fs::write(&cut, &bytes[..bytes.len() / 3]).unwrap();
+    let (ok, _, err) = deepgalaxy(&[arg("inspect"), cut.as_os_str()]);
+    assert!(
+        !ok && err.contains("cut.onnx") && err.contains("not a readable ONNX model"),
+        "{err}"
+    );
+}

@@ -6,9 +6,14 @@
 //! `tests/onnx_parity.rs`). Written with `onnx-protobuf` (IR 8, opset 17) and the model card in
 //! `metadata_props`.
 //!
+//! [`files`] turns a training checkpoint into `model.onnx`, `autoencoder.onnx` and
+//! `decoder.onnx`, and reads an ONNX file's interface and card back.
+//!
 //! Still to come (issue 6): FP16 and INT8 variants, the agreement report, and ONNX weights
 //! back into candle for transfer learning.
 
+pub mod files;
 pub mod onnx;
 
+pub use files::{export_checkpoint, inspect_onnx};
 pub use onnx::{export, to_bytes, Target};

@@ -159,6 +159,13 @@ pub fn save(
         std::fs::rename(dir, &old).map_err(|e| Error::io(dir, e))?;
     }
     let fresh = tmp.keep();
+    // temporary folders are created private (0700); a checkpoint is an ordinary folder
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&fresh, std::fs::Permissions::from_mode(0o755))
+            .map_err(|e| Error::io(&fresh, e))?;
+    }
     std::fs::rename(&fresh, dir).map_err(|e| Error::io(dir, e))?;
     if old.exists() {
         std::fs::remove_dir_all(&old).map_err(|e| Error::io(&old, e))?;

@@ -1,0 +1,172 @@
+//! From a training checkpoint to the files other observatories receive: `model.onnx`,
+//! `autoencoder.onnx` and `decoder.onnx`, each with the model card; and back, reading the card
+//! and the interface of an ONNX file for `deepgalaxy inspect`.
+
+use std::path::{Path, PathBuf};
+
+use candle_core::Device;
+use deepgalaxy_core::card::{ModelCard, CARD_VERSION};
+use deepgalaxy_core::{Error, Result};
+use deepgalaxy_train::checkpoint::{self, Checkpoint};
+use onnx_protobuf::{Message, ModelProto};
+use serde::Serialize;
+
+use crate::onnx::{export, write, Target};
+
+/// The card of a checkpoint: architecture, preprocessing, class times, training-data digest,
+/// split and the last validation metrics.
+pub fn card_of(ck: &Checkpoint) -> Result<ModelCard> {
+    let s = &ck.state;
+    let mut metrics = std::collections::BTreeMap::new();
+    if let Some(v) = s.history.last().and_then(|r| r.val.as_ref()) {
+        for (k, x) in [
+            ("val_top1", v.top1),
+            ("val_within1", v.within1),
+            ("val_within2", v.within2),
+            ("val_mae_myr", v.mae_myr),
+            ("val_recon_mse", v.recon_mse),
+        ] {
+            metrics.insert(k.to_string(), x);
+        }
+    }
+    let card = ModelCard {
+        card_version: CARD_VERSION,
+        tool_version: env!("CARGO_PKG_VERSION").into(),
+        model_spec: serde_json::to_value(&ck.spec)
+            .map_err(|e| Error::setting("model card", e.to_string()))?,
+        preprocess: ck.spec.preprocess.clone(),
+        num_classes: ck.spec.num_classes,
+        class_t_myr: s.class_t_myr.clone(),
+        latent_dim: Some(ck.spec.latent_dim),
+        training_digest: Some(s.training_digest.clone()),
+        split: Some(s.split.kind.name().into()),
+        metrics,
+        precision: "fp32".into(),
+    };
+    card.validate()?;
+    Ok(card)
+}
+
+/// Exports the checkpoint in `checkpoint_dir` to `out/{model,autoencoder,decoder}.onnx`;
+/// returns the paths written.
+pub fn export_checkpoint(checkpoint_dir: &Path, out: &Path) -> Result<Vec<PathBuf>> {
+    let ck = checkpoint::load(checkpoint_dir, &Device::Cpu)?;
+    let card = card_of(&ck)?;
+    let mut written = Vec::new();
+    for (target, file) in [
+        (Target::Model, "model.onnx"),
+        (Target::Autoencoder, "autoencoder.onnx"),
+        (Target::Decoder, "decoder.onnx"),
+    ] {
+        let path = out.join(file);
+        write(&path, &export(&ck.graph, &ck.weights, &card, target)?)?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
+/// What an ONNX file is, for `deepgalaxy inspect`.
+#[derive(Debug, Clone, Serialize)]
+pub struct OnnxSummary {
+    /// IR version.
+    pub ir_version: i64,
+    /// Default-domain opset.
+    pub opset: i64,
+    /// Producer.
+    pub producer: String,
+    /// Input names.
+    pub inputs: Vec<String>,
+    /// Output names.
+    pub outputs: Vec<String>,
+    /// Operator nodes.
+    pub nodes: usize,
+    /// Parameters (elements of all initialisers).
+    pub parameters: usize,
+    /// The deepgalaxy model card, when the file has one.
+    pub card: Option<ModelCard>,
+}
+
+/// Reads an ONNX file's interface and model card.
+pub fn inspect_onnx(path: &Path) -> Result<OnnxSummary> {
+    let bytes = deepgalaxy_core::io::read_bytes(path)?;
+    let model = ModelProto::parse_from_bytes(&bytes)
+        .map_err(|e| Error::invalid(path, format!("not a readable ONNX model: {e}")))?;
+    let graph = model
+        .graph
+        .as_ref()
+        .ok_or_else(|| Error::invalid(path, "the ONNX model has no graph"))?;
+    let props: Vec<(&str, &str)> = model
+        .metadata_props
+        .iter()
+        .map(|e| (e.key.as_str(), e.value.as_str()))
+        .collect();
+    let card = if props
+        .iter()
+        .any(|(k, _)| k.starts_with(deepgalaxy_core::card::KEY_PREFIX))
+    {
+        Some(ModelCard::from_metadata(props, path)?)
+    } else {
+        None
+    };
+    Ok(OnnxSummary {
+        ir_version: model.ir_version,
+        opset: model
+            .opset_import
+            .iter()
+            .find(|o| o.domain.is_empty())
+            .map(|o| o.version)
+            .unwrap_or(0),
+        producer: format!("{} {}", model.producer_name, model.producer_version),
+        inputs: graph.input.iter().map(|i| i.name.clone()).collect(),
+        outputs: graph.output.iter().map(|o| o.name.clone()).collect(),
+        nodes: graph.node.len(),
+        parameters: graph
+            .initializer
+            .iter()
+            .map(|t| t.dims.iter().product::<i64>().max(0) as usize)
+            .sum(),
+        card,
+    })
+}
+
+impl OnnxSummary {
+    /// A short human-readable description.
+    pub fn to_text(&self) -> String {
+        let mut out = format!(
+            "onnx: IR {} opset {} by {}, {} nodes, {} parameters\ninputs: {}\noutputs: {}\n",
+            self.ir_version,
+            self.opset,
+            self.producer,
+            self.nodes,
+            self.parameters,
+            self.inputs.join(", "),
+            self.outputs.join(", ")
+        );
+        match &self.card {
+            None => out += "no deepgalaxy model card\n",
+            Some(c) => {
+                let backbone = c
+                    .model_spec
+                    .get("backbone")
+                    .map(|b| b.to_string())
+                    .unwrap_or_default();
+                out += &format!(
+                    "model card: {} classes ({:.1}..{:.1} Myr), latent {}, precision {}, split {}\nbackbone: {backbone}\npreprocess: {}x{} x {} channel(s), stretch {:?}\ntraining data sha256: {}\nmetrics: {:?}\n",
+                    c.num_classes,
+                    c.class_t_myr.first().copied().unwrap_or(0.0),
+                    c.class_t_myr.last().copied().unwrap_or(0.0),
+                    c.latent_dim.map(|d| d.to_string()).unwrap_or("-".into()),
+                    c.precision,
+                    c.split.as_deref().unwrap_or("-"),
+                    c.preprocess.size,
+                    c.preprocess.size,
+                    c.preprocess.channels,
+                    c.preprocess.stretch,
+                    c.training_digest.as_deref().unwrap_or("-"),
+                    c.metrics
+                );
+            }
+        }
+        out
+    }
+}
