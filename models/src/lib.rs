@@ -10,11 +10,14 @@
 //! * [`exec`]: the candle forward pass of a graph (training and inference modes), with the
 //!   weights ([`Weights`]) initialised deterministically from a seed.
 //!
+//! * [`reference`]: the deterministic tensor fill shared with the PyTorch reference scripts.
+//!
 //! This crate trains nothing and writes no files: losses, optimizers and checkpoints are
 //! `deepgalaxy-train`'s.
 
 pub mod exec;
 pub mod graph;
+pub mod reference;
 pub mod spec;
 
 pub use exec::{forward, Weights};
