@@ -83,6 +83,14 @@ pub struct TrainArgs {
     /// Keep the encoder fixed (train the heads only).
     #[arg(long)]
     pub freeze_encoder: bool,
+    /// Start from the weights of an exported model (every initialiser whose name and shape
+    /// match; the loaded and skipped ones are listed).
+    #[arg(long)]
+    pub init_from: Option<PathBuf>,
+    /// Progressive unfreezing: start with the encoder frozen and open one more stage, from the
+    /// top down, every K epochs.
+    #[arg(long, value_name = "K")]
+    pub unfreeze_every: Option<usize>,
     /// Validation split.
     #[arg(long, value_enum, default_value = "by-simulation")]
     pub split: SplitArg,
@@ -180,6 +188,12 @@ impl Observer for Bars {
             ));
         });
     }
+    fn initialised(&self, loaded: &[String], skipped: &[String]) {
+        eprintln!("initial weights: loaded {} tensor(s)", loaded.len());
+        for s in skipped {
+            eprintln!("  skipped {s}");
+        }
+    }
     fn epoch_end(&self, r: &EpochRecord) {
         let val = match &r.val {
             Some(v) => format!(
@@ -238,7 +252,11 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
             .clone()
             .ok_or_else(|| anyhow::anyhow!("--data is required for a new run"))?;
         let (spec, cfg) = build(args, data)?;
-        deepgalaxy_train::train(spec, cfg, &bars, &stop)?
+        let initial = match &args.init_from {
+            Some(path) => Some(deepgalaxy_export::import::initializers(path)?),
+            None => None,
+        };
+        deepgalaxy_train::train_from(spec, cfg, initial.as_ref(), &bars, &stop)?
     };
     bars.with(|b| b.finish_and_clear());
     let ck = args.out.join("checkpoint");
@@ -283,6 +301,8 @@ fn build(args: &TrainArgs, data: PathBuf) -> anyhow::Result<(ModelSpec, TrainCon
         max_steps: args.max_steps,
         heads: Heads::parse(&args.heads)?,
         freeze_encoder: args.freeze_encoder,
+        unfreeze_every: args.unfreeze_every,
+        init_from: args.init_from.clone(),
         split: match args.split {
             SplitArg::BySimulation => SplitKind::BySimulation,
             SplitArg::Random => SplitKind::Random,

@@ -285,3 +285,63 @@ fn train_export_and_inspect_a_model_end_to_end() {
         "{err}"
     );
 }
+
+#[test]
+fn train_can_start_from_an_exported_model() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut csv = String::from("id_str,file_loc,simulation,label\n");
+    for i in 0..16u32 {
+        let name = format!("g{i}.png");
+        write_png16(&tmp.path().join(&name), 16, 16, |x, y| {
+            ((x * y + i) * 100) as u16
+        });
+        csv += &format!("g{i},{name},sim{},{}\n", i % 2, i % 2);
+    }
+    let data = tmp.path().join("catalog.csv");
+    std::fs::write(&data, csv).unwrap();
+    let arg = OsStr::new;
+    let common = |out: &Path| -> Vec<std::ffi::OsString> {
+        [
+            "train",
+            "--image-size",
+            "16",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "4",
+            "--data",
+        ]
+        .iter()
+        .map(|s| s.into())
+        .chain([
+            data.as_os_str().to_owned(),
+            "--out".into(),
+            out.as_os_str().to_owned(),
+        ])
+        .collect()
+    };
+    let first = tmp.path().join("first");
+    let args = common(&first);
+    let (ok, _, err) = deepgalaxy(&args.iter().map(|a| a.as_os_str()).collect::<Vec<_>>());
+    assert!(ok, "{err}");
+    let onnx = tmp.path().join("onnx");
+    let (ok, _, err) = deepgalaxy(&[
+        arg("export"),
+        arg("--checkpoint"),
+        first.as_os_str(),
+        arg("--out"),
+        onnx.as_os_str(),
+    ]);
+    assert!(ok, "{err}");
+    let second = tmp.path().join("second");
+    let mut args = common(&second);
+    args.extend([
+        "--init-from".into(),
+        onnx.join("model.onnx").into_os_string(),
+        "--unfreeze-every".into(),
+        "1".into(),
+    ]);
+    let (ok, _, err) = deepgalaxy(&args.iter().map(|a| a.as_os_str()).collect::<Vec<_>>());
+    assert!(ok, "{err}");
+    assert!(err.contains("initial weights: loaded"), "{err}");
+}

@@ -9,10 +9,12 @@
 //! [`files`] turns a training checkpoint into `model.onnx`, `autoencoder.onnx` and
 //! `decoder.onnx`, and reads an ONNX file's interface and card back.
 //!
-//! Still to come (issue 6): FP16 and INT8 variants, the agreement report, and ONNX weights
-//! back into candle for transfer learning.
+//! [`import`] reads an ONNX file's float initialisers back as tensors, for transfer learning.
+//!
+//! Still to come (issue 6): FP16 and INT8 variants and the agreement report.
 
 pub mod files;
+pub mod import;
 pub mod onnx;
 
 pub use files::{export_checkpoint, inspect_onnx};

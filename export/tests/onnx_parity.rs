@@ -252,3 +252,34 @@ fn onnx_runtime_agrees_with_candle_for_every_backbone_and_file() {
         }
     }
 }
+
+#[test]
+fn initialisers_read_back_as_the_weights_they_came_from() {
+    let (spec, graph, weights) = model(Backbone::Resnet { width: 0.125 });
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("model.onnx");
+    write(
+        &path,
+        &export(&graph, &weights, &card(&spec), Target::Model).unwrap(),
+    )
+    .unwrap();
+    let back = deepgalaxy_export::import::initializers(&path).unwrap();
+    let ours = weights.tensors();
+    let mut compared = 0;
+    for (name, t) in &back {
+        if let Some(w) = ours.get(name) {
+            assert_eq!(t.dims(), w.dims(), "{name}");
+            let a = t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let b = w.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            assert!(a == b, "{name} differs");
+            compared += 1;
+        }
+    }
+    assert!(compared > 50, "{compared} tensors compared");
+    let bad = tmp.path().join("bad.onnx");
+    std::fs::write(&bad, b"not a model").unwrap();
+    let e = deepgalaxy_export::import::initializers(&bad)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("bad.onnx"), "{e}");
+}

@@ -125,6 +125,45 @@ impl Weights {
         })
     }
 
+    /// Copies in every given tensor whose name and shape match one of ours (transfer learning
+    /// from another model's weights). Returns the names loaded and, for the others, why not.
+    pub fn load_matching(
+        &self,
+        tensors: &std::collections::HashMap<String, Tensor>,
+    ) -> Result<(Vec<String>, Vec<String>)> {
+        let (mut loaded, mut skipped) = (Vec::new(), Vec::new());
+        let mut names: Vec<&String> = tensors.keys().collect();
+        names.sort();
+        for name in names {
+            let t = &tensors[name];
+            let ours = match self.vars.get(name) {
+                Some(v) => Some(v.as_tensor().dims().to_vec()),
+                None => self.buffers().get(name).map(|b| b.dims().to_vec()),
+            };
+            match ours {
+                None => skipped.push(format!("{name}: not in this model")),
+                Some(dims) if dims != t.dims() => skipped.push(format!(
+                    "{name}: shape {:?}, this model has {dims:?}",
+                    t.dims()
+                )),
+                Some(_) => {
+                    let t = t
+                        .to_dtype(DType::F32)
+                        .and_then(|t| t.to_device(&self.device))
+                        .map_err(candle_err)?;
+                    match self.vars.get(name) {
+                        Some(v) => v.set(&t).map_err(candle_err)?,
+                        None => {
+                            self.buffers().insert(name.clone(), t);
+                        }
+                    }
+                    loaded.push(name.clone());
+                }
+            }
+        }
+        Ok((loaded, skipped))
+    }
+
     /// Every tensor (parameters and buffers) by name, for saving.
     pub fn tensors(&self) -> BTreeMap<String, Tensor> {
         let mut out: BTreeMap<String, Tensor> = self

@@ -97,6 +97,13 @@ pub struct TrainConfig {
     pub heads: Heads,
     /// Keep the encoder's weights fixed.
     pub freeze_encoder: bool,
+    /// Progressive unfreezing: the encoder starts frozen and one more of its stages, from the
+    /// top down, joins training every this many epochs.
+    #[serde(default)]
+    pub unfreeze_every: Option<usize>,
+    /// The ONNX file the initial weights came from (for the record; loading is the caller's).
+    #[serde(default)]
+    pub init_from: Option<PathBuf>,
     /// Validation split.
     pub split: SplitKind,
     /// Fraction held out for validation.
@@ -117,6 +124,9 @@ impl TrainConfig {
     /// Checks the numbers are usable.
     pub fn validate(&self) -> Result<()> {
         let bad = |what: String| Err(Error::setting("training", what));
+        if self.unfreeze_every == Some(0) {
+            return bad("--unfreeze-every must be at least 1 epoch".into());
+        }
         if self.epochs == 0 {
             return bad("epochs must be at least 1".into());
         }

@@ -27,4 +27,4 @@ pub mod split;
 pub mod trainer;
 
 pub use config::{Heads, LossWeights, TrainConfig};
-pub use trainer::{resume, train, Extend, Observer, Outcome};
+pub use trainer::{resume, train, train_from, Extend, Observer, Outcome};

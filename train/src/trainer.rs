@@ -31,6 +31,8 @@ pub trait Observer: Sync {
     fn step(&self, _info: &StepInfo) {}
     /// An epoch finished (validation included).
     fn epoch_end(&self, _record: &EpochRecord) {}
+    /// Initial weights were loaded from another model: the tensors taken, and those not.
+    fn initialised(&self, _loaded: &[String], _skipped: &[String]) {}
 }
 
 /// A step's numbers.
@@ -70,6 +72,18 @@ pub fn train(
     observer: &dyn Observer,
     stop: &AtomicBool,
 ) -> Result<Outcome> {
+    train_from(spec, cfg, None, observer, stop)
+}
+
+/// A new run whose initial weights are, where name and shape match, `initial` (transfer
+/// learning; the rest keep their seeded initialisation).
+pub fn train_from(
+    spec: ModelSpec,
+    cfg: TrainConfig,
+    initial: Option<&std::collections::HashMap<String, Tensor>>,
+    observer: &dyn Observer,
+    stop: &AtomicBool,
+) -> Result<Outcome> {
     cfg.validate()?;
     let device = Device::Cpu;
     let data = Dataset::load(&cfg.data, &spec.preprocess, &|d, t| observer.loading(d, t))?;
@@ -77,6 +91,16 @@ pub fn train(
     spec.num_classes = data.num_classes;
     let graph = Graph::build(&spec)?;
     let weights = Weights::init(&graph, cfg.seed, &device)?;
+    if let Some(tensors) = initial {
+        let (loaded, skipped) = weights.load_matching(tensors)?;
+        if loaded.is_empty() {
+            return Err(Error::setting(
+                "initial weights",
+                "no tensor matches this model by name and shape (was it exported from another architecture?)",
+            ));
+        }
+        observer.initialised(&loaded, &skipped);
+    }
     let split = split(&data, cfg.split, cfg.val_fraction, cfg.seed)?;
     if split.train.len() < 2 {
         return Err(Error::invalid(
@@ -159,6 +183,19 @@ pub fn resume(
     .go(observer, stop)
 }
 
+/// The encoder stages kept fixed in `epoch` (1-based): all of them with `freeze_encoder`; with
+/// `unfreeze_every` K, all but the top `(epoch - 1) / K` (progressive unfreezing).
+pub fn frozen_stages(cfg: &TrainConfig, stages: &[String], epoch: usize) -> Vec<String> {
+    match cfg.unfreeze_every {
+        Some(k) => {
+            let open = ((epoch - 1) / k.max(1)).min(stages.len());
+            stages[..stages.len() - open].to_vec()
+        }
+        None if cfg.freeze_encoder => stages.to_vec(),
+        None => vec![],
+    }
+}
+
 struct Run {
     spec: ModelSpec,
     graph: Graph,
@@ -173,17 +210,16 @@ impl Run {
     fn go(mut self, observer: &dyn Observer, stop: &AtomicBool) -> Result<Outcome> {
         let cfg = self.state.config.clone();
         let mut rng = self.state.rng.restore()?;
-        let trainable: Vec<(String, candle_core::Var)> = self
-            .weights
-            .vars()
-            .iter()
-            .filter(|(name, _)| !(cfg.freeze_encoder && name.starts_with("encoder.")))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        let refs: Vec<(&String, &candle_core::Var)> =
-            trainable.iter().map(|(k, v)| (k, v)).collect();
+        let stages = deepgalaxy_models::graph::encoder_stages(&self.graph);
         while self.state.epoch < cfg.epochs {
             let epoch = self.state.epoch + 1;
+            let frozen = frozen_stages(&cfg, &stages, epoch);
+            let refs: Vec<(&String, &candle_core::Var)> = self
+                .weights
+                .vars()
+                .iter()
+                .filter(|(name, _)| !frozen.iter().any(|s| name.starts_with(&format!("{s}."))))
+                .collect();
             // every epoch's order comes from (seed, epoch), so a resumed run sees the same one
             let mut order_rng = ChaCha8Rng::seed_from_u64(
                 cfg.seed ^ (epoch as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),

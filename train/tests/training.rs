@@ -78,6 +78,8 @@ fn config(data: &Path, out: &Path) -> TrainConfig {
             vae: true,
         },
         freeze_encoder: false,
+        unfreeze_every: None,
+        init_from: None,
         split: SplitKind::BySimulation,
         val_fraction: 0.25,
         optimizer: OptimizerKind::by_name("adam").unwrap(),
@@ -267,4 +269,109 @@ fn one_class_data_and_malformed_specs_are_refused() {
         .unwrap()
         .to_string();
     assert!(err.contains("model.safetensors"), "{err}");
+}
+
+#[test]
+fn progressive_unfreezing_opens_the_encoder_from_the_top() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = catalog(tmp.path(), 16, 2);
+    let out = tmp.path().join("run");
+    let cfg = TrainConfig {
+        epochs: 1,
+        unfreeze_every: Some(1),
+        ..config(&data, &out)
+    };
+    let s = spec(0.0);
+    train(s.clone(), cfg, &Quiet, &go()).unwrap();
+    let graph = deepgalaxy_models::Graph::build(&ModelSpec {
+        num_classes: 2,
+        ..s
+    })
+    .unwrap();
+    let fresh = deepgalaxy_models::Weights::init(&graph, 7, &candle_core::Device::Cpu)
+        .unwrap()
+        .tensors();
+    let same = |out: &Path, name: &str| {
+        let ck = load(&checkpoint_dir(out), &candle_core::Device::Cpu).unwrap();
+        let a = ck.weights.tensors()[name]
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        a == fresh[name].flatten_all().unwrap().to_vec1::<f32>().unwrap()
+    };
+    // epoch 1: the whole encoder is frozen, the heads train
+    assert!(same(&out, "encoder.stage0.conv0.conv.weight"));
+    assert!(same(&out, "encoder.stage1.conv0.conv.weight"));
+    assert!(!same(&out, "classifier.linear.weight"));
+    // epoch 2: the top stage opens, the bottom one stays
+    resume(
+        &out,
+        &Extend {
+            epochs: Some(2),
+            ..Extend::default()
+        },
+        &Quiet,
+        &go(),
+    )
+    .unwrap();
+    assert!(same(&out, "encoder.stage0.conv0.conv.weight"));
+    assert!(!same(&out, "encoder.stage1.conv0.conv.weight"));
+}
+
+#[test]
+fn initial_weights_load_where_name_and_shape_match() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = catalog(tmp.path(), 16, 2);
+    let donor = deepgalaxy_models::Graph::build(&ModelSpec {
+        num_classes: 2,
+        ..spec(0.0)
+    })
+    .unwrap();
+    let donor_w = deepgalaxy_models::Weights::init(&donor, 99, &candle_core::Device::Cpu).unwrap();
+    let mut tensors: std::collections::HashMap<String, candle_core::Tensor> =
+        donor_w.tensors().into_iter().collect();
+    // a head of another shape (e.g. a different class count) is skipped, not forced
+    tensors.insert(
+        "classifier.linear.weight".into(),
+        candle_core::Tensor::zeros((9, 16), candle_core::DType::F32, &candle_core::Device::Cpu)
+            .unwrap(),
+    );
+    struct Record(std::sync::Mutex<(usize, Vec<String>)>);
+    impl deepgalaxy_train::Observer for Record {
+        fn initialised(&self, loaded: &[String], skipped: &[String]) {
+            *self.0.lock().unwrap() = (loaded.len(), skipped.to_vec());
+        }
+    }
+    let rec = Record(std::sync::Mutex::new((0, vec![])));
+    let out = tmp.path().join("run");
+    let cfg = TrainConfig {
+        max_steps: Some(0),
+        ..config(&data, &out)
+    };
+    deepgalaxy_train::train_from(spec(0.0), cfg, Some(&tensors), &rec, &go()).unwrap();
+    let (loaded, skipped) = rec.0.lock().unwrap().clone();
+    assert_eq!(loaded, tensors.len() - 1);
+    assert_eq!(skipped.len(), 1);
+    assert!(
+        skipped[0].contains("classifier.linear.weight: shape [9, 16], this model has [2, 16]"),
+        "{skipped:?}"
+    );
+    let ck = load(&checkpoint_dir(&out), &candle_core::Device::Cpu).unwrap();
+    let t = ck.weights.tensors();
+    for name in [
+        "encoder.stage0.conv0.conv.weight",
+        "vae.mu.weight",
+        "decoder.out.bias",
+    ] {
+        assert_eq!(
+            t[name].flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            donor_w.tensors()[name]
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap(),
+            "{name}"
+        );
+    }
 }
