@@ -8,10 +8,9 @@ use candle_core::Device;
 use deepgalaxy_core::card::{ModelCard, CARD_VERSION};
 use deepgalaxy_core::{Error, Result};
 use deepgalaxy_train::checkpoint::{self, Checkpoint};
-use onnx_protobuf::{Message, ModelProto};
 use serde::Serialize;
 
-use crate::onnx::{export, write, Target};
+use crate::onnx::{export, read, write, Target};
 
 /// The card of a checkpoint: architecture, preprocessing, class times, training-data digest,
 /// split and the last validation metrics.
@@ -88,9 +87,7 @@ pub struct OnnxSummary {
 
 /// Reads an ONNX file's interface and model card.
 pub fn inspect_onnx(path: &Path) -> Result<OnnxSummary> {
-    let bytes = deepgalaxy_core::io::read_bytes(path)?;
-    let model = ModelProto::parse_from_bytes(&bytes)
-        .map_err(|e| Error::invalid(path, format!("not a readable ONNX model: {e}")))?;
+    let model = read(path)?;
     let graph = model
         .graph
         .as_ref()

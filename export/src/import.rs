@@ -7,14 +7,14 @@ use std::path::Path;
 use candle_core::{Device, Tensor};
 use deepgalaxy_core::{Error, Result};
 use onnx_protobuf::tensor_proto::DataType;
-use onnx_protobuf::{Message, ModelProto, TensorProto};
+use onnx_protobuf::TensorProto;
+
+use crate::onnx::read;
 
 /// Every float (FLOAT, FLOAT16) initialiser of an ONNX file as an `f32` tensor, by name.
 /// Integer initialisers (shapes, quantisation zero points) are not weights and are left out.
 pub fn initializers(path: &Path) -> Result<HashMap<String, Tensor>> {
-    let bytes = deepgalaxy_core::io::read_bytes(path)?;
-    let model = ModelProto::parse_from_bytes(&bytes)
-        .map_err(|e| Error::invalid(path, format!("not a readable ONNX model: {e}")))?;
+    let model = read(path)?;
     let graph = model
         .graph
         .as_ref()

@@ -404,6 +404,13 @@ pub fn to_bytes(model: &ModelProto) -> Result<Vec<u8>> {
         .map_err(|e| Error::setting("export", format!("cannot serialise ONNX: {e}")))
 }
 
+/// Reads an ONNX file, with an error naming it when it is not a model.
+pub fn read(path: &Path) -> Result<ModelProto> {
+    let bytes = deepgalaxy_core::io::read_bytes(path)?;
+    ModelProto::parse_from_bytes(&bytes)
+        .map_err(|e| Error::invalid(path, format!("not a readable ONNX model: {e}")))
+}
+
 /// Writes a model atomically.
 pub fn write(path: &Path, model: &ModelProto) -> Result<()> {
     let bytes = to_bytes(model)?;
