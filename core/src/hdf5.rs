@@ -81,7 +81,12 @@ impl H5Dataset {
                 std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
             ));
         }
-        let file = hdf5::File::open(path).map_err(|e| h5_err(path, "/", e))?;
+        // read-only readers need no lock; HDF5's flock-based locking fails on many cluster
+        // file systems and when a writer has just closed the file
+        let file = hdf5::File::with_options()
+            .with_fapl(|p| p.file_locking(false))
+            .open(path)
+            .map_err(|e| h5_err(path, "/", e))?;
         let mut groups: Vec<(String, f64, f64)> = file
             .member_names()
             .map_err(|e| h5_err(path, "/", e))?
