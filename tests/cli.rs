@@ -214,20 +214,27 @@ fn train_refuses_bad_input_with_clear_errors() {
     );
 }
 
-#[test]
-fn train_export_and_inspect_a_model_end_to_end() {
-    let tmp = tempfile::tempdir().unwrap();
+/// A catalog of `n` 16x16 images of `classes` classes (brightness ramps scaled by the class),
+/// spread over 3 simulations, with `t_myr = 5 * label + 2`.
+fn tiny_catalog(dir: &Path, n: u32, classes: u32) -> std::path::PathBuf {
     let mut csv = String::from("id_str,file_loc,simulation,label,t_myr\n");
-    for i in 0..24u32 {
-        let label = i % 3;
+    for i in 0..n {
+        let label = i % classes;
         let name = format!("g{i}.png");
-        write_png16(&tmp.path().join(&name), 16, 16, |x, y| {
+        write_png16(&dir.join(&name), 16, 16, |x, y| {
             ((x + y) * 500 * (label + 1) + i) as u16
         });
         csv += &format!("g{i},{name},sim{},{label},{}\n", i % 3, 5 * label + 2);
     }
-    let data = tmp.path().join("catalog.csv");
+    let data = dir.join("catalog.csv");
     std::fs::write(&data, csv).unwrap();
+    data
+}
+
+#[test]
+fn train_export_and_inspect_a_model_end_to_end() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tiny_catalog(tmp.path(), 24, 3);
     let run = tmp.path().join("run");
     let onnx = tmp.path().join("onnx");
     let arg = OsStr::new;
@@ -289,16 +296,7 @@ fn train_export_and_inspect_a_model_end_to_end() {
 #[test]
 fn train_can_start_from_an_exported_model() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut csv = String::from("id_str,file_loc,simulation,label\n");
-    for i in 0..16u32 {
-        let name = format!("g{i}.png");
-        write_png16(&tmp.path().join(&name), 16, 16, |x, y| {
-            ((x * y + i) * 100) as u16
-        });
-        csv += &format!("g{i},{name},sim{},{}\n", i % 2, i % 2);
-    }
-    let data = tmp.path().join("catalog.csv");
-    std::fs::write(&data, csv).unwrap();
+    let data = tiny_catalog(tmp.path(), 16, 2);
     let arg = OsStr::new;
     let common = |out: &Path| -> Vec<std::ffi::OsString> {
         [
