@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::augment::Augment;
+use crate::distributed::Parallel;
 use crate::optim::OptimizerKind;
 use crate::schedule::Schedule;
 use crate::split::SplitKind;
@@ -118,6 +119,10 @@ pub struct TrainConfig {
     pub augment: Augment,
     /// Seed of every random choice (initialisation, split, order, dropout, noise).
     pub seed: u64,
+    /// Data parallelism: ranks, micro-batches, learning-rate scaling, fusion buckets (absent
+    /// from checkpoints written before it existed: one process).
+    #[serde(default)]
+    pub parallel: Parallel,
 }
 
 impl TrainConfig {
@@ -147,6 +152,6 @@ impl TrainConfig {
                 self.loss.label_smoothing
             ));
         }
-        Ok(())
+        self.parallel.validate(self.batch_size)
     }
 }

@@ -10,6 +10,8 @@
 //!   against PyTorch), learning-rate schedules with warm-up.
 //! * [`trainer`]: the loop, validation ([`metrics`]), metrics files ([`report`]), PNG plots
 //!   ([`plots`]) and atomic [`checkpoint`]s with bit-exact resume.
+//! * [`distributed`]: data parallelism over MPI ranks (feature `mpi`) behind a small
+//!   [`distributed::Collective`] trait, with a single-process implementation always compiled.
 //!
 //! It knows nothing about ONNX.
 
@@ -17,6 +19,7 @@ pub mod augment;
 pub mod checkpoint;
 pub mod config;
 pub mod data;
+pub mod distributed;
 pub mod loss;
 pub mod metrics;
 pub mod optim;
@@ -27,4 +30,4 @@ pub mod split;
 pub mod trainer;
 
 pub use config::{Heads, LossWeights, TrainConfig};
-pub use trainer::{resume, train, train_from, Extend, Observer, Outcome};
+pub use trainer::{resume, resume_with, train, train_from, train_with, Extend, Observer, Outcome};

@@ -7,6 +7,7 @@ use deepgalaxy_models::{Graph, Weights};
 use serde::{Deserialize, Serialize};
 
 use crate::data::Dataset;
+use crate::distributed::Collective;
 use crate::loss;
 use deepgalaxy_core::Result;
 use deepgalaxy_models::exec::candle_err;
@@ -106,4 +107,53 @@ pub fn evaluate(
         },
         confusion,
     ))
+}
+
+/// The metrics of the union of every rank's images, from each rank's own (the means weighted
+/// by image count, the confusion matrices summed).
+pub fn reduce_metrics(
+    comm: &dyn Collective,
+    m: EvalMetrics,
+    confusion: Confusion,
+) -> (EvalMetrics, Confusion) {
+    if comm.size() == 1 {
+        return (m, confusion);
+    }
+    let n = m.images as f64;
+    let means = [
+        m.top1,
+        m.within1,
+        m.within2,
+        m.mae_myr,
+        m.cross_entropy,
+        m.recon_mse,
+        m.vae_recon_mse,
+        m.kl,
+    ];
+    let mut buf: Vec<f32> = std::iter::once(n)
+        .chain(means.iter().map(|v| v * n))
+        .map(|v| v as f32)
+        .chain(confusion.iter().flatten().map(|&c| c as f32))
+        .collect();
+    comm.allreduce_sum(&mut buf);
+    let total = buf[0] as f64;
+    let mean = |k: usize| buf[1 + k] as f64 / total.max(1.0);
+    let k = confusion.len();
+    let summed = (0..k)
+        .map(|i| (0..k).map(|j| buf[9 + i * k + j] as u32).collect())
+        .collect();
+    (
+        EvalMetrics {
+            images: total as usize,
+            top1: mean(0),
+            within1: mean(1),
+            within2: mean(2),
+            mae_myr: mean(3),
+            cross_entropy: mean(4),
+            recon_mse: mean(5),
+            vae_recon_mse: mean(6),
+            kl: mean(7),
+        },
+        summed,
+    )
 }

@@ -60,6 +60,20 @@ impl Schedule {
     }
 }
 
+impl crate::distributed::Parallel {
+    /// The schedule a run on `self.ranks` ranks follows: the base rate scaled as
+    /// `lr_scaling` says, and the warm-up the longer of the schedule's steps and
+    /// `warmup_epochs` epochs of `per_epoch` steps.
+    pub fn schedule(&self, base: &Schedule, per_epoch: u64) -> Schedule {
+        let epochs = (self.warmup_epochs * per_epoch as f64).round() as u64;
+        Schedule {
+            lr: base.lr * self.lr_scaling.factor(self.ranks),
+            warmup: base.warmup.max(epochs),
+            kind: base.kind.clone(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -95,5 +109,33 @@ mod tests {
         assert_eq!(k.lr_at(0, 5, 10), 1.0);
         assert!((k.lr_at(5, 5, 10) - 0.5).abs() < 1e-12);
         assert!(k.lr_at(10, 5, 10).abs() < 1e-12 && k.lr_at(50, 5, 10).abs() < 1e-12);
+    }
+
+    #[test]
+    fn ranks_scale_the_rate_and_warm_up_over_epochs() {
+        use crate::distributed::{LrScaling, Parallel};
+        let base = Schedule {
+            lr: 0.5,
+            kind: ScheduleKind::Constant,
+            warmup: 3,
+        };
+        let p = Parallel {
+            ranks: 4,
+            lr_scaling: LrScaling::Linear,
+            warmup_epochs: 1.5,
+            ..Parallel::default()
+        };
+        let s = p.schedule(&base, 10);
+        assert_eq!((s.lr, s.warmup), (2.0, 15));
+        assert_eq!(
+            (s.lr_at(0, 10, 100), s.lr_at(14, 10, 100)),
+            (2.0 / 15.0, 2.0)
+        );
+        let sqrt = Parallel {
+            lr_scaling: LrScaling::Sqrt,
+            ..p
+        }
+        .schedule(&base, 1);
+        assert_eq!((sqrt.lr, sqrt.warmup), (1.0, 3));
     }
 }

@@ -1,6 +1,21 @@
 //! The training loop: one encoder, the heads chosen in the configuration, validation after
 //! every epoch, metrics files and plots, and a checkpoint after every epoch (and when asked to
 //! stop), from which `--resume` continues bit for bit.
+//!
+//! Data parallel (`*_with` and a [`Collective`] of N ranks): rank 0's weights and optimizer
+//! state are broadcast at the start; each epoch's shuffle comes from (seed, epoch), so all ranks
+//! agree on it, and each global batch of N x `batch_size` images is split over the ranks (see
+//! [`step`]); validation is split over the ranks and its metrics summed; only rank 0 reports
+//! and writes files. Augmentation, dropout and VAE noise draw, on N > 1 ranks, from a generator
+//! seeded by (seed, step, rank), so a resumed run draws the same numbers.
+//!
+//! Batch normalisation uses each rank's own batch statistics (as Horovod does without
+//! SyncBatchNorm), so N ranks x b images is not 1 process x N*b images with statistics over
+//! N*b. It is exactly 1 process x N*b images with `micro_batches = N` (statistics per
+//! micro-batch of b, gradients summed): the test of the distributed trainer compares these.
+//! Running statistics are averaged over ranks (and micro-batches) after every step.
+
+mod step;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,8 +31,9 @@ use rand_chacha::ChaCha8Rng;
 use crate::checkpoint::{self, checkpoint_dir, EpochRecord, RngState, TrainState};
 use crate::config::TrainConfig;
 use crate::data::{permutation, Dataset};
+use crate::distributed::{agree, part, Collective, Single};
 use crate::loss;
-use crate::metrics::evaluate;
+use crate::metrics::{evaluate, reduce_metrics};
 use crate::optim::Optimizer;
 use crate::split::split;
 
@@ -48,6 +64,10 @@ pub struct StepInfo {
     pub accuracy: f64,
     /// Running throughput of the epoch.
     pub images_per_sec: f64,
+    /// Seconds this step spent in allreduce (0 on one process).
+    pub comm_secs: f64,
+    /// Seconds the whole step took.
+    pub step_secs: f64,
 }
 
 /// An observer that reports nothing.
@@ -84,6 +104,35 @@ pub fn train_from(
     observer: &dyn Observer,
     stop: &AtomicBool,
 ) -> Result<Outcome> {
+    train_with(spec, cfg, initial, observer, stop, &Single)
+}
+
+/// [`train_from`] on the ranks of `comm` (data parallel; one rank is the same as
+/// [`train_from`]). Every rank calls it; only rank 0 reports to `observer` and writes files.
+pub fn train_with(
+    spec: ModelSpec,
+    cfg: TrainConfig,
+    initial: Option<&std::collections::HashMap<String, Tensor>>,
+    observer: &dyn Observer,
+    stop: &AtomicBool,
+    comm: &dyn Collective,
+) -> Result<Outcome> {
+    let observer = if comm.rank() == 0 { observer } else { &Quiet };
+    let mut cfg = cfg;
+    cfg.parallel.ranks = comm.size();
+    let run = start(spec, cfg, initial, observer, comm.rank());
+    let mut run = agree(comm, "while starting", run)?;
+    run.share(comm)?;
+    run.go(observer, stop, comm)
+}
+
+fn start(
+    spec: ModelSpec,
+    cfg: TrainConfig,
+    initial: Option<&std::collections::HashMap<String, Tensor>>,
+    observer: &dyn Observer,
+    rank: usize,
+) -> Result<Run> {
     cfg.validate()?;
     let device = Device::Cpu;
     let data = Dataset::load(&cfg.data, &spec.preprocess, &|d, t| observer.loading(d, t))?;
@@ -121,7 +170,7 @@ pub fn train_from(
         history: vec![],
     };
     let optimizer = Optimizer::new(cfg.optimizer.clone());
-    Run {
+    Ok(Run {
         spec,
         graph,
         weights,
@@ -129,8 +178,8 @@ pub fn train_from(
         state,
         data,
         device,
-    }
-    .go(observer, stop)
+        rank,
+    })
 }
 
 /// Changes a resumed run may make: train longer, or stop at another step.
@@ -150,6 +199,30 @@ pub fn resume(
     observer: &dyn Observer,
     stop: &AtomicBool,
 ) -> Result<Outcome> {
+    resume_with(out, extend, observer, stop, &Single)
+}
+
+/// [`resume`] on the ranks of `comm`, which must be as many as the run was started on.
+pub fn resume_with(
+    out: &Path,
+    extend: &Extend,
+    observer: &dyn Observer,
+    stop: &AtomicBool,
+    comm: &dyn Collective,
+) -> Result<Outcome> {
+    let observer = if comm.rank() == 0 { observer } else { &Quiet };
+    let run = reopen(out, extend, observer, comm);
+    let mut run = agree(comm, "while resuming", run)?;
+    run.share(comm)?;
+    run.go(observer, stop, comm)
+}
+
+fn reopen(
+    out: &Path,
+    extend: &Extend,
+    observer: &dyn Observer,
+    comm: &dyn Collective,
+) -> Result<Run> {
     let device = Device::Cpu;
     let ck = checkpoint::load(&checkpoint_dir(out), &device)?;
     let mut state = ck.state;
@@ -160,6 +233,18 @@ pub fn resume(
         state.config.max_steps = m;
     }
     let cfg = &state.config;
+    if cfg.parallel.ranks != comm.size() {
+        return Err(Error::setting(
+            "resume",
+            format!(
+                "the run in {} was trained on {} rank(s) and this job has {}; resume it with `mpirun -np {}` (the global batch and the shards depend on it)",
+                out.display(),
+                cfg.parallel.ranks,
+                comm.size(),
+                cfg.parallel.ranks
+            ),
+        ));
+    }
     let digest = deepgalaxy_core::card::digest_file(&cfg.data)?;
     if digest != state.training_digest {
         return Err(Error::invalid(
@@ -171,7 +256,7 @@ pub fn resume(
         observer.loading(d, t)
     })?;
     let optimizer = Optimizer::load(cfg.optimizer.clone(), state.step, ck.optimizer);
-    Run {
+    Ok(Run {
         spec: ck.spec,
         graph: ck.graph,
         weights: ck.weights,
@@ -179,8 +264,8 @@ pub fn resume(
         state,
         data,
         device,
-    }
-    .go(observer, stop)
+        rank: comm.rank(),
+    })
 }
 
 /// The encoder stages kept fixed in `epoch` (1-based): all of them with `freeze_encoder`; with
@@ -204,23 +289,37 @@ struct Run {
     state: TrainState,
     data: Dataset,
     device: Device,
+    rank: usize,
 }
 
 impl Run {
-    fn go(mut self, observer: &dyn Observer, stop: &AtomicBool) -> Result<Outcome> {
+    fn go(
+        mut self,
+        observer: &dyn Observer,
+        stop: &AtomicBool,
+        comm: &dyn Collective,
+    ) -> Result<Outcome> {
         let cfg = self.state.config.clone();
+        let (rank, ranks) = (comm.rank(), comm.size());
         let mut rng = self.state.rng.restore()?;
         let stages = deepgalaxy_models::graph::encoder_stages(&self.graph);
+        // on N ranks a Ctrl-C anywhere stops every rank after the same step
+        let mut stop_agreed = false;
         while self.state.epoch < cfg.epochs {
             let epoch = self.state.epoch + 1;
             let frozen = frozen_stages(&cfg, &stages, epoch);
-            let refs: Vec<(&String, &candle_core::Var)> = self
+            // owned (a Var is a handle), so that the step may borrow the run mutably
+            let trained: Vec<(String, candle_core::Var)> = self
                 .weights
                 .vars()
                 .iter()
                 .filter(|(name, _)| !frozen.iter().any(|s| name.starts_with(&format!("{s}."))))
+                .map(|(n, v)| (n.clone(), v.clone()))
                 .collect();
+            let refs: Vec<(&String, &candle_core::Var)> =
+                trained.iter().map(|(n, v)| (n, v)).collect();
             // every epoch's order comes from (seed, epoch), so a resumed run sees the same one
+            // and every rank the same one
             let mut order_rng = ChaCha8Rng::seed_from_u64(
                 cfg.seed ^ (epoch as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
             );
@@ -228,95 +327,160 @@ impl Run {
                 .into_iter()
                 .map(|k| self.state.split.train[k])
                 .collect();
+            // global batches; each micro-batch of each rank needs two images for batch norm
+            let least = 2 * ranks * cfg.parallel.micro_batches;
             let batches: Vec<&[usize]> = order
-                .chunks(cfg.batch_size)
-                .filter(|b| b.len() >= 2)
+                .chunks(cfg.batch_size * ranks)
+                .filter(|b| b.len() >= least)
                 .collect();
             observer.epoch_start(epoch, batches.len());
             let started = Instant::now();
-            let (mut loss_sum, mut seen, mut correct, mut images) = (0.0, 0usize, 0usize, 0usize);
+            let (mut loss_sum, mut seen, mut correct) = (0.0, 0usize, 0usize);
             let per_epoch = batches.len() as u64;
             let total = per_epoch * cfg.epochs as u64;
-            let mut lr = cfg.schedule.lr_at(self.state.step, per_epoch, total);
+            let schedule = cfg.parallel.schedule(&cfg.schedule, per_epoch);
+            let mut lr = schedule.lr_at(self.state.step, per_epoch, total);
             for (b, batch) in batches.iter().enumerate().skip(self.state.batch_in_epoch) {
-                if stop.load(Ordering::Relaxed) {
+                let asked = if ranks == 1 {
+                    stop.load(Ordering::Relaxed)
+                } else {
+                    stop_agreed
+                };
+                if asked {
                     self.state.rng = RngState::of(&rng);
-                    self.save()?;
+                    self.save_on_root(comm)?;
                     return Ok(Outcome::Interrupted);
                 }
                 if cfg.max_steps.is_some_and(|m| self.state.step >= m) {
                     self.state.rng = RngState::of(&rng);
-                    self.save()?;
+                    self.save_on_root(comm)?;
                     return Ok(Outcome::StepLimit);
                 }
-                let aug = cfg.augment.is_active().then_some(&cfg.augment);
-                let (x, y) = self
-                    .data
-                    .batch(batch, aug.map(|a| (a, &mut rng)), &self.device)
-                    .map_err(candle_err)?;
-                let (loss, hits) = self.loss(&x, &y, &mut rng)?;
-                let value = loss.to_scalar::<f32>().map_err(candle_err)? as f64;
-                if !value.is_finite() {
-                    return Err(Error::setting(
-                        "training",
-                        format!(
-                            "the loss became {value} at epoch {epoch}, batch {} (step {}); stopped without saving, the last good checkpoint in {} is intact. Try a lower learning rate.",
-                            b + 1,
-                            self.state.step,
-                            checkpoint_dir(&cfg.out).display()
-                        ),
-                    ));
-                }
-                let grads = loss.backward().map_err(candle_err)?;
-                lr = cfg.schedule.lr_at(self.state.step, per_epoch, total);
-                self.optimizer.step(&refs, &grads, lr).map_err(candle_err)?;
+                let t = Instant::now();
+                lr = schedule.lr_at(self.state.step, per_epoch, total);
+                let mut rank_rng;
+                let draw = if ranks == 1 {
+                    &mut rng
+                } else {
+                    rank_rng = ChaCha8Rng::seed_from_u64(
+                        cfg.seed
+                            ^ self.state.step.wrapping_mul(0xd6e8_feb8_6659_fd93)
+                            ^ (rank as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+                    );
+                    &mut rank_rng
+                };
+                let during = format!(
+                    "at epoch {epoch}, batch {} (step {})",
+                    b + 1,
+                    self.state.step
+                );
+                let done = self.step(
+                    batch,
+                    &refs,
+                    lr,
+                    draw,
+                    comm,
+                    stop.load(Ordering::Relaxed),
+                    &during,
+                )?;
+                stop_agreed = done.stop;
                 self.state.step += 1;
                 self.state.batch_in_epoch = b + 1;
-                loss_sum += value * batch.len() as f64;
-                seen += batch.len();
-                correct += hits;
-                images += batch.len();
+                loss_sum += done.loss_sum;
+                seen += done.images;
+                correct += done.hits;
                 observer.step(&StepInfo {
                     epoch,
                     batch: b + 1,
-                    loss: value,
-                    accuracy: correct as f64 / seen as f64,
-                    images_per_sec: images as f64 / started.elapsed().as_secs_f64().max(1e-9),
+                    loss: done.loss_sum / done.images.max(1) as f64,
+                    accuracy: correct as f64 / seen.max(1) as f64,
+                    images_per_sec: seen as f64 / started.elapsed().as_secs_f64().max(1e-9),
+                    comm_secs: done.comm_secs,
+                    step_secs: t.elapsed().as_secs_f64(),
                 });
             }
-            let val = if self.state.split.val.is_empty() {
-                None
-            } else {
-                let (m, confusion) = evaluate(
-                    &self.graph,
-                    &self.weights,
-                    &self.data,
-                    &self.state.split.val,
-                    cfg.batch_size,
-                    &self.device,
-                )?;
-                crate::plots::confusion(&cfg.out.join("confusion.png"), &confusion)?;
-                Some(m)
-            };
+            let val = self.validate(comm)?;
             let record = EpochRecord {
                 epoch,
                 step: self.state.step,
                 lr,
                 train_loss: loss_sum / seen.max(1) as f64,
                 train_top1: correct as f64 / seen.max(1) as f64,
-                images_per_sec: images as f64 / started.elapsed().as_secs_f64().max(1e-9),
-                val,
+                images_per_sec: seen as f64 / started.elapsed().as_secs_f64().max(1e-9),
+                val: val.as_ref().map(|(m, _)| m.clone()),
             };
             self.state.history.push(record.clone());
             self.state.epoch = epoch;
             self.state.batch_in_epoch = 0;
             self.state.rng = RngState::of(&rng);
-            crate::report::write_metrics(&cfg.out, &self.state.history)?;
-            crate::plots::curves(&cfg.out.join("curves.png"), &self.state.history)?;
-            self.save()?;
+            let written = if rank == 0 {
+                self.write_epoch(val.as_ref().map(|(_, c)| c))
+            } else {
+                Ok(())
+            };
+            agree(comm, &format!("writing epoch {epoch}'s files"), written)?;
             observer.epoch_end(&record);
         }
         Ok(Outcome::Finished)
+    }
+
+    /// Validation metrics over the whole validation set, each rank evaluating its part.
+    fn validate(
+        &self,
+        comm: &dyn Collective,
+    ) -> Result<Option<(crate::metrics::EvalMetrics, crate::metrics::Confusion)>> {
+        let val = &self.state.split.val;
+        if val.is_empty() {
+            return Ok(None);
+        }
+        let mine = &val[part(val.len(), comm.rank(), comm.size())];
+        let local = evaluate(
+            &self.graph,
+            &self.weights,
+            &self.data,
+            mine,
+            self.state.config.batch_size,
+            &self.device,
+        );
+        let (m, confusion) = agree(comm, "in validation", local)?;
+        Ok(Some(reduce_metrics(comm, m, confusion)))
+    }
+
+    /// Rank 0's files after an epoch: metrics, plots, checkpoint.
+    fn write_epoch(&self, confusion: Option<&crate::metrics::Confusion>) -> Result<()> {
+        let out = &self.state.config.out;
+        if let Some(c) = confusion {
+            crate::plots::confusion(&out.join("confusion.png"), c)?;
+        }
+        crate::report::write_metrics(out, &self.state.history)?;
+        crate::plots::curves(&out.join("curves.png"), &self.state.history)?;
+        self.save()
+    }
+
+    /// Rank 0 writes the checkpoint; every rank learns whether it worked.
+    fn save_on_root(&self, comm: &dyn Collective) -> Result<()> {
+        let saved = if comm.rank() == 0 {
+            self.save()
+        } else {
+            Ok(())
+        };
+        agree(comm, "writing the checkpoint", saved)
+    }
+
+    /// Rank 0's weights and optimizer state, copied to every rank.
+    fn share(&mut self, comm: &dyn Collective) -> Result<()> {
+        if comm.size() == 1 {
+            return Ok(());
+        }
+        let weights = broadcast_tensors(comm, self.weights.tensors(), &self.device)?;
+        self.weights.load_matching(&weights)?;
+        let state = broadcast_tensors(
+            comm,
+            self.optimizer.tensors().into_iter().collect(),
+            &self.device,
+        )?;
+        self.optimizer = Optimizer::load(self.optimizer.kind().clone(), self.state.step, state);
+        Ok(())
     }
 
     /// The weighted loss of the configured heads, and the classifier's correct count.
@@ -374,4 +538,43 @@ impl Run {
             &self.state,
         )
     }
+}
+
+/// Rank 0's `tensors` on every rank: their names and shapes first, then their values.
+fn broadcast_tensors(
+    comm: &dyn Collective,
+    tensors: std::collections::BTreeMap<String, Tensor>,
+    device: &Device,
+) -> Result<std::collections::HashMap<String, Tensor>> {
+    let layout: Vec<(String, Vec<usize>)> = tensors
+        .iter()
+        .map(|(k, t)| (k.clone(), t.dims().to_vec()))
+        .collect();
+    let mut bytes = serde_json::to_vec(&layout)
+        .map_err(|e| Error::setting("distributed training", e.to_string()))?;
+    comm.broadcast_bytes(&mut bytes, 0);
+    let layout: Vec<(String, Vec<usize>)> = serde_json::from_slice(&bytes)
+        .map_err(|e| Error::setting("distributed training", e.to_string()))?;
+    let mut flat = if comm.rank() == 0 {
+        step::flatten(tensors.values())?
+    } else {
+        vec![
+            0.0;
+            layout
+                .iter()
+                .map(|(_, d)| d.iter().product::<usize>())
+                .sum()
+        ]
+    };
+    comm.broadcast(&mut flat, 0);
+    let mut out = std::collections::HashMap::new();
+    let mut offset = 0;
+    for (name, dims) in layout {
+        let n: usize = dims.iter().product();
+        let t = Tensor::from_slice(&flat[offset..offset + n], dims.as_slice(), device)
+            .map_err(candle_err)?;
+        offset += n;
+        out.insert(name, t);
+    }
+    Ok(out)
 }

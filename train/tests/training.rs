@@ -94,6 +94,7 @@ fn config(data: &Path, out: &Path) -> TrainConfig {
             noise: 0.01,
         },
         seed: 7,
+        parallel: Default::default(),
     }
 }
 
