@@ -9,6 +9,7 @@ use deepgalaxy_core::preprocess::{Preprocess, Stretch};
 use deepgalaxy_models::{Backbone, ModelSpec};
 use deepgalaxy_train::augment::Augment;
 use deepgalaxy_train::checkpoint::EpochRecord;
+use deepgalaxy_train::distributed::{Collective, LrScaling, Parallel, Single};
 use deepgalaxy_train::optim::OptimizerKind;
 use deepgalaxy_train::schedule::{Schedule, ScheduleKind};
 use deepgalaxy_train::split::SplitKind;
@@ -34,6 +35,17 @@ pub enum ScheduleArg {
     Step,
     /// Cosine decay to zero.
     Cosine,
+}
+
+/// How the learning rate follows the number of ranks.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum LrScalingArg {
+    /// Keep the given rate.
+    None,
+    /// Multiply it by the number of ranks (use with a warm-up).
+    Linear,
+    /// Multiply it by the square root of the number of ranks.
+    Sqrt,
 }
 
 /// Intensity stretch applied in preprocessing.
@@ -134,6 +146,23 @@ pub struct TrainArgs {
     /// may extend it).
     #[arg(long)]
     pub resume: bool,
+    /// Data-parallel training over MPI: launch with `mpirun -np N` (or `srun`); the global
+    /// batch is N x --batch-size. Needs a build with the `mpi` feature.
+    #[arg(long)]
+    pub distributed: bool,
+    /// Learning-rate scaling with the number of ranks.
+    #[arg(long, value_enum, default_value = "none")]
+    pub lr_scaling: LrScalingArg,
+    /// Linear warm-up over this many epochs (the longer of this and --warmup applies).
+    #[arg(long, default_value_t = 0.0)]
+    pub warmup_epochs: f64,
+    /// Split each rank's batch into this many micro-batches with their own batch-norm
+    /// statistics (1 process with --micro-batches N computes what N ranks do).
+    #[arg(long, default_value_t = 1)]
+    pub micro_batches: usize,
+    /// Gradient fusion bucket size for allreduce, in MiB.
+    #[arg(long, default_value_t = 25.0)]
+    pub bucket_mib: f64,
 }
 
 struct Bars {
@@ -237,15 +266,17 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         }
         eprintln!("\nstopping after this step; writing a checkpoint (Ctrl-C again to quit now)");
     });
+    let comm = communicator(args.distributed)?;
     let bars = Bars {
         bar: Mutex::new(None),
     };
+    let comm = comm.as_ref();
     let outcome = if args.resume {
         let extend = Extend {
             epochs: Some(args.epochs),
             max_steps: args.max_steps.map(Some),
         };
-        deepgalaxy_train::resume(&args.out, &extend, &bars, &stop)?
+        deepgalaxy_train::resume_with(&args.out, &extend, &bars, &stop, comm)?
     } else {
         let data = args
             .data
@@ -256,9 +287,12 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
             Some(path) => Some(deepgalaxy_export::import::initializers(path)?),
             None => None,
         };
-        deepgalaxy_train::train_from(spec, cfg, initial.as_ref(), &bars, &stop)?
+        deepgalaxy_train::train_with(spec, cfg, initial.as_ref(), &bars, &stop, comm)?
     };
     bars.with(|b| b.finish_and_clear());
+    if comm.rank() != 0 {
+        return Ok(());
+    }
     let ck = args.out.join("checkpoint");
     match outcome {
         Outcome::Finished => println!("finished; checkpoint in {}", ck.display()),
@@ -269,6 +303,21 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         ),
     }
     Ok(())
+}
+
+/// The ranks to train on: the MPI world with --distributed, else this process alone.
+fn communicator(distributed: bool) -> anyhow::Result<Box<dyn Collective>> {
+    if !distributed {
+        return Ok(Box::new(Single));
+    }
+    #[cfg(feature = "mpi")]
+    {
+        Ok(Box::new(deepgalaxy_train::distributed::Mpi::init()?))
+    }
+    #[cfg(not(feature = "mpi"))]
+    anyhow::bail!(
+        "--distributed needs a deepgalaxy built with MPI: `cargo build --release --features mpi` (Debian packages libopenmpi-dev openmpi-bin libclang-dev clang)"
+    )
 }
 
 fn build(args: &TrainArgs, data: PathBuf) -> anyhow::Result<(ModelSpec, TrainConfig)> {
@@ -331,6 +380,17 @@ fn build(args: &TrainArgs, data: PathBuf) -> anyhow::Result<(ModelSpec, TrainCon
             noise: args.noise,
         },
         seed: args.seed,
+        parallel: Parallel {
+            ranks: 1,
+            micro_batches: args.micro_batches,
+            lr_scaling: match args.lr_scaling {
+                LrScalingArg::None => LrScaling::None,
+                LrScalingArg::Linear => LrScaling::Linear,
+                LrScalingArg::Sqrt => LrScaling::Sqrt,
+            },
+            warmup_epochs: args.warmup_epochs,
+            bucket_mib: args.bucket_mib,
+        },
     };
     Ok((spec, cfg))
 }
