@@ -186,3 +186,59 @@ pub fn confusion(path: &Path, matrix: &Confusion) -> Result<()> {
         Ok(())
     })
 }
+
+/// A named set of (workers, efficiency) points.
+pub type Points = (String, Vec<(f64, f64)>);
+
+/// Scaling efficiency against workers on a log axis: `models` as lines (projections, labelled
+/// as such by the caller), `observed` as marked points (measurements and published figures).
+pub fn scaling(path: &Path, title: &str, models: &[Points], observed: &[Points]) -> Result<()> {
+    let colors = [BLUE, RED, GREEN, MAGENTA, BLACK, CYAN];
+    let x_max = models
+        .iter()
+        .chain(observed)
+        .flat_map(|(_, p)| p.iter().map(|q| q.0))
+        .fold(2.0f64, f64::max);
+    render(path, (900, 560), |root| {
+        let e = |x: &dyn std::fmt::Display| x.to_string();
+        let mut chart = ChartBuilder::on(root)
+            .caption(title, ("sans-serif", 22))
+            .margin(12)
+            .x_label_area_size(45)
+            .y_label_area_size(60)
+            .build_cartesian_2d((1f64..x_max * 1.3).log_scale(), 0f64..1.05)
+            .map_err(|x| e(&x))?;
+        chart
+            .configure_mesh()
+            .x_desc("workers (ranks)")
+            .y_desc("scaling efficiency")
+            .draw()
+            .map_err(|x| e(&x))?;
+        let mut k = 0;
+        for (name, points) in models {
+            let color = colors[k % colors.len()];
+            k += 1;
+            chart
+                .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
+                .map_err(|x| e(&x))?
+                .label(name.as_str())
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+        }
+        for (name, points) in observed {
+            let color = colors[k % colors.len()];
+            k += 1;
+            chart
+                .draw_series(points.iter().map(|&p| Circle::new(p, 6, color.filled())))
+                .map_err(|x| e(&x))?
+                .label(name.as_str())
+                .legend(move |(x, y)| Circle::new((x + 10, y), 5, color.filled()));
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::LowerLeft)
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()
+            .map_err(|x| e(&x))
+    })
+}
