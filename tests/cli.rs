@@ -43,10 +43,10 @@ fn help_lists_every_subcommand() {
 
 #[test]
 fn a_subcommand_not_built_yet_says_so_and_fails() {
-    let (ok, _, err) = deepgalaxy(&[OsStr::new("interpolate")]);
+    let (ok, _, err) = deepgalaxy(&[OsStr::new("bench")]);
     assert!(!ok);
     assert!(
-        err.contains("`deepgalaxy interpolate` is not built yet"),
+        err.contains("`deepgalaxy bench` is not built yet"),
         "{err}"
     );
 }
