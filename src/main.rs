@@ -2,6 +2,7 @@
 //! the library crate that owns the work.
 
 mod cluster;
+mod distributed;
 mod interpolate;
 mod library;
 mod predict;

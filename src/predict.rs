@@ -26,13 +26,25 @@ pub struct PredictArgs {
     /// Output file (.csv or .json); CSV on standard output when absent.
     #[arg(long)]
     pub output: Option<PathBuf>,
+    /// Shard the inputs over MPI ranks (`mpirun -np N`; a build with the `mpi` feature); rank
+    /// 0 writes the one output, in input order.
+    #[arg(long)]
+    pub distributed: bool,
 }
 
 /// Runs `predict`.
 pub fn run(args: &PredictArgs) -> anyhow::Result<()> {
-    let model = args.model.run.open(&args.model.model)?;
-    let items = expand(&args.inputs)?;
-    let results = run_with_progress(&model, &items, "predict");
+    let comm = crate::distributed::communicator(args.distributed)?;
+    let comm = comm.as_ref();
+    let opened = args
+        .model
+        .run
+        .open(&args.model.model)
+        .and_then(|m| Ok((m, expand(&args.inputs)?)));
+    let (model, items) = crate::distributed::agreed(comm, "opening the model and inputs", opened)?;
+    let Some(results) = crate::distributed::run_sharded(comm, &model, &items, "predict")? else {
+        return Ok(());
+    };
     let preds = predictions(
         &items,
         &results,
@@ -81,7 +93,14 @@ pub fn embed(args: &EmbedArgs) -> anyhow::Result<()> {
     }
     let items = expand(&args.inputs)?;
     let results = run_with_progress(&model, &items, "embed");
-    let mut preds = predictions(&items, &results, model.output_names(), model.card(), 1, true)?;
+    let mut preds = predictions(
+        &items,
+        &results,
+        model.output_names(),
+        model.card(),
+        1,
+        true,
+    )?;
     for p in &mut preds {
         p.top.clear();
         p.t_myr = None;

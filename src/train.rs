@@ -9,7 +9,7 @@ use deepgalaxy_core::preprocess::{Preprocess, Stretch};
 use deepgalaxy_models::{Backbone, ModelSpec};
 use deepgalaxy_train::augment::Augment;
 use deepgalaxy_train::checkpoint::EpochRecord;
-use deepgalaxy_train::distributed::{Collective, LrScaling, Parallel, Single};
+use deepgalaxy_train::distributed::{LrScaling, Parallel};
 use deepgalaxy_train::optim::OptimizerKind;
 use deepgalaxy_train::schedule::{Schedule, ScheduleKind};
 use deepgalaxy_train::split::SplitKind;
@@ -266,7 +266,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         }
         eprintln!("\nstopping after this step; writing a checkpoint (Ctrl-C again to quit now)");
     });
-    let comm = communicator(args.distributed)?;
+    let comm = crate::distributed::communicator(args.distributed)?;
     let bars = Bars {
         bar: Mutex::new(None),
     };
@@ -303,21 +303,6 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         ),
     }
     Ok(())
-}
-
-/// The ranks to train on: the MPI world with --distributed, else this process alone.
-fn communicator(distributed: bool) -> anyhow::Result<Box<dyn Collective>> {
-    if !distributed {
-        return Ok(Box::new(Single));
-    }
-    #[cfg(feature = "mpi")]
-    {
-        Ok(Box::new(deepgalaxy_train::distributed::Mpi::init()?))
-    }
-    #[cfg(not(feature = "mpi"))]
-    anyhow::bail!(
-        "--distributed needs a deepgalaxy built with MPI: `cargo build --release --features mpi` (Debian packages libopenmpi-dev openmpi-bin libclang-dev clang)"
-    )
 }
 
 fn build(args: &TrainArgs, data: PathBuf) -> anyhow::Result<(ModelSpec, TrainConfig)> {

@@ -215,3 +215,50 @@ fn a_killed_rank_ends_the_job_and_the_resumed_job_finishes_as_if_uninterrupted()
     let d = max_relative_difference(&weights(&killed), &weights(&straight));
     assert_eq!(d, 0.0, "resumed and straight runs differ by {d:e}");
 }
+
+#[test]
+fn sharded_predict_writes_what_one_process_writes() {
+    let tmp = tempfile::tempdir().unwrap();
+    // 25 images in batches of 8: the ranks get 16 and 9 (whole batches, as on one process)
+    let data = tiny_catalog(tmp.path(), 25, 3);
+    let (run_dir, onnx) = (tmp.path().join("run"), tmp.path().join("onnx"));
+    let (ok, log, _) = run(
+        0,
+        &train_args(&data, &run_dir, 4, &["--epochs", "1", "--lr", "1e-2"]),
+        &[],
+    );
+    assert!(ok, "train: {log}");
+    let export: Vec<OsString> = vec![
+        "export".into(),
+        "--checkpoint".into(),
+        run_dir.into(),
+        "--out".into(),
+        onnx.clone().into(),
+    ];
+    let (ok, log, _) = run(0, &export, &[]);
+    assert!(ok, "export: {log}");
+    let predict = |out: &Path| -> Vec<OsString> {
+        vec![
+            "predict".into(),
+            "--model".into(),
+            onnx.join("model.onnx").into(),
+            "--threads".into(),
+            "1".into(),
+            "--latent".into(),
+            "--output".into(),
+            out.into(),
+            data.clone().into(),
+        ]
+    };
+    let (one, two) = (tmp.path().join("one.csv"), tmp.path().join("two.csv"));
+    let (ok, log, _) = run(0, &predict(&one), &[]);
+    assert!(ok, "predict: {log}");
+    let (ok, log, _) = run(2, &predict(&two), &[]);
+    assert!(ok, "predict on 2 ranks: {log}");
+    let (a, b) = (
+        std::fs::read_to_string(&one).unwrap(),
+        std::fs::read_to_string(&two).unwrap(),
+    );
+    assert_eq!(a.lines().count(), 26, "{a}");
+    assert!(a == b, "2 ranks wrote another file:\n{a}\n---\n{b}");
+}

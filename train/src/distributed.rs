@@ -238,6 +238,23 @@ pub fn agree<T>(comm: &dyn Collective, during: &str, outcome: Result<T>) -> Resu
     ))
 }
 
+/// Every rank's `mine`, in rank order, on every rank (a broadcast from each rank in turn:
+/// meant for results of modest size, such as predictions).
+pub fn all_gather_bytes(comm: &dyn Collective, mine: Vec<u8>) -> Vec<Vec<u8>> {
+    let mut mine = Some(mine);
+    (0..comm.size())
+        .map(|root| {
+            let mut buf = if root == comm.rank() {
+                mine.take().unwrap_or_default()
+            } else {
+                Vec::new()
+            };
+            comm.broadcast_bytes(&mut buf, root);
+            buf
+        })
+        .collect()
+}
+
 /// Sums `buf` over ranks in place, in consecutive buckets of at most `bucket` floats (the
 /// fused flat buffers of Horovod and DDP). Returns the seconds spent communicating.
 pub fn allreduce_buckets(comm: &dyn Collective, buf: &mut [f32], bucket: usize) -> f64 {
@@ -349,6 +366,7 @@ mod tests {
         let mut buf = vec![1.0, 2.0, 3.0];
         allreduce_buckets(&Single, &mut buf, 2);
         assert_eq!(buf, vec![1.0, 2.0, 3.0]);
+        assert_eq!(all_gather_bytes(&Single, vec![7, 8]), vec![vec![7, 8]]);
     }
 
     #[test]
