@@ -155,7 +155,7 @@ fn worker(data: &Path) {
         .filter(|p| p.kind.trainable())
         .map(|p| p.shape.iter().product::<usize>())
         .sum();
-    let mut sizes = vec![
+    let mut sizes = [
         1usize,
         1 << 10,
         1 << 14,
