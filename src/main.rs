@@ -2,6 +2,7 @@
 //! the library crate that owns the work.
 
 mod cluster;
+mod demo;
 mod interpolate;
 mod library;
 mod predict;
@@ -46,12 +47,12 @@ enum Command {
     /// Measure throughput and accuracy across precisions and backends.
     Bench,
     /// Run the whole pipeline end to end on built-in defaults.
-    Demo,
+    Demo(demo::DemoArgs),
     /// Say what an image, FITS file, catalog or HDF5 dataset holds.
     Inspect(InspectArgs),
 }
 
-#[derive(clap::Args)]
+#[derive(Debug, clap::Args)]
 struct ExportArgs {
     /// A training output folder (or its checkpoint/ folder).
     #[arg(long)]
@@ -127,7 +128,7 @@ fn main() -> ExitCode {
         Command::Cluster(args) => cluster::run(args),
         Command::Interpolate(args) => interpolate::run(args),
         Command::Bench => not_built("bench"),
-        Command::Demo => not_built("demo"),
+        Command::Demo(args) => demo::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
