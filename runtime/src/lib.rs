@@ -38,8 +38,10 @@
 //!   [`recommend`]: neighbours with SSIM and the kNN time estimate.
 
 pub mod backend;
+pub mod charts;
 pub mod cluster;
 pub mod estimate;
+pub mod flops;
 pub mod gallery;
 pub mod index;
 pub mod infer;
