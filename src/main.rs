@@ -1,7 +1,9 @@
 //! `deepgalaxy`: the command line. Wiring only: each subcommand parses its arguments and calls
 //! the library crate that owns the work.
 
+mod bench;
 mod cluster;
+mod demo;
 mod distributed;
 mod interpolate;
 mod library;
@@ -45,14 +47,14 @@ enum Command {
     /// Decode images along the line between two latents.
     Interpolate(interpolate::InterpolateArgs),
     /// Measure throughput and accuracy across precisions and backends.
-    Bench,
+    Bench(bench::BenchArgs),
     /// Run the whole pipeline end to end on built-in defaults.
-    Demo,
+    Demo(demo::DemoArgs),
     /// Say what an image, FITS file, catalog or HDF5 dataset holds.
     Inspect(InspectArgs),
 }
 
-#[derive(clap::Args)]
+#[derive(Debug, clap::Args)]
 struct ExportArgs {
     /// A training output folder (or its checkpoint/ folder).
     #[arg(long)]
@@ -109,11 +111,6 @@ fn inspect(args: &InspectArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A subcommand whose issue has not landed yet: say so and fail, rather than pretend.
-fn not_built(name: &str) -> anyhow::Result<()> {
-    anyhow::bail!("`deepgalaxy {name}` is not built yet (see the open issues)")
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
@@ -127,8 +124,8 @@ fn main() -> ExitCode {
         Command::Search(args) => library::search(args),
         Command::Cluster(args) => cluster::run(args),
         Command::Interpolate(args) => interpolate::run(args),
-        Command::Bench => not_built("bench"),
-        Command::Demo => not_built("demo"),
+        Command::Bench(args) => bench::run(args),
+        Command::Demo(args) => demo::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -3,7 +3,7 @@
 use anyhow::Context;
 use clap::ValueEnum;
 use deepgalaxy_sim::{
-    simulate_dataset, BitDepth, Grid, MergerConfig, OutputFormat, Progress, SimulateConfig, Stretch,
+    simulate_dataset, BitDepth, Grid, MergerConfig, MergerSpec, OutputFormat, Progress, SimulateConfig, Stretch,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
@@ -16,7 +16,19 @@ pub enum GridArg {
     Paper,
     /// Three mergers, for demos and tests.
     Small,
+    /// Six mergers spread over the paper's ratios, for `deepgalaxy demo`.
+    Demo,
 }
+
+/// The demo grid: (size ratio, mass ratio) pairs covering the paper's range.
+const DEMO_GRID: [(f64, f64); 6] = [
+    (1.0, 1.0),
+    (0.75, 0.5),
+    (1.25, 1.5),
+    (0.5, 0.75),
+    (1.5, 1.25),
+    (1.0, 0.25),
+];
 
 /// Output format.
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -46,6 +58,9 @@ pub struct SimulateArgs {
     /// Merger grid.
     #[arg(long, value_enum, default_value = "small")]
     pub grid: GridArg,
+    /// Run only the first N mergers of the grid.
+    #[arg(long)]
+    pub mergers: Option<usize>,
     /// Particles per simulation (both galaxies, halo + disk).
     #[arg(long, default_value_t = MergerConfig::default().particles)]
     pub particles: usize,
@@ -79,11 +94,26 @@ fn parse_bits(s: &str) -> Result<u8, String> {
 
 /// Runs the `simulate` subcommand.
 pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
+    let grid = match args.grid {
+        GridArg::Paper => Grid::Paper,
+        GridArg::Small => Grid::Small,
+        GridArg::Demo => Grid::Custom(
+            DEMO_GRID
+                .iter()
+                .map(|&(size_ratio, mass_ratio)| MergerSpec {
+                    size_ratio,
+                    mass_ratio,
+                })
+                .collect(),
+        ),
+    };
+    let grid = match args.mergers {
+        Some(0) => anyhow::bail!("--mergers must be at least 1"),
+        Some(n) => Grid::Custom(grid.specs().into_iter().take(n).collect()),
+        None => grid,
+    };
     let cfg = SimulateConfig {
-        grid: match args.grid {
-            GridArg::Paper => Grid::Paper,
-            GridArg::Small => Grid::Small,
-        },
+        grid,
         merger: MergerConfig::with_particles(args.particles),
         size: args.size,
         seed: args.seed,

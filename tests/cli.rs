@@ -42,16 +42,6 @@ fn help_lists_every_subcommand() {
 }
 
 #[test]
-fn a_subcommand_not_built_yet_says_so_and_fails() {
-    let (ok, _, err) = deepgalaxy(&[OsStr::new("bench")]);
-    assert!(!ok);
-    assert!(
-        err.contains("`deepgalaxy bench` is not built yet"),
-        "{err}"
-    );
-}
-
-#[test]
 fn inspect_an_image_gives_shape_type_and_range() {
     let tmp = tempfile::tempdir().unwrap();
     let p = tmp.path().join("ramp.png");

@@ -109,3 +109,75 @@ pub fn run_items(
         .map(|r| r.unwrap_or_else(|| Err("not run".to_string())))
         .collect()
 }
+
+/// What [`run_prepared`] returns: every sample's outputs in order, and the latency in seconds
+/// of each batch run.
+#[derive(Debug, Clone)]
+pub struct PreparedRun {
+    /// One entry per sample.
+    pub samples: Vec<SampleOutputs>,
+    /// Seconds per backend run, in completion order.
+    pub latencies: Vec<f64>,
+}
+
+/// Runs `n` already preprocessed samples stored one after another in `data`,
+/// `model.options().batch` at a time on the backend's workers: inference alone, for
+/// benchmarks and agreement checks.
+pub fn run_prepared(model: &Model, data: &[f32], n: usize) -> deepgalaxy_core::Result<PreparedRun> {
+    use std::time::Instant;
+    let per = if n == 0 { 0 } else { data.len() / n };
+    if n == 0 || per * n != data.len() {
+        return Err(deepgalaxy_core::Error::setting(
+            "prepared input",
+            format!("{} values are not {n} whole samples", data.len()),
+        ));
+    }
+    let batch = model.options().batch.max(1);
+    let batches = n.div_ceil(batch);
+    let next = AtomicUsize::new(0);
+    type Done = (usize, f64, Vec<SampleOutputs>);
+    let done: Mutex<Vec<Done>> = Mutex::new(Vec::new());
+    let failure: Mutex<Option<deepgalaxy_core::Error>> = Mutex::new(None);
+    std::thread::scope(|s| {
+        for _ in 0..model.backend().workers().max(1) {
+            s.spawn(|| loop {
+                let b = next.fetch_add(1, Ordering::Relaxed);
+                if b >= batches || failure.lock().map(|f| f.is_some()).unwrap_or(true) {
+                    break;
+                }
+                let (lo, hi) = (b * batch, ((b + 1) * batch).min(n));
+                let start = Instant::now();
+                let run = model.run(data[lo * per..hi * per].to_vec(), hi - lo).and_then(|out| {
+                    (0..hi - lo)
+                        .map(|k| {
+                            model
+                                .output_names()
+                                .iter()
+                                .map(|name| out.get(name).map(|t| t.row(k).to_vec()))
+                                .collect::<deepgalaxy_core::Result<Vec<_>>>()
+                                .map(|rows| SampleOutputs { rows })
+                        })
+                        .collect::<deepgalaxy_core::Result<Vec<_>>>()
+                });
+                let seconds = start.elapsed().as_secs_f64();
+                match run {
+                    Ok(rows) => done.lock().unwrap_or_else(|e| e.into_inner()).push((b, seconds, rows)),
+                    Err(e) => {
+                        *failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    if let Some(e) = failure.into_inner().unwrap_or_else(|e| e.into_inner()) {
+        return Err(e);
+    }
+    let mut done = done.into_inner().unwrap_or_else(|e| e.into_inner());
+    let latencies = done.iter().map(|d| d.1).collect();
+    done.sort_by_key(|d| d.0);
+    Ok(PreparedRun {
+        samples: done.into_iter().flat_map(|d| d.2).collect(),
+        latencies,
+    })
+}

@@ -23,17 +23,25 @@
 //!   distance, SSIM).
 //!
 //! Plots are drawn with plotters on an in-memory bitmap; text uses an embedded DejaVu Sans
-//! font (`assets/`, Bitstream Vera licence) laid out with `ab_glyph`, so no system font
+//! font (DejaVu Sans, from `deepgalaxy-core`) laid out with `ab_glyph`, so no system font
 //! library is needed. Benchmarks: `benches/latent_search.rs` (kd-tree vs brute force, the
 //! basis of [`search::Strategy::Auto`]) and `benches/spectral.rs` (clustering time vs size).
 //!
-//! Still to come (issue: runtime): the `Backend` over tract and ONNX Runtime, batched
-//! inference, and the command-line wiring of `predict`, `embed`, `index`, `search` and
-//! `cluster`.
+//! Running models (no candle either: tract is pure Rust, ONNX Runtime is loaded at run time):
+//!
+//! * [`backend`]: the [`backend::Backend`] trait over tract (always) and ONNX Runtime (feature
+//!   `ort`, library from `ORT_DYLIB_PATH`).
+//! * [`model`]: an exported file with its model card and interface, preprocessing through the
+//!   core function; [`infer`]: batched inference over many files, decoding overlapping
+//!   inference, failures reported per file; [`inputs`]: files, folders, globs and catalogs.
+//! * [`predict`]: top-k classes, expected time and spread, scores, CSV/JSON;
+//!   [`recommend`]: neighbours with SSIM and the kNN time estimate.
 
 pub mod backend;
+pub mod charts;
 pub mod cluster;
 pub mod estimate;
+pub mod flops;
 pub mod gallery;
 pub mod index;
 pub mod infer;

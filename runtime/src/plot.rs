@@ -1,8 +1,8 @@
 //! What the PNG writers share: the drawing canvas with its embedded font, colour maps and the
 //! PNG encoder.
 //!
-//! Text is drawn with DejaVu Sans, embedded from `assets/DejaVuSans.ttf` (Bitstream Vera
-//! licence, `assets/DejaVuSans-LICENSE.txt`), so drawing needs no system font library (a
+//! Text is drawn with DejaVu Sans, the font `deepgalaxy-core` embeds for every PNG writer
+//! ([`deepgalaxy_core::FONT_TTF`]), so drawing needs no system font library (a
 //! laptop or CI image may have none). plotters 0.3.7's own `ab_glyph` text path places each
 //! glyph's bounding box at the pen position, dropping the left side bearing ("clusters" comes
 //! out as "dusters"), so [`Canvas`] wraps plotters' bitmap backend and lays text out itself
@@ -25,7 +25,7 @@ use plotters_backend::{
 /// Font family name every text style in this crate uses.
 pub(crate) const FONT: &str = "sans-serif";
 
-static FONT_BYTES: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
+static FONT_BYTES: &[u8] = deepgalaxy_core::FONT_TTF;
 
 /// Registers the embedded font with plotters (once per process).
 pub(crate) fn ensure_font() -> Result<()> {

@@ -6,13 +6,13 @@ use std::io::Write;
 use std::path::Path;
 
 use deepgalaxy_core::{Error, ModelCard, Result};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::infer::SampleResult;
 use crate::inputs::InputItem;
 
 /// The prediction for one image (or why there is none).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Prediction {
     /// Input identifier.
     pub id: String,

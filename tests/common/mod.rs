@@ -4,6 +4,14 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use candle_core::{Device, Tensor};
+use deepgalaxy_core::card::{ModelCard, CARD_VERSION};
+use deepgalaxy_core::Preprocess;
+use deepgalaxy_export::onnx::{export, write, Target};
+use deepgalaxy_models::exec::{forward, Mode};
+use deepgalaxy_models::{Backbone, Graph, ModelSpec, Weights};
+use rand::SeedableRng;
+
 /// The repository root.
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -51,7 +59,7 @@ pub fn deepgalaxy(args: &[&std::ffi::OsStr]) -> (bool, String, String) {
     )
 }
 
-/// Writes a 16-bit grayscale PNG whose pixel (x, y) is `f(x, y)`.
+/// Writes a 16-bit grey PNG whose pixel (x, y) is `f(x, y)`.
 pub fn write_png16(path: &Path, w: u32, h: u32, f: impl Fn(u32, u32) -> u16) {
     let buf =
         image::ImageBuffer::<image::Luma<u16>, _>::from_fn(w, h, |x, y| image::Luma([f(x, y)]));
@@ -60,7 +68,7 @@ pub fn write_png16(path: &Path, w: u32, h: u32, f: impl Fn(u32, u32) -> u16) {
 
 /// A catalog of `n` 16x16 images of `classes` classes (brightness ramps scaled by the class),
 /// spread over 3 simulations, with `t_myr = 5 * label + 2`.
-pub fn tiny_catalog(dir: &Path, n: u32, classes: u32) -> std::path::PathBuf {
+pub fn tiny_catalog(dir: &Path, n: u32, classes: u32) -> PathBuf {
     let mut csv = String::from("id_str,file_loc,simulation,label,t_myr\n");
     for i in 0..n {
         let label = i % classes;
@@ -74,3 +82,69 @@ pub fn tiny_catalog(dir: &Path, n: u32, classes: u32) -> std::path::PathBuf {
     std::fs::write(&data, csv).unwrap();
     data
 }
+
+/// Side of the images of [`exported`] models.
+pub const SIZE: u32 = 16;
+
+/// A simple model with `latent` latents, exported as model.onnx and decoder.onnx in `dir`.
+pub struct Exported {
+    /// model.onnx.
+    pub model: PathBuf,
+    /// decoder.onnx.
+    pub decoder: PathBuf,
+    /// The graph the files came from.
+    pub graph: Graph,
+    /// Its weights (batch-norm statistics from one training-mode pass).
+    pub weights: Weights,
+    /// The preprocessing in the card.
+    pub preprocess: Preprocess,
+}
+
+/// Builds, initialises (seeded) and exports the model of [`Exported`].
+pub fn exported(dir: &Path, latent: usize, seed: u64) -> Exported {
+    let preprocess = Preprocess {
+        size: SIZE,
+        ..Preprocess::default()
+    };
+    let mut spec = ModelSpec::new(
+        Backbone::Simple {
+            widths: vec![8, 16],
+            depth: 1,
+        },
+        preprocess.clone(),
+        3,
+    );
+    spec.latent_dim = latent;
+    let graph = Graph::build(&spec).unwrap();
+    let weights = Weights::init(&graph, seed, &Device::Cpu).unwrap();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let x = Tensor::rand(0f32, 1f32, (8, 1, SIZE as usize, SIZE as usize), &Device::Cpu).unwrap();
+    let o = graph.outputs;
+    forward(&graph, &weights, &x, &[o.logits, o.vae_reconstruction], Mode::Train(&mut rng)).unwrap();
+    let card = ModelCard {
+        card_version: CARD_VERSION,
+        tool_version: "test".into(),
+        model_spec: serde_json::to_value(&spec).unwrap(),
+        preprocess: preprocess.clone(),
+        num_classes: 3,
+        class_t_myr: vec![2.0, 7.0, 12.0],
+        latent_dim: Some(latent),
+        training_digest: Some(format!("digest{seed}")),
+        split: Some("by-simulation".into()),
+        metrics: Default::default(),
+        precision: "fp32".into(),
+    };
+    std::fs::create_dir_all(dir).unwrap();
+    let model = dir.join("model.onnx");
+    let decoder = dir.join("decoder.onnx");
+    write(&model, &export(&graph, &weights, &card, Target::Model).unwrap()).unwrap();
+    write(&decoder, &export(&graph, &weights, &card, Target::Decoder).unwrap()).unwrap();
+    Exported {
+        model,
+        decoder,
+        graph,
+        weights,
+        preprocess,
+    }
+}
+

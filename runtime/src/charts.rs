@@ -1,0 +1,142 @@
+//! Small charts for benchmark reports: labelled points (speed-up against accuracy change per
+//! model variant) and grouped bars (throughput per configuration and runner), drawn with the
+//! same canvas and font as the latent maps.
+
+use std::path::Path;
+
+use deepgalaxy_core::{Error, Result};
+use plotters::prelude::*;
+
+use crate::plot::{category_colour, drawing_error, ensure_font, write_png, Canvas, FONT};
+
+/// Range with a margin around `values` (and including `also`).
+fn span(values: impl Iterator<Item = f64>, also: f64) -> (f64, f64) {
+    let (mut lo, mut hi) = values
+        .filter(|v| v.is_finite())
+        .fold((also, also), |(a, b), v| (a.min(v), b.max(v)));
+    if hi - lo < 1e-9 {
+        lo -= 1.0;
+        hi += 1.0;
+    }
+    let pad = 0.12 * (hi - lo);
+    (lo - pad, hi + pad)
+}
+
+/// A scatter plot of named points `(label, x, y)`, each label written beside its point.
+pub fn write_points(
+    path: &Path,
+    title: &str,
+    axes: (&str, &str),
+    points: &[(String, f64, f64)],
+) -> Result<()> {
+    ensure_font()?;
+    let (w, h) = (900u32, 620u32);
+    let err = |e| drawing_error("chart", e);
+    let mut buf = vec![255u8; (w * h * 3) as usize];
+    {
+        let root = Canvas::with_buffer(&mut buf, (w, h)).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let (x0, x1) = span(points.iter().map(|p| p.1), 1.0);
+        let (y0, y1) = span(points.iter().map(|p| p.2), 0.0);
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, (FONT, 22))
+            .margin(16)
+            .x_label_area_size(45)
+            .y_label_area_size(70)
+            .build_cartesian_2d(x0..x1, y0..y1)
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .x_desc(axes.0)
+            .y_desc(axes.1)
+            .label_style((FONT, 13))
+            .axis_desc_style((FONT, 15))
+            .draw()
+            .map_err(err)?;
+        for (i, (label, x, y)) in points.iter().enumerate() {
+            let c = category_colour(i);
+            chart
+                .draw_series([Circle::new((*x, *y), 6, c.filled())])
+                .map_err(err)?;
+            chart
+                .draw_series([Text::new(label.clone(), (*x, *y), (FONT, 13).into_font())])
+                .map_err(err)?;
+        }
+        root.present().map_err(err)?;
+    }
+    let picture = image::RgbImage::from_raw(w, h, buf)
+        .ok_or_else(|| Error::setting("chart", "picture buffer has the wrong size"))?;
+    write_png(path, &picture)
+}
+
+/// Grouped bars: for each category (x axis) one bar per series, with a legend.
+pub fn write_bars(
+    path: &Path,
+    title: &str,
+    y_label: &str,
+    categories: &[String],
+    series: &[(String, Vec<f64>)],
+) -> Result<()> {
+    ensure_font()?;
+    let (w, h) = (1000u32, 620u32);
+    let err = |e| drawing_error("chart", e);
+    let mut buf = vec![255u8; (w * h * 3) as usize];
+    {
+        let root = Canvas::with_buffer(&mut buf, (w, h)).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let top = series
+            .iter()
+            .flat_map(|s| s.1.iter().copied())
+            .filter(|v| v.is_finite())
+            .fold(0.0f64, f64::max)
+            .max(1e-9)
+            * 1.15;
+        let n = categories.len().max(1) as f64;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, (FONT, 22))
+            .margin(16)
+            .x_label_area_size(45)
+            .y_label_area_size(70)
+            .build_cartesian_2d(0f64..n, 0f64..top)
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(0)
+            .y_desc(y_label)
+            .label_style((FONT, 12))
+            .axis_desc_style((FONT, 15))
+            .draw()
+            .map_err(err)?;
+        // category names above their groups (plotters places axis labels at "nice" numbers)
+        chart
+            .draw_series(categories.iter().enumerate().map(|(i, c)| {
+                Text::new(c.clone(), (i as f64 + 0.1, top * 0.97), (FONT, 14).into_font())
+            }))
+            .map_err(err)?;
+        let k = series.len().max(1) as f64;
+        for (j, (name, values)) in series.iter().enumerate() {
+            let c = category_colour(j);
+            chart
+                .draw_series(values.iter().enumerate().filter(|(_, v)| v.is_finite()).map(|(i, v)| {
+                    let x0 = i as f64 + 0.1 + 0.8 * j as f64 / k;
+                    Rectangle::new([(x0, 0.0), (x0 + 0.8 / k, *v)], c.filled())
+                }))
+                .map_err(err)?
+                .label(name.clone())
+                .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], c.filled()));
+        }
+        chart
+            .configure_series_labels()
+            .label_font((FONT, 13))
+            .background_style(WHITE.mix(0.9))
+            .border_style(BLACK)
+            .position(SeriesLabelPosition::UpperRight)
+            .draw()
+            .map_err(err)?;
+        root.present().map_err(err)?;
+    }
+    let picture = image::RgbImage::from_raw(w, h, buf)
+        .ok_or_else(|| Error::setting("chart", "picture buffer has the wrong size"))?;
+    write_png(path, &picture)
+}

@@ -1,0 +1,64 @@
+//! The Python onnxruntime peer (`benches/predict_peer.py`), run when a Python with
+//! onnxruntime is found: `DEEPGALAXY_PYTHON`, else the venv `.ci/run` creates.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use super::timing::{quantile, Throughput};
+
+/// The peer script, in the source tree this binary was built from.
+pub const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/predict_peer.py");
+
+/// A Python interpreter with onnxruntime, or why there is none.
+pub fn python() -> Result<PathBuf, String> {
+    let candidates: Vec<PathBuf> = std::env::var_os("DEEPGALAXY_PYTHON")
+        .map(PathBuf::from)
+        .into_iter()
+        .chain(std::env::var_os("HOME").map(|h| {
+            PathBuf::from(h).join(".cache/deepgalaxy/venv/bin/python")
+        }))
+        .collect();
+    for py in candidates {
+        let ok = Command::new(&py)
+            .args(["-c", "import onnxruntime, numpy, PIL"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if ok {
+            return Ok(py);
+        }
+    }
+    Err("no Python with onnxruntime, numpy and Pillow (set DEEPGALAXY_PYTHON or run .ci/run)".into())
+}
+
+/// Runs the peer script with `args` and reads its throughput.
+pub fn run(args: &[String]) -> Result<Throughput, String> {
+    let py = python()?;
+    if !std::path::Path::new(SCRIPT).is_file() {
+        return Err(format!("{SCRIPT} is missing (run from a source checkout)"));
+    }
+    let out = Command::new(&py)
+        .arg(SCRIPT)
+        .args(args)
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", py.display()))?;
+    if !out.status.success() {
+        return Err(format!(
+            "peer failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).map_err(|e| format!("peer output: {e}"))?;
+    let floats = |k: &str| -> Vec<f64> {
+        v[k].as_array()
+            .map(|a| a.iter().filter_map(|x| x.as_f64()).collect())
+            .unwrap_or_default()
+    };
+    let lat = floats("latencies_ms");
+    Ok(Throughput {
+        images_per_sec: v["images_per_sec"].as_f64().unwrap_or(f64::NAN),
+        runs: floats("runs"),
+        p50_ms: quantile(&lat, 0.5),
+        p99_ms: quantile(&lat, 0.99),
+    })
+}

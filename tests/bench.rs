@@ -1,0 +1,85 @@
+//! `deepgalaxy bench precision` on a tiny exported model: the results are self-consistent
+//! (FP32 against itself: speed-up 1, agreement 100%, latent cosine 1; GFLOP/s equal to the
+//! multiply-add count times the throughput) and the FLOP count is the hand count of the
+//! graph's convolutions and dense layers plus under 1% of element-wise work.
+
+mod common;
+
+use std::ffi::OsStr;
+
+use common::{deepgalaxy, exported, tiny_catalog, SIZE};
+use deepgalaxy_models::graph::Op;
+
+#[test]
+fn bench_precision_is_self_consistent_and_counts_flops_by_hand() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tiny_catalog(tmp.path(), 12, 3);
+    let m = exported(&tmp.path().join("onnx"), 8, 7);
+    let out = tmp.path().join("bench");
+    let a = OsStr::new;
+    let (ok, stdout, err) = deepgalaxy(&[
+        a("bench"),
+        a("precision"),
+        a("--models"),
+        tmp.path().join("onnx").as_os_str(),
+        a("--data"),
+        data.as_os_str(),
+        a("--repeats"),
+        a("1"),
+        a("--batches"),
+        a("4"),
+        a("--threads"),
+        a("1"),
+        a("--out"),
+        out.as_os_str(),
+    ]);
+    assert!(ok, "{err}");
+    assert!(stdout.contains("# Precision benchmark"), "{stdout}");
+    let r: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("results.json")).unwrap()).unwrap();
+    let q = &r["quality"][0];
+    assert_eq!(q["top1_agreement"].as_f64(), Some(1.0));
+    assert!((q["latent_cosine"].as_f64().unwrap() - 1.0).abs() < 1e-6);
+    assert_eq!(q["score"]["count"].as_u64(), Some(12));
+    let fma = r["fma_per_image"].as_f64().unwrap();
+    let tract = r["throughput"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["runner"] == "deepgalaxy (tract)")
+        .unwrap();
+    assert_eq!(tract["speedup_vs_fp32"].as_f64(), Some(1.0));
+    let ips = tract["result"]["Ok"]["images_per_sec"].as_f64().unwrap();
+    let gflops = tract["gflops"].as_f64().unwrap();
+    assert!((gflops - 2.0 * fma * ips / 1e9).abs() < 1e-9 * gflops.max(1.0));
+    assert!(out.join("throughput.png").is_file() && out.join("speedup_vs_accuracy.png").is_file());
+
+    // multiply-adds by hand: every convolution and dense layer the model.onnx graph needs
+    let g = &m.graph;
+    let o = g.outputs;
+    let need = g.needed(&[o.probabilities, o.logits, o.mu]);
+    let mut hand = 0u64;
+    for (i, node) in g.nodes.iter().enumerate() {
+        if !need[i] {
+            continue;
+        }
+        let out: u64 = node.shape.iter().map(|&d| d as u64).product();
+        match &node.op {
+            Op::Conv {
+                c_in,
+                kernel,
+                groups,
+                ..
+            } => hand += out * (c_in / groups) as u64 * (*kernel as u64).pow(2),
+            Op::Linear { inputs, .. } => hand += out * *inputs as u64,
+            _ => {}
+        }
+    }
+    // tract also counts the normalisation and the pooling reductions as multiply-adds: a few
+    // hundred here, against ~94k in the convolutions and dense layers
+    let fma = fma as u64;
+    assert!(
+        hand <= fma && fma <= hand + hand / 100,
+        "tract's count {fma} vs the hand count {hand} ({SIZE}px)"
+    );
+}

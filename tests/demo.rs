@@ -1,0 +1,101 @@
+//! `deepgalaxy demo` at toy size: every stage runs and writes what the report promises, the
+//! report's numbers are in range, and a second run skips every stage.
+
+mod common;
+
+use std::ffi::OsStr;
+
+use common::{deepgalaxy, write_png16};
+
+#[test]
+fn the_demo_runs_end_to_end_at_toy_size() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("demo");
+    // "observations": a PNG and a copy of a FITS fixture
+    let obs = tmp.path().join("obs");
+    std::fs::create_dir(&obs).unwrap();
+    write_png16(&obs.join("pair.png"), 40, 30, |x, y| {
+        let d = |cx: i32, cy: i32| ((x as i32 - cx).pow(2) + (y as i32 - cy).pow(2)) as f32;
+        (60000.0 * ((-d(12, 15) / 30.0).exp() + 0.7 * (-d(28, 14) / 20.0).exp())) as u16
+    });
+    std::fs::copy(
+        common::root().join("fixtures/fits/float32_nan.fits"),
+        obs.join("galaxy.fits"),
+    )
+    .unwrap();
+    let a = OsStr::new;
+    let args = [
+        a("demo"),
+        a("--out"),
+        out.as_os_str(),
+        a("--observations"),
+        obs.as_os_str(),
+        a("--mergers"),
+        a("2"),
+        a("--particles"),
+        a("1000"),
+        a("--sim-size"),
+        a("32"),
+        a("--image-size"),
+        a("16"),
+        a("--epochs"),
+        a("1"),
+    ];
+    let (ok, _, err) = deepgalaxy(&args);
+    assert!(ok, "demo: {err}");
+    for f in [
+        "report.md",
+        "samples.png",
+        "run/curves.png",
+        "run/confusion.png",
+        "onnx/model.onnx",
+        "library.idx",
+        "gallery.png",
+        "clusters/clusters.csv",
+        "clusters/latent_map_pca_clusters.png",
+        "interpolation.png",
+    ] {
+        assert!(out.join(f).is_file(), "{f} missing");
+    }
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(report.contains("## Accuracy on the held-out simulations"), "{report}");
+    assert!(report.contains("pair.png") && report.contains("galaxy.fits"), "{report}");
+    // the held-out predictions: one held-out simulation of 994 images, all predicted
+    let preds: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("predictions_heldout.json")).unwrap())
+            .unwrap();
+    let preds = preds.as_array().unwrap();
+    assert_eq!(preds.len(), 71 * 14);
+    for p in preds {
+        assert!(p["error"].is_null(), "{p}");
+        let total: f64 = p["top"].as_array().unwrap().iter().map(|t| t[1].as_f64().unwrap()).sum();
+        assert!(total > 0.0 && total <= 1.0 + 1e-5, "{p}");
+    }
+    // the printed held-out figure is a fraction within [0, 100] %
+    let line = err.lines().find(|l| l.starts_with("held-out simulations:")).unwrap();
+    let within2: f64 = line.split("within-2 classes ").nth(1).unwrap().split('%').next().unwrap().parse().unwrap();
+    assert!((0.0..=100.0).contains(&within2), "{line}");
+    // both observations searched, 5 neighbours each; SSIM is in [-1, 1] by definition and
+    // positive on average for these (dark sky around bright centres on both sides)
+    let search: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("search.json")).unwrap()).unwrap();
+    let search = search.as_array().unwrap();
+    assert_eq!(search.len(), 2);
+    let mut ssims = vec![];
+    for q in search {
+        let n = q["result"]["neighbours"].as_array().unwrap();
+        assert_eq!(n.len(), 5, "{q}");
+        for x in n {
+            let s = x["ssim"].as_f64().unwrap();
+            assert!((-1.0..=1.0).contains(&s), "{s}");
+            ssims.push(s);
+        }
+    }
+    let mean = ssims.iter().sum::<f64>() / ssims.len() as f64;
+    assert!((0.0..=1.0).contains(&mean), "mean SSIM {mean}");
+    // a second run finds every output and skips every stage
+    let (ok, _, err) = deepgalaxy(&args);
+    assert!(ok, "{err}");
+    assert!(!err.contains("deepgalaxy train --data"), "train ran again: {err}");
+    assert!(err.matches("already done").count() >= 8, "{err}");
+}
