@@ -1,6 +1,7 @@
 //! `deepgalaxy`: the command line. Wiring only: each subcommand parses its arguments and calls
 //! the library crate that owns the work.
 
+mod export;
 mod simulate;
 mod train;
 
@@ -25,7 +26,7 @@ enum Command {
     /// Train the encoder with its classifier, autoencoder and VAE heads.
     Train(train::TrainArgs),
     /// Export a checkpoint to ONNX (model, autoencoder, decoder) with its model card.
-    Export(ExportArgs),
+    Export(export::ExportArgs),
     /// Predict the merger timescale of images with an exported model.
     Predict,
     /// Write the VAE latent vectors of images.
@@ -44,29 +45,6 @@ enum Command {
     Demo,
     /// Say what an image, FITS file, catalog or HDF5 dataset holds.
     Inspect(InspectArgs),
-}
-
-#[derive(clap::Args)]
-struct ExportArgs {
-    /// A training output folder (or its checkpoint/ folder).
-    #[arg(long)]
-    checkpoint: PathBuf,
-    /// Folder for model.onnx, autoencoder.onnx and decoder.onnx.
-    #[arg(long)]
-    out: PathBuf,
-}
-
-fn export(args: &ExportArgs) -> anyhow::Result<()> {
-    let nested = args.checkpoint.join("checkpoint");
-    let dir = if nested.is_dir() {
-        nested
-    } else {
-        args.checkpoint.clone()
-    };
-    for path in deepgalaxy_export::export_checkpoint(&dir, &args.out)? {
-        println!("wrote {}", path.display());
-    }
-    Ok(())
 }
 
 #[derive(clap::Args)]
@@ -114,7 +92,7 @@ fn main() -> ExitCode {
         Command::Inspect(args) => inspect(args),
         Command::Simulate(args) => simulate::run(args),
         Command::Train(args) => train::run(args),
-        Command::Export(args) => export(args),
+        Command::Export(args) => export::run(args),
         Command::Predict => not_built("predict"),
         Command::Embed => not_built("embed"),
         Command::Index => not_built("index"),
