@@ -1,7 +1,12 @@
 //! `deepgalaxy`: the command line. Wiring only: each subcommand parses its arguments and calls
 //! the library crate that owns the work.
 
+mod cluster;
 mod export;
+mod interpolate;
+mod library;
+mod predict;
+mod run_args;
 mod simulate;
 mod train;
 
@@ -28,17 +33,17 @@ enum Command {
     /// Export a checkpoint to ONNX (model, autoencoder, decoder) with its model card.
     Export(export::ExportArgs),
     /// Predict the merger timescale of images with an exported model.
-    Predict,
+    Predict(predict::PredictArgs),
     /// Write the VAE latent vectors of images.
-    Embed,
+    Embed(predict::EmbedArgs),
     /// Build a latent similarity index over a catalog.
-    Index,
+    Index(library::IndexArgs),
     /// Find the simulated mergers most similar to query images.
-    Search,
+    Search(library::SearchArgs),
     /// Cluster a latent index without labels (spectral clustering).
-    Cluster,
+    Cluster(cluster::ClusterArgs),
     /// Decode images along the line between two latents.
-    Interpolate,
+    Interpolate(interpolate::InterpolateArgs),
     /// Measure throughput and accuracy across precisions and backends.
     Bench,
     /// Run the whole pipeline end to end on built-in defaults.
@@ -93,12 +98,12 @@ fn main() -> ExitCode {
         Command::Simulate(args) => simulate::run(args),
         Command::Train(args) => train::run(args),
         Command::Export(args) => export::run(args),
-        Command::Predict => not_built("predict"),
-        Command::Embed => not_built("embed"),
-        Command::Index => not_built("index"),
-        Command::Search => not_built("search"),
-        Command::Cluster => not_built("cluster"),
-        Command::Interpolate => not_built("interpolate"),
+        Command::Predict(args) => predict::run(args),
+        Command::Embed(args) => predict::embed(args),
+        Command::Index(args) => library::index(args),
+        Command::Search(args) => library::search(args),
+        Command::Cluster(args) => cluster::run(args),
+        Command::Interpolate(args) => interpolate::run(args),
         Command::Bench => not_built("bench"),
         Command::Demo => not_built("demo"),
     };

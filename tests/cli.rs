@@ -7,7 +7,7 @@ mod common;
 use std::ffi::OsStr;
 use std::path::Path;
 
-use common::deepgalaxy;
+use common::{deepgalaxy, tiny_catalog, write_png16};
 
 fn inspect_json(path: &Path) -> serde_json::Value {
     let (ok, out, err) = deepgalaxy(&[
@@ -17,12 +17,6 @@ fn inspect_json(path: &Path) -> serde_json::Value {
     ]);
     assert!(ok, "inspect {} failed: {err}", path.display());
     serde_json::from_str(&out).unwrap()
-}
-
-fn write_png16(path: &Path, w: u32, h: u32, f: impl Fn(u32, u32) -> u16) {
-    let buf =
-        image::ImageBuffer::<image::Luma<u16>, _>::from_fn(w, h, |x, y| image::Luma([f(x, y)]));
-    buf.save(path).unwrap();
 }
 
 #[test]
@@ -49,10 +43,10 @@ fn help_lists_every_subcommand() {
 
 #[test]
 fn a_subcommand_not_built_yet_says_so_and_fails() {
-    let (ok, _, err) = deepgalaxy(&[OsStr::new("interpolate")]);
+    let (ok, _, err) = deepgalaxy(&[OsStr::new("bench")]);
     assert!(!ok);
     assert!(
-        err.contains("`deepgalaxy interpolate` is not built yet"),
+        err.contains("`deepgalaxy bench` is not built yet"),
         "{err}"
     );
 }
@@ -212,23 +206,6 @@ fn train_refuses_bad_input_with_clear_errors() {
         !ok && err.contains("`vgg` is not one of simple, resnet, efficientnet"),
         "{err}"
     );
-}
-
-/// A catalog of `n` 16x16 images of `classes` classes (brightness ramps scaled by the class),
-/// spread over 3 simulations, with `t_myr = 5 * label + 2`.
-fn tiny_catalog(dir: &Path, n: u32, classes: u32) -> std::path::PathBuf {
-    let mut csv = String::from("id_str,file_loc,simulation,label,t_myr\n");
-    for i in 0..n {
-        let label = i % classes;
-        let name = format!("g{i}.png");
-        write_png16(&dir.join(&name), 16, 16, |x, y| {
-            ((x + y) * 500 * (label + 1) + i) as u16
-        });
-        csv += &format!("g{i},{name},sim{},{label},{}\n", i % 3, 5 * label + 2);
-    }
-    let data = dir.join("catalog.csv");
-    std::fs::write(&data, csv).unwrap();
-    data
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! The exported ONNX files against the candle model they come from: structure and model card
-//! always; with the `peers` feature, onnx's full checker and ONNX Runtime's outputs within 1e-4
+//! always; tract's outputs within 1e-4 of candle's for every backbone and file; with the
+//! `peers` feature, onnx's full checker and ONNX Runtime's outputs within 1e-4
 //! of candle's for every backbone and every file (model, autoencoder, decoder).
 
 use std::collections::HashMap;
@@ -157,6 +158,103 @@ fn missing_or_misshaped_tensors_are_named() {
     assert!(e.contains("has shape [3], the model needs [16]"), "{e}");
 }
 
+/// One exported file to check: its target, input name and value, and candle's outputs.
+struct Case {
+    target: Target,
+    input: &'static str,
+    value: Tensor,
+    expected: Vec<(&'static str, Tensor)>,
+}
+
+/// Every file of one backbone's model with candle's outputs for a deterministic input.
+fn cases(spec: &ModelSpec, graph: &Graph, weights: &Weights) -> Vec<Case> {
+    let o = graph.outputs;
+    let x = det(&[2, 1, SIZE, SIZE], 5.0, 0.5, 0.5);
+    let z = det(&[2, spec.latent_dim], 7.0, 1.0, 0.0);
+    let ours = forward(
+        graph,
+        weights,
+        &x,
+        &[o.probabilities, o.logits, o.mu, o.reconstruction],
+        Mode::Eval,
+    )
+    .unwrap();
+    let decoded = forward_from(
+        graph,
+        weights,
+        &[(o.z, z.clone())],
+        &[o.vae_reconstruction],
+        &mut Mode::Eval,
+    )
+    .unwrap();
+    vec![
+        Case {
+            target: Target::Model,
+            input: "image",
+            value: x.clone(),
+            expected: vec![
+                ("probabilities", ours[0].clone()),
+                ("logits", ours[1].clone()),
+                ("latent", ours[2].clone()),
+            ],
+        },
+        Case {
+            target: Target::Autoencoder,
+            input: "image",
+            value: x,
+            expected: vec![("reconstruction", ours[3].clone())],
+        },
+        Case {
+            target: Target::Decoder,
+            input: "latent",
+            value: z,
+            expected: vec![("reconstruction", decoded[0].clone())],
+        },
+    ]
+}
+
+/// Largest |candle - other| over one output, after checking the sizes agree.
+fn worst_difference(ours: &Tensor, theirs: &[f64], what: &str) -> f64 {
+    let ours = ours.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    assert_eq!(theirs.len(), ours.len(), "{what}");
+    ours.iter()
+        .zip(theirs)
+        .map(|(a, b)| (*a as f64 - b).abs())
+        .fold(0.0, f64::max)
+}
+
+#[test]
+fn tract_agrees_with_candle_for_every_backbone_and_file() {
+    use deepgalaxy_runtime::backend::{Backend, TractBackend};
+    let tmp = tempfile::tempdir().unwrap();
+    for b in backbones() {
+        let name = b.name();
+        let (spec, graph, weights) = model(b);
+        let c = card(&spec);
+        for case in cases(&spec, &graph, &weights) {
+            let target = case.target;
+            let path = tmp.path().join(format!("{name}_{target:?}.onnx"));
+            write(&path, &export(&graph, &weights, &c, target).unwrap()).unwrap();
+            let tract = TractBackend::open(&path, 1).unwrap();
+            let input = deepgalaxy_runtime::backend::Tensor::new(
+                case.value.dims().to_vec(),
+                case.value.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            )
+            .unwrap();
+            let outputs = tract.run(&input).unwrap();
+            assert_eq!(outputs.len(), case.expected.len(), "{name} {target:?}");
+            for ((output, ours), theirs) in case.expected.iter().zip(&outputs) {
+                let theirs: Vec<f64> = theirs.data.iter().map(|&v| f64::from(v)).collect();
+                let worst = worst_difference(ours, &theirs, output);
+                assert!(
+                    worst <= 1e-4,
+                    "{name} {target:?} {output}: max |candle - tract| = {worst}"
+                );
+            }
+        }
+    }
+}
+
 #[cfg(feature = "peers")]
 #[test]
 fn onnx_runtime_agrees_with_candle_for_every_backbone_and_file() {
@@ -168,54 +266,13 @@ fn onnx_runtime_agrees_with_candle_for_every_backbone_and_file() {
         let name = b.name();
         let (spec, graph, weights) = model(b);
         let c = card(&spec);
-        let o = graph.outputs;
-        let x = det(&[2, 1, SIZE, SIZE], 5.0, 0.5, 0.5);
-        let z = det(&[2, spec.latent_dim], 7.0, 1.0, 0.0);
-        let ours = forward(
-            &graph,
-            &weights,
-            &x,
-            &[o.probabilities, o.logits, o.mu, o.reconstruction],
-            Mode::Eval,
-        )
-        .unwrap();
-        let decoded = forward_from(
-            &graph,
-            &weights,
-            &[(o.z, z.clone())],
-            &[o.vae_reconstruction],
-            &mut Mode::Eval,
-        )
-        .unwrap();
-        let cases: Vec<(Target, &str, &Tensor, Vec<(&str, &Tensor)>)> = vec![
-            (
-                Target::Model,
-                "image",
-                &x,
-                vec![
-                    ("probabilities", &ours[0]),
-                    ("logits", &ours[1]),
-                    ("latent", &ours[2]),
-                ],
-            ),
-            (
-                Target::Autoencoder,
-                "image",
-                &x,
-                vec![("reconstruction", &ours[3])],
-            ),
-            (
-                Target::Decoder,
-                "latent",
-                &z,
-                vec![("reconstruction", &decoded[0])],
-            ),
-        ];
-        for (target, input, value, expected) in cases {
+        for case in cases(&spec, &graph, &weights) {
+            let target = case.target;
             let path = tmp.path().join(format!("{name}_{target:?}.onnx"));
             write(&path, &export(&graph, &weights, &c, target).unwrap()).unwrap();
             let raw = tmp.path().join("input.f32");
-            let data: Vec<u8> = value
+            let data: Vec<u8> = case
+                .value
                 .flatten_all()
                 .unwrap()
                 .to_vec1::<f32>()
@@ -225,8 +282,8 @@ fn onnx_runtime_agrees_with_candle_for_every_backbone_and_file() {
                 .collect();
             std::fs::write(&raw, data).unwrap();
             let mut cmd = std::process::Command::new(&python);
-            cmd.arg(script).arg(&path).arg(input).arg(&raw);
-            for d in value.dims() {
+            cmd.arg(script).arg(&path).arg(case.input).arg(&raw);
+            for d in case.value.dims() {
                 cmd.arg(d.to_string());
             }
             let out = cmd.output().unwrap();
@@ -236,15 +293,8 @@ fn onnx_runtime_agrees_with_candle_for_every_backbone_and_file() {
                 String::from_utf8_lossy(&out.stderr)
             );
             let theirs: HashMap<String, Vec<f64>> = serde_json::from_slice(&out.stdout).unwrap();
-            for (output, ours) in expected {
-                let ours = ours.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-                let t = &theirs[output];
-                assert_eq!(t.len(), ours.len(), "{name} {target:?} {output}");
-                let worst = ours
-                    .iter()
-                    .zip(t)
-                    .map(|(a, b)| (*a as f64 - b).abs())
-                    .fold(0.0, f64::max);
+            for (output, ours) in &case.expected {
+                let worst = worst_difference(ours, &theirs[*output], output);
                 assert!(
                     worst <= 1e-4,
                     "{name} {target:?} {output}: max |candle - onnxruntime| = {worst}"

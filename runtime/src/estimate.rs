@@ -18,7 +18,7 @@ pub enum Weighting {
 }
 
 /// A time estimate from neighbours.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct TimeEstimate {
     /// (Weighted) mean of the neighbours' times, Myr.
     pub mean_myr: f64,

@@ -144,6 +144,25 @@ pub fn write_gallery(
     write_png(path, &picture)
 }
 
+/// Several galleries (title, query, neighbours) stacked top to bottom in one PNG, for a search
+/// with several queries.
+pub fn write_galleries(path: &Path, rows: &[(String, Tile<'_>, Vec<Tile<'_>>)]) -> Result<()> {
+    let pictures = rows
+        .iter()
+        .map(|(title, query, neighbours)| render_gallery(title, query, neighbours))
+        .collect::<Result<Vec<_>>>()
+        .map_err(|e| Error::invalid(path, e.to_string()))?;
+    let w = pictures.iter().map(|p| p.width()).max().unwrap_or(1);
+    let h = pictures.iter().map(|p| p.height()).sum::<u32>().max(1);
+    let mut all = image::RgbImage::from_pixel(w, h, image::Rgb([255, 255, 255]));
+    let mut y = 0;
+    for p in &pictures {
+        image::imageops::replace(&mut all, p, 0, i64::from(y));
+        y += p.height();
+    }
+    write_png(path, &all)
+}
+
 /// Top-left corner of tile `i`.
 fn origin(i: usize) -> (u32, u32) {
     let (r, c) = ((i / COLUMNS) as u32, (i % COLUMNS) as u32);

@@ -31,12 +31,18 @@
 //! inference, and the command-line wiring of `predict`, `embed`, `index`, `search` and
 //! `cluster`.
 
+pub mod backend;
 pub mod cluster;
 pub mod estimate;
 pub mod gallery;
 pub mod index;
+pub mod infer;
+pub mod inputs;
 pub mod kmeans;
 pub mod latent_map;
+pub mod model;
 mod plot;
+pub mod predict;
+pub mod recommend;
 pub mod search;
 pub mod ssim;

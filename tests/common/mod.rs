@@ -50,3 +50,27 @@ pub fn deepgalaxy(args: &[&std::ffi::OsStr]) -> (bool, String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// Writes a 16-bit grey PNG whose pixel (x, y) is `f(x, y)`.
+pub fn write_png16(path: &Path, w: u32, h: u32, f: impl Fn(u32, u32) -> u16) {
+    let buf =
+        image::ImageBuffer::<image::Luma<u16>, _>::from_fn(w, h, |x, y| image::Luma([f(x, y)]));
+    buf.save(path).unwrap();
+}
+
+/// A catalog of `n` 16x16 images of `classes` classes (brightness ramps scaled by the class),
+/// spread over 3 simulations, with `t_myr = 5 * label + 2`.
+pub fn tiny_catalog(dir: &Path, n: u32, classes: u32) -> PathBuf {
+    let mut csv = String::from("id_str,file_loc,simulation,label,t_myr\n");
+    for i in 0..n {
+        let label = i % classes;
+        let name = format!("g{i}.png");
+        write_png16(&dir.join(&name), 16, 16, |x, y| {
+            ((x + y) * 500 * (label + 1) + i) as u16
+        });
+        csv += &format!("g{i},{name},sim{},{label},{}\n", i % 3, 5 * label + 2);
+    }
+    let data = dir.join("catalog.csv");
+    std::fs::write(&data, csv).unwrap();
+    data
+}

@@ -1,0 +1,111 @@
+//! Batched inference over many image files: decoding and preprocessing (parallel, on the rayon
+//! pool) overlap with inference (the backend's workers), and a file that cannot be read is
+//! reported on its own while the others still get results.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::sync_channel;
+use std::sync::Mutex;
+
+use rayon::prelude::*;
+
+use crate::inputs::InputItem;
+use crate::model::Model;
+
+/// One image's outputs: a row of every model output, in the model's output order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SampleOutputs {
+    /// `rows[i]` belongs to `Model::output_names()[i]`.
+    pub rows: Vec<Vec<f32>>,
+}
+
+/// The outcome for one input: its outputs, or why it has none (the message names the file).
+pub type SampleResult = std::result::Result<SampleOutputs, String>;
+
+/// A batch on its way from the decoder to the workers.
+struct Prepared {
+    indices: Vec<usize>,
+    data: Vec<f32>,
+}
+
+/// Runs `model` on every item, `model.options().batch` at a time. Results come back in input
+/// order; `progress(done)` is called as images finish (from any thread).
+pub fn run_items(
+    model: &Model,
+    items: &[InputItem],
+    progress: &(dyn Fn(usize) + Sync),
+) -> Vec<SampleResult> {
+    let batch = model.options().batch.max(1);
+    let workers = model.backend().workers().max(1);
+    let results: Mutex<Vec<Option<SampleResult>>> = Mutex::new(vec![None; items.len()]);
+    let done = AtomicUsize::new(0);
+    let record = |i: usize, r: SampleResult| {
+        results.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(r);
+        progress(done.fetch_add(1, Ordering::Relaxed) + 1);
+    };
+    let (tx, rx) = sync_channel::<Prepared>(2 * workers);
+    let rx = Mutex::new(rx);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let tx = tx;
+            for (c, chunk) in items.chunks(batch).enumerate() {
+                let prepared: Vec<(usize, Result<Vec<f32>, String>)> = chunk
+                    .par_iter()
+                    .enumerate()
+                    .map(|(j, item)| {
+                        let x = deepgalaxy_core::image::load(&item.path)
+                            .and_then(|img| model.prepare(&img, &item.path))
+                            .map_err(|e| e.to_string());
+                        (c * batch + j, x)
+                    })
+                    .collect();
+                let mut good = Prepared {
+                    indices: vec![],
+                    data: vec![],
+                };
+                for (i, x) in prepared {
+                    match x {
+                        Ok(v) => {
+                            good.indices.push(i);
+                            good.data.extend(v);
+                        }
+                        Err(e) => record(i, Err(e)),
+                    }
+                }
+                if !good.indices.is_empty() && tx.send(good).is_err() {
+                    break;
+                }
+            }
+        });
+        for _ in 0..workers {
+            s.spawn(|| loop {
+                let next = rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                let Ok(job) = next else { break };
+                let n = job.indices.len();
+                match model.run(job.data, n) {
+                    Ok(out) => {
+                        for (k, &i) in job.indices.iter().enumerate() {
+                            let rows = model
+                                .output_names()
+                                .iter()
+                                .map(|name| out.get(name).map(|t| t.row(k).to_vec()))
+                                .collect::<deepgalaxy_core::Result<Vec<_>>>()
+                                .map_err(|e| e.to_string());
+                            record(i, rows.map(|rows| SampleOutputs { rows }));
+                        }
+                    }
+                    Err(e) => {
+                        for &i in &job.indices {
+                            record(i, Err(format!("{}: {e}", items[i].path.display())));
+                        }
+                    }
+                }
+            });
+        }
+    });
+    results
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner())
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| Err("not run".to_string())))
+        .collect()
+}

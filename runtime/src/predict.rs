@@ -1,0 +1,321 @@
+//! Timescale predictions: per image the top-k classes with probabilities, the expected time
+//! in Myr with its spread under the predicted distribution, optionally the latent, and — when
+//! the input came from a catalog — the true label for scoring. Written as CSV or JSON.
+
+use std::io::Write;
+use std::path::Path;
+
+use deepgalaxy_core::{Error, ModelCard, Result};
+use serde::Serialize;
+
+use crate::infer::SampleResult;
+use crate::inputs::InputItem;
+
+/// The prediction for one image (or why there is none).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Prediction {
+    /// Input identifier.
+    pub id: String,
+    /// The image file.
+    pub file: String,
+    /// Why the image has no prediction (unreadable, wrong shape...), naming the file.
+    pub error: Option<String>,
+    /// The k most probable classes with their probabilities, most probable first.
+    pub top: Vec<(u32, f32)>,
+    /// Expected time in Myr: sum over classes of probability x class time.
+    pub t_myr: Option<f64>,
+    /// Standard deviation of the time under the predicted distribution, Myr.
+    pub t_myr_spread: Option<f64>,
+    /// True class, when the input came from a catalog.
+    pub label: Option<u32>,
+    /// True time, when the input came from a catalog.
+    pub true_t_myr: Option<f64>,
+    /// The VAE mean, when asked for.
+    pub latent: Option<Vec<f32>>,
+}
+
+impl Prediction {
+    /// Builds the prediction of `item` from its model outputs (`probabilities` and `latent`
+    /// rows; `None` when the model has no such output).
+    pub fn new(
+        item: &InputItem,
+        probabilities: std::result::Result<(&[f32], Option<&[f32]>), String>,
+        card: &ModelCard,
+        k: usize,
+        with_latent: bool,
+    ) -> Prediction {
+        let mut p = Prediction {
+            id: item.id.clone(),
+            file: item.path.display().to_string(),
+            error: None,
+            top: vec![],
+            t_myr: None,
+            t_myr_spread: None,
+            label: item.label,
+            true_t_myr: item.t_myr,
+            latent: None,
+        };
+        let (probs, latent) = match probabilities {
+            Ok(v) => v,
+            Err(e) => {
+                p.error = Some(e);
+                return p;
+            }
+        };
+        let mut order: Vec<usize> = (0..probs.len()).collect();
+        order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]).then(a.cmp(&b)));
+        p.top = order
+            .iter()
+            .take(k.max(1))
+            .map(|&c| (c as u32, probs[c]))
+            .collect();
+        if card.class_t_myr.len() == probs.len() {
+            let total: f64 = probs.iter().map(|&q| f64::from(q)).sum();
+            let mean = probs
+                .iter()
+                .zip(&card.class_t_myr)
+                .map(|(&q, &t)| f64::from(q) * t)
+                .sum::<f64>()
+                / total;
+            let var = probs
+                .iter()
+                .zip(&card.class_t_myr)
+                .map(|(&q, &t)| f64::from(q) * (t - mean).powi(2))
+                .sum::<f64>()
+                / total;
+            p.t_myr = Some(mean);
+            p.t_myr_spread = Some(var.max(0.0).sqrt());
+        }
+        if with_latent {
+            p.latent = latent.map(<[f32]>::to_vec);
+        }
+        p
+    }
+
+    /// The most probable class.
+    pub fn class(&self) -> Option<u32> {
+        self.top.first().map(|&(c, _)| c)
+    }
+}
+
+/// Predictions from the raw per-sample results, in input order. `outputs` are the model's
+/// output names (to find `probabilities` and `latent`).
+pub fn predictions(
+    items: &[InputItem],
+    results: &[SampleResult],
+    outputs: &[String],
+    card: &ModelCard,
+    k: usize,
+    with_latent: bool,
+) -> Result<Vec<Prediction>> {
+    let find = |name: &str| outputs.iter().position(|o| o == name);
+    let prob = find("probabilities").ok_or_else(|| {
+        Error::setting(
+            "model",
+            format!("the model has no `probabilities` output (it has {outputs:?}): is it model.onnx?"),
+        )
+    })?;
+    let latent = find("latent");
+    Ok(items
+        .iter()
+        .zip(results)
+        .map(|(item, r)| {
+            let rows = r
+                .as_ref()
+                .map(|s| (&s.rows[prob][..], latent.map(|l| &s.rows[l][..])))
+                .map_err(Clone::clone);
+            Prediction::new(item, rows, card, k, with_latent)
+        })
+        .collect())
+}
+
+/// Accuracy of predictions that have a true label: (count, top-1, within one class, within
+/// two classes, mean absolute error of the expected time in Myr).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Score {
+    /// Labelled predictions scored.
+    pub count: usize,
+    /// Fraction with the right class.
+    pub top1: f64,
+    /// Fraction within one class.
+    pub within1: f64,
+    /// Fraction within two classes.
+    pub within2: f64,
+    /// Mean |expected time - true time|, Myr.
+    pub mae_myr: f64,
+}
+
+/// Scores the labelled predictions; `None` when there are none.
+pub fn score(predictions: &[Prediction]) -> Option<Score> {
+    let scored: Vec<(u32, u32, Option<f64>)> = predictions
+        .iter()
+        .filter_map(|p| {
+            let c = p.class()?;
+            let l = p.label?;
+            Some((c, l, p.t_myr.zip(p.true_t_myr).map(|(a, b)| (a - b).abs())))
+        })
+        .collect();
+    if scored.is_empty() {
+        return None;
+    }
+    let n = scored.len() as f64;
+    let within = |k: u32| scored.iter().filter(|(c, l, _)| c.abs_diff(*l) <= k).count() as f64 / n;
+    let errors: Vec<f64> = scored.iter().filter_map(|s| s.2).collect();
+    Some(Score {
+        count: scored.len(),
+        top1: within(0),
+        within1: within(1),
+        within2: within(2),
+        mae_myr: if errors.is_empty() {
+            f64::NAN
+        } else {
+            errors.iter().sum::<f64>() / errors.len() as f64
+        },
+    })
+}
+
+/// Output format of [`write_predictions`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// One row per image; top-k as `class_i`/`prob_i` columns, the latent as `latent_i`.
+    Csv,
+    /// An array of [`Prediction`] objects.
+    Json,
+}
+
+impl Format {
+    /// JSON for a `.json` path, CSV otherwise.
+    pub fn for_path(path: &Path) -> Format {
+        if path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("json"))
+        {
+            Format::Json
+        } else {
+            Format::Csv
+        }
+    }
+}
+
+/// Serialises predictions in `format`.
+pub fn to_bytes(predictions: &[Prediction], format: Format) -> Result<Vec<u8>> {
+    match format {
+        Format::Json => serde_json::to_vec_pretty(predictions)
+            .map_err(|e| Error::setting("predictions", e.to_string())),
+        Format::Csv => csv_bytes(predictions)
+            .map_err(|e| Error::setting("predictions", format!("CSV: {e}"))),
+    }
+}
+
+fn csv_bytes(predictions: &[Prediction]) -> std::result::Result<Vec<u8>, csv::Error> {
+    let k = predictions.iter().map(|p| p.top.len()).max().unwrap_or(0);
+    let d = predictions
+        .iter()
+        .filter_map(|p| p.latent.as_ref().map(Vec::len))
+        .max()
+        .unwrap_or(0);
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let mut header: Vec<String> = ["id", "file", "error", "t_myr", "t_myr_spread", "label", "true_t_myr"]
+        .map(String::from)
+        .to_vec();
+    for i in 1..=k {
+        header.push(format!("class_{i}"));
+        header.push(format!("prob_{i}"));
+    }
+    header.extend((0..d).map(|i| format!("latent_{i}")));
+    w.write_record(&header)?;
+    let opt = |v: Option<String>| v.unwrap_or_default();
+    for p in predictions {
+        let mut row = vec![
+            p.id.clone(),
+            p.file.clone(),
+            opt(p.error.clone()),
+            opt(p.t_myr.map(|t| format!("{t:.3}"))),
+            opt(p.t_myr_spread.map(|t| format!("{t:.3}"))),
+            opt(p.label.map(|l| l.to_string())),
+            opt(p.true_t_myr.map(|t| t.to_string())),
+        ];
+        for i in 0..k {
+            match p.top.get(i) {
+                Some((c, q)) => {
+                    row.push(c.to_string());
+                    row.push(format!("{q:.6}"));
+                }
+                None => row.extend([String::new(), String::new()]),
+            }
+        }
+        for i in 0..d {
+            row.push(opt(p.latent.as_ref().and_then(|l| l.get(i)).map(|v| v.to_string())));
+        }
+        w.write_record(&row)?;
+    }
+    w.flush()?;
+    w.into_inner().map_err(|e| e.into_error().into())
+}
+
+/// Writes predictions to `path` atomically, in the format its extension names.
+pub fn write_predictions(path: &Path, predictions: &[Prediction]) -> Result<()> {
+    let bytes = to_bytes(predictions, Format::for_path(path))?;
+    deepgalaxy_core::io::write_atomic(path, |f| f.write_all(&bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use deepgalaxy_core::card::CARD_VERSION;
+    use deepgalaxy_core::Preprocess;
+
+    fn card(times: Vec<f64>) -> ModelCard {
+        ModelCard {
+            card_version: CARD_VERSION,
+            tool_version: "test".into(),
+            model_spec: serde_json::json!({}),
+            preprocess: Preprocess::default(),
+            num_classes: times.len(),
+            class_t_myr: times,
+            latent_dim: Some(2),
+            training_digest: None,
+            split: None,
+            metrics: Default::default(),
+            precision: "fp32".into(),
+        }
+    }
+
+    fn item(label: Option<u32>, t: Option<f64>) -> InputItem {
+        InputItem {
+            id: "x".into(),
+            path: "x.png".into(),
+            label,
+            t_myr: t,
+        }
+    }
+
+    #[test]
+    fn expected_time_and_spread_follow_the_distribution() {
+        let card = card(vec![0.0, 10.0, 20.0, 30.0]);
+        let probs = [0.1, 0.2, 0.6, 0.1];
+        let p = Prediction::new(&item(Some(1), Some(10.0)), Ok((&probs, Some(&[1.0, 2.0]))), &card, 2, true);
+        assert_eq!(p.top, vec![(2, 0.6), (1, 0.2)]);
+        // mean 0*0.1 + 10*0.2 + 20*0.6 + 30*0.1 = 17; var = 0.1*289 + 0.2*49 + 0.6*9 + 0.1*169 = 61
+        assert!((p.t_myr.unwrap() - 17.0).abs() < 1e-5);
+        assert!((p.t_myr_spread.unwrap() - 61f64.sqrt()).abs() < 1e-5);
+        assert_eq!(p.latent, Some(vec![1.0, 2.0]));
+        let s = score(&[p.clone()]).unwrap();
+        assert_eq!((s.count, s.top1, s.within1, s.within2), (1, 0.0, 1.0, 1.0));
+        assert!((s.mae_myr - 7.0).abs() < 1e-5);
+    }
+
+    #[test]
+    fn failures_are_kept_and_written() {
+        let card = card(vec![0.0, 5.0]);
+        let bad = Prediction::new(&item(None, None), Err("x.png: truncated".into()), &card, 3, false);
+        let good = Prediction::new(&item(None, None), Ok((&[0.25, 0.75], None)), &card, 3, false);
+        assert_eq!(bad.error.as_deref(), Some("x.png: truncated"));
+        assert!(score(&[bad.clone(), good.clone()]).is_none());
+        let text = String::from_utf8(to_bytes(&[bad, good], Format::Csv).unwrap()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "id,file,error,t_myr,t_myr_spread,label,true_t_myr,class_1,prob_1,class_2,prob_2");
+        assert_eq!(lines[1], "x,x.png,x.png: truncated,,,,,,,,");
+        assert_eq!(lines[2], "x,x.png,,3.750,2.165,,,1,0.750000,0,0.250000");
+    }
+}

@@ -1,0 +1,325 @@
+//! `deepgalaxy index` and `deepgalaxy search`: embed a simulated library into a latent index,
+//! then find the library images most similar to query images (kNN in latent space, validated
+//! by SSIM, with a kNN estimate of the query's time and a gallery PNG).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use deepgalaxy_core::{Catalog, Image};
+use deepgalaxy_runtime::gallery::{write_galleries, Tile};
+use deepgalaxy_runtime::index::{Entry, LatentIndex};
+use deepgalaxy_runtime::inputs::{expand, from_catalog, InputItem};
+use deepgalaxy_runtime::model::Model;
+use deepgalaxy_runtime::recommend::{preprocessed, recommend, Recommendation};
+use deepgalaxy_runtime::search::{Searcher, Strategy};
+use serde::Serialize;
+
+use crate::run_args::{report_failures, run_with_progress, ModelArgs};
+
+/// Build a latent similarity index over a catalog.
+#[derive(Debug, clap::Args)]
+pub struct IndexArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// The library: a catalog (.csv) of images with their labels and times.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// The index file to write.
+    #[arg(long)]
+    pub output: PathBuf,
+}
+
+/// The latent size of `model`, from its card.
+fn latent_dim(model: &Model) -> anyhow::Result<usize> {
+    model.card().latent_dim.with_context(|| {
+        format!("{} has no latent (its card gives no latent size)", model.path().display())
+    })
+}
+
+/// `file` as stored in an index at `index_path`: relative to the index's folder when it lies
+/// under it, so a library folder can move as a whole.
+fn stored_path(file: &Path, index_path: &Path) -> String {
+    let folder = index_path.parent().unwrap_or(Path::new(""));
+    let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    let (file_abs, folder_abs) = (abs(file), abs(folder));
+    file_abs
+        .strip_prefix(&folder_abs)
+        .map(Path::to_path_buf)
+        .unwrap_or(file_abs)
+        .display()
+        .to_string()
+}
+
+/// Runs `index`.
+pub fn index(args: &IndexArgs) -> anyhow::Result<()> {
+    let model = args.model.run.open(&args.model.model)?;
+    let dim = latent_dim(&model)?;
+    let catalog = Catalog::read(&args.data)?;
+    let items = from_catalog(&catalog);
+    let results = run_with_progress(&model, &items, "index");
+    let latent = model
+        .output_names()
+        .iter()
+        .position(|n| n == "latent")
+        .with_context(|| format!("{} has no `latent` output", model.path().display()))?;
+    let mut vectors = Vec::with_capacity(items.len() * dim);
+    let mut entries = Vec::with_capacity(items.len());
+    for (item, r) in items.iter().zip(&results) {
+        if let Ok(s) = r {
+            vectors.extend_from_slice(&s.rows[latent]);
+            entries.push(Entry {
+                id_str: item.id.clone(),
+                file: stored_path(&item.path, &args.output),
+                label: item.label,
+                t_myr: item.t_myr,
+            });
+        }
+    }
+    if entries.is_empty() {
+        report_failures(&items, &results)?;
+        anyhow::bail!("{}: the catalog has no images", args.data.display());
+    }
+    let index = LatentIndex::new(dim, model.identity(), vectors, entries)?;
+    index.save(&args.output)?;
+    eprintln!(
+        "wrote {} ({} latents of size {dim})",
+        args.output.display(),
+        index.len()
+    );
+    report_failures(&items, &results)
+}
+
+/// Search strategy on the command line.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum StrategyArg {
+    /// kd-tree or brute force, by the measured rule.
+    Auto,
+    /// kiddo kd-tree (latent sizes 8, 16, 32, 64).
+    KdTree,
+    /// Scan every vector.
+    Brute,
+}
+
+/// Find the simulated mergers most similar to query images.
+#[derive(Debug, clap::Args)]
+pub struct SearchArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// The latent index (from `deepgalaxy index`).
+    #[arg(long)]
+    pub index: PathBuf,
+    /// Query images: files, folders, glob patterns or catalogs.
+    #[arg(required = true)]
+    pub queries: Vec<String>,
+    /// Neighbours per query.
+    #[arg(short, long, default_value_t = 6)]
+    pub k: usize,
+    /// Write a gallery PNG: each query beside its neighbours with class, time, distance, SSIM.
+    #[arg(long)]
+    pub gallery: Option<PathBuf>,
+    /// Write the results as JSON.
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+    /// Search structure.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub strategy: StrategyArg,
+}
+
+/// One query's results, as written to `--output`.
+#[derive(Debug, Serialize)]
+pub struct QueryResult {
+    /// The query's id.
+    pub id: String,
+    /// The query file.
+    pub file: String,
+    /// Why the query has no results.
+    pub error: Option<String>,
+    /// Neighbours and time estimate.
+    pub result: Option<Recommendation>,
+}
+
+/// Checks that `index` was embedded by a model compatible with `model`.
+fn check_compatible(index: &LatentIndex, index_path: &Path, model: &Model) -> anyhow::Result<()> {
+    let (built, now) = (index.model(), model.identity());
+    if built.preprocess != now.preprocess {
+        anyhow::bail!(
+            "{} was built with other preprocessing than {} uses; rebuild the index with this model",
+            index_path.display(),
+            model.path().display()
+        );
+    }
+    if built.training_digest != now.training_digest {
+        anyhow::bail!(
+            "{} was built with a model trained on other data than {}; rebuild the index with this model",
+            index_path.display(),
+            model.path().display()
+        );
+    }
+    if built.model_digest != now.model_digest {
+        eprintln!(
+            "note: {} was embedded by another file of the same model (e.g. another precision)",
+            index_path.display()
+        );
+    }
+    Ok(())
+}
+
+/// Runs `search`.
+pub fn search(args: &SearchArgs) -> anyhow::Result<()> {
+    let model = args.model.run.open(&args.model.model)?;
+    let index = LatentIndex::load(&args.index, Some(latent_dim(&model)?))?;
+    check_compatible(&index, &args.index, &model)?;
+    let strategy = match args.strategy {
+        StrategyArg::Auto => Strategy::Auto,
+        StrategyArg::KdTree => Strategy::KdTree,
+        StrategyArg::Brute => Strategy::Brute,
+    };
+    let searcher = Searcher::new(&index, strategy)?;
+    let items = expand(&args.queries)?;
+    let results = run_with_progress(&model, &items, "search");
+    let latent = model
+        .output_names()
+        .iter()
+        .position(|n| n == "latent")
+        .with_context(|| format!("{} has no `latent` output", model.path().display()))?;
+    let mut out = Vec::new();
+    let mut pictures: Vec<(Image, Vec<Image>)> = Vec::new();
+    for (item, r) in items.iter().zip(&results) {
+        let found = r.as_ref().map_err(Clone::clone).and_then(|s| {
+            let query = preprocessed(&index, &item.path).map_err(|e| e.to_string())?;
+            let rec = recommend(&index, &args.index, &searcher, &query, &s.rows[latent], args.k)
+                .map_err(|e| e.to_string())?;
+            Ok((query, rec))
+        });
+        match found {
+            Ok((query, rec)) => {
+                print_result(item, &rec);
+                if args.gallery.is_some() {
+                    let images = rec
+                        .neighbours
+                        .iter()
+                        .map(|n| preprocessed(&index, &n.file).unwrap_or_else(|_| blank(&query)))
+                        .collect();
+                    pictures.push((query, images));
+                }
+                out.push(QueryResult {
+                    id: item.id.clone(),
+                    file: item.path.display().to_string(),
+                    error: None,
+                    result: Some(rec),
+                });
+            }
+            Err(e) => out.push(QueryResult {
+                id: item.id.clone(),
+                file: item.path.display().to_string(),
+                error: Some(e),
+                result: None,
+            }),
+        }
+    }
+    if let Some(path) = &args.gallery {
+        write_gallery(path, &items, &out, &pictures)?;
+        eprintln!("wrote {}", path.display());
+    }
+    if let Some(path) = &args.output {
+        let json = serde_json::to_vec_pretty(&out)?;
+        deepgalaxy_core::io::write_atomic(path, |f| std::io::Write::write_all(f, &json))?;
+        eprintln!("wrote {}", path.display());
+    }
+    let failed: Vec<&QueryResult> = out.iter().filter(|q| q.error.is_some()).collect();
+    for q in &failed {
+        eprintln!("failed: {}", q.error.as_deref().unwrap_or_default());
+    }
+    if !failed.is_empty() {
+        anyhow::bail!("{} of {} queries failed (listed above)", failed.len(), out.len());
+    }
+    Ok(())
+}
+
+/// A grey stand-in for a neighbour image that cannot be read (its SSIM error says why).
+fn blank(like: &Image) -> Image {
+    let mut b = like.clone();
+    b.data.fill(0.5);
+    b
+}
+
+fn print_result(item: &InputItem, rec: &Recommendation) {
+    match &rec.estimate {
+        Some(e) => println!(
+            "{}: t = {:.0} ± {:.0} Myr from {} neighbours",
+            item.id, e.mean_myr, e.std_myr, e.count
+        ),
+        None => println!("{}: no neighbour has a time", item.id),
+    }
+    for (rank, n) in rec.neighbours.iter().enumerate() {
+        let class = n.label.map_or("-".into(), |l| l.to_string());
+        let t = n.t_myr.map_or("-".into(), |t| format!("{t:.0}"));
+        let ssim = n.ssim.map_or("-".into(), |s| format!("{s:.3}"));
+        println!(
+            "  {:>2}. {:<28} class {class:>3}  t {t:>5} Myr  d {:.4}  SSIM {ssim}",
+            rank + 1,
+            n.id,
+            n.distance
+        );
+    }
+}
+
+fn write_gallery(
+    path: &Path,
+    items: &[InputItem],
+    out: &[QueryResult],
+    pictures: &[(Image, Vec<Image>)],
+) -> anyhow::Result<()> {
+    let done: Vec<(&InputItem, &Recommendation)> = items
+        .iter()
+        .zip(out)
+        .filter_map(|(i, q)| q.result.as_ref().map(|r| (i, r)))
+        .collect();
+    let rows: Vec<_> = done
+        .iter()
+        .zip(pictures)
+        .map(|((item, rec), (query, images))| {
+            let q = Tile {
+                image: query,
+                name: &item.id,
+                label: item.label,
+                t_myr: rec.estimate.map(|e| e.mean_myr),
+                t_spread: rec.estimate.map(|e| e.std_myr),
+                distance: None,
+                ssim: None,
+            };
+            let neighbours = rec
+                .neighbours
+                .iter()
+                .zip(images)
+                .map(|(n, image)| Tile {
+                    image,
+                    name: &n.id,
+                    label: n.label,
+                    t_myr: n.t_myr,
+                    t_spread: None,
+                    distance: Some(n.distance),
+                    ssim: n.ssim,
+                })
+                .collect();
+            (format!("query {} and its {} nearest simulated mergers", item.id, rec.neighbours.len()), q, neighbours)
+        })
+        .collect();
+    if rows.is_empty() {
+        anyhow::bail!("no query succeeded, so there is no gallery to write");
+    }
+    write_galleries(path, &rows)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_paths_are_relative_to_the_index_folder_when_inside_it() {
+        let lib = Path::new("/data/lib/library.idx");
+        assert_eq!(stored_path(Path::new("/data/lib/img/a.png"), lib), "img/a.png");
+        assert_eq!(stored_path(Path::new("/other/a.png"), lib), "/other/a.png");
+    }
+}

@@ -1,0 +1,98 @@
+//! `deepgalaxy predict` and `deepgalaxy embed`: run an exported model over images and write
+//! the timescale predictions or the latent vectors.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use deepgalaxy_runtime::inputs::expand;
+use deepgalaxy_runtime::predict::{predictions, score, to_bytes, write_predictions, Format};
+
+use crate::run_args::{report_failures, run_with_progress, ModelArgs};
+
+/// Predict the merger timescale of images with an exported model.
+#[derive(Debug, clap::Args)]
+pub struct PredictArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Images: files, folders (searched recursively), glob patterns or catalogs (.csv).
+    #[arg(required = true)]
+    pub inputs: Vec<String>,
+    /// Classes listed per image, most probable first.
+    #[arg(short, long, default_value_t = 3)]
+    pub k: usize,
+    /// Also write each image's latent vector (the VAE mean).
+    #[arg(long)]
+    pub latent: bool,
+    /// Output file (.csv or .json); CSV on standard output when absent.
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+}
+
+/// Runs `predict`.
+pub fn run(args: &PredictArgs) -> anyhow::Result<()> {
+    let model = args.model.run.open(&args.model.model)?;
+    let items = expand(&args.inputs)?;
+    let results = run_with_progress(&model, &items, "predict");
+    let preds = predictions(
+        &items,
+        &results,
+        model.output_names(),
+        model.card(),
+        args.k,
+        args.latent,
+    )?;
+    match &args.output {
+        Some(path) => {
+            write_predictions(path, &preds)?;
+            eprintln!("wrote {} predictions to {}", preds.len(), path.display());
+        }
+        None => std::io::stdout().write_all(&to_bytes(&preds, Format::Csv)?)?,
+    }
+    if let Some(s) = score(&preds) {
+        eprintln!(
+            "{} labelled images: top-1 {:.3}, within-1 {:.3}, within-2 {:.3}, MAE {:.1} Myr",
+            s.count, s.top1, s.within1, s.within2, s.mae_myr
+        );
+    }
+    report_failures(&items, &results)
+}
+
+/// Write the latent vectors (VAE means) of images.
+#[derive(Debug, clap::Args)]
+pub struct EmbedArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Images: files, folders, glob patterns or catalogs (.csv).
+    #[arg(required = true)]
+    pub inputs: Vec<String>,
+    /// Output file (.csv or .json); CSV on standard output when absent.
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+}
+
+/// Runs `embed`: the predictions' writer with the latent and without classes.
+pub fn embed(args: &EmbedArgs) -> anyhow::Result<()> {
+    let model = args.model.run.open(&args.model.model)?;
+    if !model.output_names().iter().any(|n| n == "latent") {
+        anyhow::bail!(
+            "{} has no `latent` output (is it model.onnx?)",
+            model.path().display()
+        );
+    }
+    let items = expand(&args.inputs)?;
+    let results = run_with_progress(&model, &items, "embed");
+    let mut preds = predictions(&items, &results, model.output_names(), model.card(), 1, true)?;
+    for p in &mut preds {
+        p.top.clear();
+        p.t_myr = None;
+        p.t_myr_spread = None;
+    }
+    match &args.output {
+        Some(path) => {
+            write_predictions(path, &preds)?;
+            eprintln!("wrote {} latents to {}", preds.len(), path.display());
+        }
+        None => std::io::stdout().write_all(&to_bytes(&preds, Format::Csv)?)?,
+    }
+    report_failures(&items, &results)
+}

@@ -1,0 +1,89 @@
+//! Arguments shared by the commands that run an exported model (`predict`, `embed`, `index`,
+//! `search`, `interpolate`), and the progress bar they show.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use deepgalaxy_runtime::backend::BackendKind;
+use deepgalaxy_runtime::infer::{run_items, SampleResult};
+use deepgalaxy_runtime::inputs::InputItem;
+use deepgalaxy_runtime::model::{Model, RunOptions};
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// Which model file and how to run it.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ModelArgs {
+    /// The exported model (model.onnx, or a reduced-precision variant).
+    #[arg(long)]
+    pub model: PathBuf,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// How to run a model.
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct RunArgs {
+    /// Inference engine: tract (pure Rust) or ort (ONNX Runtime; build with `--features ort`
+    /// and set ORT_DYLIB_PATH).
+    #[arg(long, default_value = "tract")]
+    pub backend: BackendKind,
+    /// Threads (tract: one single-threaded run per thread; ort: intra-op threads).
+    #[arg(long, default_value_t = default_threads())]
+    pub threads: usize,
+    /// Images per inference run.
+    #[arg(long, default_value_t = 8)]
+    pub batch_size: usize,
+}
+
+fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+impl RunArgs {
+    /// Opens `path` with these settings.
+    pub fn open(&self, path: &Path) -> anyhow::Result<Model> {
+        Model::open(
+            path,
+            RunOptions {
+                backend: self.backend,
+                threads: self.threads.max(1),
+                batch: self.batch_size.max(1),
+            },
+        )
+        .with_context(|| format!("cannot open the model {}", path.display()))
+    }
+}
+
+/// Runs `model` on `items` behind a progress bar on stderr.
+pub fn run_with_progress(model: &Model, items: &[InputItem], what: &str) -> Vec<SampleResult> {
+    let bar = ProgressBar::new(items.len() as u64).with_style(
+        ProgressStyle::with_template(&format!(
+            "{what} {{bar:40}} {{pos}}/{{len}} images, {{per_sec}}, eta {{eta}}"
+        ))
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let results = run_items(model, items, &|done| bar.set_position(done as u64));
+    bar.finish_and_clear();
+    results
+}
+
+/// Reports the inputs that failed on stderr; an error (so the exit code says so) when any did.
+pub fn report_failures(items: &[InputItem], results: &[SampleResult]) -> anyhow::Result<()> {
+    let failed: Vec<(&InputItem, &String)> = items
+        .iter()
+        .zip(results)
+        .filter_map(|(i, r)| r.as_ref().err().map(|e| (i, e)))
+        .collect();
+    for (_, e) in &failed {
+        eprintln!("failed: {e}");
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        anyhow::bail!(
+            "{} of {} images could not be processed (listed above; the others' results were written)",
+            failed.len(),
+            items.len()
+        )
+    }
+}
