@@ -6,6 +6,8 @@ use deepgalaxy_export::calibrate::Method;
 use deepgalaxy_export::quantize::ActivationType;
 use deepgalaxy_export::variants::{ExportOptions, Int8Format, Int8Options, Precision};
 
+use crate::run_args::RunArgs;
+
 /// Export a checkpoint to ONNX (model, autoencoder, decoder) with its model card.
 #[derive(Debug, clap::Args)]
 pub struct ExportArgs {
@@ -38,6 +40,16 @@ pub struct ExportArgs {
     /// INT8: a Conv or Gemm node to keep in float (repeatable), e.g. vae.mu.
     #[arg(long = "float-layer")]
     pub float_layers: Vec<String>,
+    /// Agreement report: run every model variant on this catalog's images and compare it with
+    /// FP32 (agreement.json and agreement.md in --out).
+    #[arg(long)]
+    pub validation: Option<PathBuf>,
+    /// Agreement report: at most this many validation images, spread evenly.
+    #[arg(long, default_value_t = 256)]
+    pub validation_size: usize,
+    /// How the agreement report runs the models.
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 impl ExportArgs {
@@ -71,8 +83,24 @@ pub fn run(args: &ExportArgs) -> anyhow::Result<()> {
     } else {
         args.checkpoint.clone()
     };
-    for w in deepgalaxy_export::export_checkpoint(&dir, &args.out, &opts)? {
+    let written = deepgalaxy_export::export_checkpoint(&dir, &args.out, &opts)?;
+    for w in &written {
         println!("wrote {} ({})", w.path.display(), w.precision.name());
+    }
+    if let Some(validation) = &args.validation {
+        let report = crate::agreement::report(
+            &written,
+            validation,
+            args.validation_size,
+            &args.run,
+            &args.out,
+        )?;
+        print!("{}", report.to_markdown());
+        println!(
+            "wrote {} and {}",
+            args.out.join("agreement.json").display(),
+            args.out.join("agreement.md").display()
+        );
     }
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! `deepgalaxy`: the command line. Wiring only: each subcommand parses its arguments and calls
 //! the library crate that owns the work.
 
+mod agreement;
 mod cluster;
 mod export;
 mod interpolate;
