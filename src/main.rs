@@ -1,10 +1,12 @@
 //! `deepgalaxy`: the command line. Wiring only: each subcommand parses its arguments and calls
 //! the library crate that owns the work.
 
+mod agreement;
 mod bench;
 mod cluster;
 mod demo;
 mod distributed;
+mod export;
 mod interpolate;
 mod library;
 mod predict;
@@ -33,7 +35,7 @@ enum Command {
     /// Train the encoder with its classifier, autoencoder and VAE heads.
     Train(train::TrainArgs),
     /// Export a checkpoint to ONNX (model, autoencoder, decoder) with its model card.
-    Export(ExportArgs),
+    Export(export::ExportArgs),
     /// Predict the merger timescale of images with an exported model.
     Predict(predict::PredictArgs),
     /// Write the VAE latent vectors of images.
@@ -52,29 +54,6 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Say what an image, FITS file, catalog or HDF5 dataset holds.
     Inspect(InspectArgs),
-}
-
-#[derive(Debug, clap::Args)]
-struct ExportArgs {
-    /// A training output folder (or its checkpoint/ folder).
-    #[arg(long)]
-    checkpoint: PathBuf,
-    /// Folder for model.onnx, autoencoder.onnx and decoder.onnx.
-    #[arg(long)]
-    out: PathBuf,
-}
-
-fn export(args: &ExportArgs) -> anyhow::Result<()> {
-    let nested = args.checkpoint.join("checkpoint");
-    let dir = if nested.is_dir() {
-        nested
-    } else {
-        args.checkpoint.clone()
-    };
-    for path in deepgalaxy_export::export_checkpoint(&dir, &args.out)? {
-        println!("wrote {}", path.display());
-    }
-    Ok(())
 }
 
 #[derive(clap::Args)]
@@ -117,7 +96,7 @@ fn main() -> ExitCode {
         Command::Inspect(args) => inspect(args),
         Command::Simulate(args) => simulate::run(args),
         Command::Train(args) => train::run(args),
-        Command::Export(args) => export(args),
+        Command::Export(args) => export::run(args),
         Command::Predict(args) => predict::run(args),
         Command::Embed(args) => predict::embed(args),
         Command::Index(args) => library::index(args),

@@ -45,6 +45,33 @@ pub struct ModelCard {
     pub metrics: BTreeMap<String, f64>,
     /// Numeric precision of the file (`fp32`, `fp16`, `int8`).
     pub precision: String,
+    /// How an `int8` file was quantised (absent for float files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quantization: Option<Quantization>,
+}
+
+/// The settings of a statically quantised (INT8) model, recorded in its card so that its
+/// accuracy can be traced to how it was made.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Quantization {
+    /// Graph format: `qdq` (QuantizeLinear/DequantizeLinear pairs around float operators) or
+    /// `qoperator` (QLinearConv, QLinearMatMul, ...).
+    pub format: String,
+    /// Weight quantisation, e.g. `int8 symmetric per-channel`.
+    pub weights: String,
+    /// Activation type: `u8` or `s8` (asymmetric, with a zero point).
+    pub activations: String,
+    /// Calibration method: `minmax`, `percentile` or `entropy`.
+    pub method: String,
+    /// The percentile kept by the `percentile` method (e.g. 99.99).
+    pub percentile: Option<f64>,
+    /// Number of calibration images.
+    pub calibration_images: usize,
+    /// SHA-256 of the calibration catalog.
+    pub calibration_digest: String,
+    /// Nodes left in float (Softmax, and layers kept in float because quantising them hurt).
+    pub float_nodes: Vec<String>,
 }
 
 impl ModelCard {
@@ -145,6 +172,7 @@ mod tests {
             split: Some("by-simulation".into()),
             metrics: [("top1".to_string(), 0.75)].into_iter().collect(),
             precision: "fp32".into(),
+            quantization: None,
         }
     }
 
@@ -158,6 +186,34 @@ mod tests {
         let back = ModelCard::from_metadata(
             with_foreign.iter().map(|(k, v)| (k.as_str(), v.as_str())),
             Path::new("m.onnx"),
+        )
+        .unwrap();
+        assert_eq!(back, c);
+    }
+
+    #[test]
+    fn quantization_settings_round_trip_and_float_cards_do_not_carry_them() {
+        let mut c = card();
+        assert!(!c
+            .to_metadata()
+            .unwrap()
+            .iter()
+            .any(|(k, _)| k == "deepgalaxy.quantization"));
+        c.precision = "int8".into();
+        c.quantization = Some(Quantization {
+            format: "qdq".into(),
+            weights: "int8 symmetric per-channel".into(),
+            activations: "u8".into(),
+            method: "percentile".into(),
+            percentile: Some(99.99),
+            calibration_images: 64,
+            calibration_digest: "cd".repeat(32),
+            float_nodes: vec!["probabilities".into()],
+        });
+        let props = c.to_metadata().unwrap();
+        let back = ModelCard::from_metadata(
+            props.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            Path::new("m.int8.onnx"),
         )
         .unwrap();
         assert_eq!(back, c);

@@ -1,5 +1,6 @@
 //! From a training checkpoint to the files other observatories receive: `model.onnx`,
-//! `autoencoder.onnx` and `decoder.onnx`, each with the model card; and back, reading the card
+//! `autoencoder.onnx` and `decoder.onnx` and their reduced-precision variants, each with the
+//! model card; and back, reading the card
 //! and the interface of an ONNX file for `deepgalaxy inspect`.
 
 use std::path::{Path, PathBuf};
@@ -11,6 +12,11 @@ use deepgalaxy_train::checkpoint::{self, Checkpoint};
 use serde::Serialize;
 
 use crate::onnx::{export, read, write, Target};
+use crate::variants::{
+    calibration_batches, file_name, fp16_variant, int8_variants, ExportOptions, Int8Format,
+    Precision,
+};
+use onnx_protobuf::ModelProto;
 
 /// The card of a checkpoint: architecture, preprocessing, class times, training-data digest,
 /// split and the last validation metrics.
@@ -41,27 +47,87 @@ pub fn card_of(ck: &Checkpoint) -> Result<ModelCard> {
         split: Some(s.split.kind.name().into()),
         metrics,
         precision: "fp32".into(),
+        quantization: None,
     };
     card.validate()?;
     Ok(card)
 }
 
-/// Exports the checkpoint in `checkpoint_dir` to `out/{model,autoencoder,decoder}.onnx`;
-/// returns the paths written.
-pub fn export_checkpoint(checkpoint_dir: &Path, out: &Path) -> Result<Vec<PathBuf>> {
+/// A file an export wrote.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Written {
+    /// Where.
+    pub path: PathBuf,
+    /// Which graph.
+    pub target: Target,
+    /// Its precision.
+    pub precision: Precision,
+    /// Its INT8 layout, for INT8 files.
+    pub format: Option<Int8Format>,
+}
+
+/// Exports the checkpoint in `checkpoint_dir` to `out`: the float32 `model.onnx`,
+/// `autoencoder.onnx` and `decoder.onnx` always, and the variants `opts` asks for (file names
+/// in [`crate::variants`]). Every file is built before the first is written, so a failure
+/// (say, an unreadable calibration image) leaves `out` as it was; each write is atomic.
+pub fn export_checkpoint(
+    checkpoint_dir: &Path,
+    out: &Path,
+    opts: &ExportOptions,
+) -> Result<Vec<Written>> {
+    let wants = |p: Precision| opts.precisions.contains(&p);
+    let int8 = match (wants(Precision::Int8), &opts.int8) {
+        (true, None) => {
+            return Err(Error::setting(
+                "int8 export",
+                "INT8 needs calibration images (--calibration CATALOG)",
+            ))
+        }
+        (true, Some(o)) => Some(o),
+        (false, _) => None,
+    };
     let ck = checkpoint::load(checkpoint_dir, &Device::Cpu)?;
     let card = card_of(&ck)?;
-    let mut written = Vec::new();
-    for (target, file) in [
-        (Target::Model, "model.onnx"),
-        (Target::Autoencoder, "autoencoder.onnx"),
-        (Target::Decoder, "decoder.onnx"),
-    ] {
-        let path = out.join(file);
-        write(&path, &export(&ck.graph, &ck.weights, &card, target)?)?;
-        written.push(path);
+    let mut files: Vec<(Written, ModelProto)> = Vec::new();
+    let mut add = |target: Target, precision: Precision, format: Option<Int8Format>, model: ModelProto| {
+        let path = out.join(file_name(target, precision, format.unwrap_or(Int8Format::Qdq)));
+        files.push((
+            Written {
+                path,
+                target,
+                precision,
+                format,
+            },
+            model,
+        ));
+    };
+    let mut fp32_model = None;
+    for target in [Target::Model, Target::Autoencoder, Target::Decoder] {
+        let fp32 = export(&ck.graph, &ck.weights, &card, target)?;
+        if wants(Precision::Fp16) {
+            add(
+                target,
+                Precision::Fp16,
+                None,
+                fp16_variant(&fp32, &ck.graph, &card)?,
+            );
+        }
+        if target == Target::Model {
+            fp32_model = Some(fp32.clone());
+        }
+        add(target, Precision::Fp32, None, fp32);
     }
-    Ok(written)
+    if let (Some(o), Some(fp32)) = (int8, fp32_model) {
+        let batches = calibration_batches(o, &ck.spec.preprocess)?;
+        for (format, m) in int8_variants(&fp32, &ck.graph, &ck.weights, &card, o, &batches)? {
+            add(Target::Model, Precision::Int8, Some(format), m);
+        }
+    }
+    files.sort_by_key(|(w, _)| (w.precision != Precision::Fp32, w.path.clone()));
+    for (w, m) in &files {
+        write(&w.path, m)?;
+    }
+    Ok(files.into_iter().map(|(w, _)| w).collect())
 }
 
 /// What an ONNX file is, for `deepgalaxy inspect`.

@@ -33,7 +33,7 @@ pub fn initializers(path: &Path) -> Result<HashMap<String, Tensor>> {
     Ok(out)
 }
 
-fn floats(t: &TensorProto) -> std::result::Result<Option<Vec<f32>>, String> {
+pub(crate) fn floats(t: &TensorProto) -> std::result::Result<Option<Vec<f32>>, String> {
     let n: i64 = t.dims.iter().product();
     let values = if t.data_type == DataType::FLOAT as i32 {
         if !t.raw_data.is_empty() {

@@ -11,11 +11,23 @@
 //!
 //! [`import`] reads an ONNX file's float initialisers back as tensors, for transfer learning.
 //!
-//! Still to come (issue 6): FP16 and INT8 variants and the agreement report.
+//! Reduced precision ([`variants`] names the files):
+//! * [`fp16`]: float16 weights and compute with float32 inputs and outputs;
+//! * INT8 static quantisation: [`quantize`] (the integer arithmetic), [`calibrate`] (ranges
+//!   measured by running the candle model on calibration images), [`qdq`] (QDQ graphs) and
+//!   [`qoperator`] (QLinearConv / MatMulInteger graphs);
+//! * [`agreement`]: how closely a variant's outputs follow the FP32 model's.
 
+pub mod agreement;
+pub mod calibrate;
 pub mod files;
+pub mod fp16;
 pub mod import;
 pub mod onnx;
+pub mod qdq;
+pub mod qoperator;
+pub mod quantize;
+pub mod variants;
 
 pub use files::{export_checkpoint, inspect_onnx};
 pub use onnx::{export, to_bytes, Target};

@@ -30,7 +30,7 @@ pub enum Target {
     Decoder,
 }
 
-fn attr_ints(name: &str, v: &[i64]) -> AttributeProto {
+pub(crate) fn attr_ints(name: &str, v: &[i64]) -> AttributeProto {
     AttributeProto {
         name: name.into(),
         type_: AttributeType::INTS.into(),
@@ -39,7 +39,7 @@ fn attr_ints(name: &str, v: &[i64]) -> AttributeProto {
     }
 }
 
-fn attr_int(name: &str, v: i64) -> AttributeProto {
+pub(crate) fn attr_int(name: &str, v: i64) -> AttributeProto {
     AttributeProto {
         name: name.into(),
         type_: AttributeType::INT.into(),
@@ -48,7 +48,7 @@ fn attr_int(name: &str, v: i64) -> AttributeProto {
     }
 }
 
-fn attr_float(name: &str, v: f32) -> AttributeProto {
+pub(crate) fn attr_float(name: &str, v: f32) -> AttributeProto {
     AttributeProto {
         name: name.into(),
         type_: AttributeType::FLOAT.into(),
@@ -57,7 +57,7 @@ fn attr_float(name: &str, v: f32) -> AttributeProto {
     }
 }
 
-fn attr_string(name: &str, v: &str) -> AttributeProto {
+pub(crate) fn attr_string(name: &str, v: &str) -> AttributeProto {
     AttributeProto {
         name: name.into(),
         type_: AttributeType::STRING.into(),
@@ -66,7 +66,7 @@ fn attr_string(name: &str, v: &str) -> AttributeProto {
     }
 }
 
-fn float_tensor(name: &str, dims: &[usize], data: Vec<f32>) -> TensorProto {
+pub(crate) fn float_tensor(name: &str, dims: &[usize], data: Vec<f32>) -> TensorProto {
     TensorProto {
         name: name.into(),
         dims: dims.iter().map(|&d| d as i64).collect(),
@@ -76,7 +76,7 @@ fn float_tensor(name: &str, dims: &[usize], data: Vec<f32>) -> TensorProto {
     }
 }
 
-fn int_tensor(name: &str, data: &[i64]) -> TensorProto {
+pub(crate) fn int_tensor(name: &str, data: &[i64]) -> TensorProto {
     TensorProto {
         name: name.into(),
         dims: vec![data.len() as i64],
@@ -87,7 +87,7 @@ fn int_tensor(name: &str, data: &[i64]) -> TensorProto {
 }
 
 /// A float tensor value with a symbolic batch dimension `N`.
-fn value_info(name: &str, shape: &[usize]) -> ValueInfoProto {
+pub(crate) fn value_info(name: &str, shape: &[usize]) -> ValueInfoProto {
     use onnx_protobuf::tensor_shape_proto::{dimension, Dimension};
     let mut dims = vec![Dimension {
         value: Some(dimension::Value::DimParam("N".into())),
@@ -384,17 +384,39 @@ pub fn export(
         producer_name: "deepgalaxy".into(),
         producer_version: env!("CARGO_PKG_VERSION").into(),
         graph: Some(graph_proto).into(),
-        metadata_props: card
-            .to_metadata()?
-            .into_iter()
-            .map(|(key, value)| StringStringEntryProto {
-                key,
-                value,
-                ..Default::default()
-            })
-            .collect(),
+        metadata_props: metadata(card)?,
         ..Default::default()
     })
+}
+
+fn metadata(card: &ModelCard) -> Result<Vec<StringStringEntryProto>> {
+    Ok(card
+        .to_metadata()?
+        .into_iter()
+        .map(|(key, value)| StringStringEntryProto {
+            key,
+            value,
+            ..Default::default()
+        })
+        .collect())
+}
+
+/// Replaces a model's card (a variant records its own precision and quantisation).
+pub fn set_card(model: &mut ModelProto, card: &ModelCard) -> Result<()> {
+    card.validate()?;
+    model.metadata_props = metadata(card)?;
+    Ok(())
+}
+
+/// The ONNX nodes of the graph's input normalisation (`Sub` then `Mul`), which reduced-precision
+/// variants keep in float32.
+pub fn normalization_nodes(graph: &Graph) -> Vec<String> {
+    graph
+        .nodes
+        .iter()
+        .filter(|n| matches!(n.op, Op::Normalize { .. }))
+        .flat_map(|n| [format!("{}.sub", n.name), n.name.clone()])
+        .collect()
 }
 
 /// The model's protobuf bytes.

@@ -69,6 +69,7 @@ fn card(spec: &ModelSpec) -> ModelCard {
         split: Some("by-simulation".into()),
         metrics: Default::default(),
         precision: "fp32".into(),
+        quantization: None,
     }
 }
 

@@ -278,6 +278,7 @@ mod tests {
             split: None,
             metrics: Default::default(),
             precision: "fp32".into(),
+            quantization: None,
         }
     }
 

@@ -177,7 +177,7 @@ pub fn write(m: &Measured, stages: &[Stage]) -> anyhow::Result<PathBuf> {
             let time = |t: Option<f64>| t.map_or("(skipped)".into(), |t| format!("{t:.2} s"));
             let _ = writeln!(
                 md,
-                "| | FP32 | INT8 |\n| --- | --- | --- |\n| file size | {:.0} kB | {:.0} kB |\n| predict {} held-out images (tract, end to end) | {} | {} |\n\nTop-1 agreement of INT8 with FP32: {}.\n",
+                "| | FP32 | INT8 |\n| --- | --- | --- |\n| file size | {:.0} kB | {:.0} kB |\n| predict {} held-out images (tract, end to end) | {} | {} |\n\nTop-1 agreement of INT8 with FP32: {}. The export's own agreement report: [onnx/agreement.md](onnx/agreement.md).\n",
                 a as f64 / 1e3,
                 b as f64 / 1e3,
                 fp32.len(),

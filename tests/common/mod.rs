@@ -133,6 +133,7 @@ pub fn exported(dir: &Path, latent: usize, seed: u64) -> Exported {
         split: Some("by-simulation".into()),
         metrics: Default::default(),
         precision: "fp32".into(),
+        quantization: None,
     };
     std::fs::create_dir_all(dir).unwrap();
     let model = dir.join("model.onnx");

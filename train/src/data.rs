@@ -223,22 +223,44 @@ fn load_catalog(
             });
         }
     }
-    let done = AtomicUsize::new(0);
-    catalog
+    let all: Vec<usize> = (0..total).collect();
+    let pixels = load_images(&catalog, &all, p, progress)?;
+    Ok(catalog
         .records
+        .iter()
+        .zip(pixels)
+        .map(|(r, pixels)| Sample {
+            id: r.id_str.clone(),
+            simulation: r.simulation.clone(),
+            label: r.label.unwrap_or(0),
+            t_myr: r.t_myr,
+            pixels,
+        })
+        .collect())
+}
+
+/// Decodes and preprocesses the images of the catalog records at `indices` exactly as
+/// training does (core's `preprocess()`, then 8- or 16-bit storage), in parallel; labels are
+/// not needed. For calibration and evaluation sets.
+pub fn load_images(
+    catalog: &Catalog,
+    indices: &[usize],
+    p: &Preprocess,
+    progress: &(dyn Fn(usize, usize) + Sync),
+) -> Result<Vec<Pixels>> {
+    let total = indices.len();
+    let done = AtomicUsize::new(0);
+    indices
         .par_iter()
-        .map(|r| {
+        .map(|&i| {
+            let r = catalog.records.get(i).ok_or_else(|| {
+                Error::setting("images", format!("no catalog record {i}"))
+            })?;
             let file = catalog.resolve(r);
             let image = deepgalaxy_core::image::load(&file)?;
             let x = preprocess(&image, p, &file)?;
             progress(done.fetch_add(1, Ordering::Relaxed) + 1, total);
-            Ok(Sample {
-                id: r.id_str.clone(),
-                simulation: r.simulation.clone(),
-                label: r.label.unwrap_or(0),
-                t_myr: r.t_myr,
-                pixels: Pixels::quantise(&x.data),
-            })
+            Ok(Pixels::quantise(&x.data))
         })
         .collect()
 }
