@@ -106,6 +106,7 @@ fn trained() -> &'static Trained {
             loss: LossWeights::default(),
             augment: deepgalaxy_train::augment::Augment::none(),
             seed: 5,
+            parallel: Default::default(),
         };
         let quiet = deepgalaxy_train::trainer::Quiet;
         deepgalaxy_train::train(spec, cfg, &quiet, &AtomicBool::new(false)).expect("training");
