@@ -93,6 +93,22 @@ fn the_demo_runs_end_to_end_at_toy_size() {
     }
     let mean = ssims.iter().sum::<f64>() / ssims.len() as f64;
     assert!((0.0..=1.0).contains(&mean), "mean SSIM {mean}");
+    // INT8: predicted alongside FP32 and mostly agreeing with it
+    let int8: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("predictions_heldout_int8.json")).unwrap())
+            .unwrap();
+    let int8 = int8.as_array().unwrap();
+    assert_eq!(int8.len(), preds.len());
+    let agree = preds
+        .iter()
+        .zip(int8)
+        .filter(|(a, b)| a["top"][0][0] == b["top"][0][0])
+        .count() as f64
+        / preds.len() as f64;
+    eprintln!("INT8 top-1 agreement with FP32: {agree}");
+    assert!(agree >= 0.9, "INT8 top-1 agreement {agree}");
+    assert!(report.contains("Top-1 agreement of INT8 with FP32"), "{report}");
+    assert!(out.join("onnx/agreement.md").is_file());
     // a second run finds every output and skips every stage
     let (ok, _, err) = deepgalaxy(&args);
     assert!(ok, "{err}");
