@@ -174,8 +174,9 @@ fn a_failing_rank_stops_every_rank_and_says_which_and_why() {
             "{kind}: {log}"
         );
         assert!(secs < 60.0, "{kind}: took {secs:.0} s");
-        // rank 0 said so too (it did not hang or die in silence)
-        assert!(log.matches("rank 1 of 2 failed").count() >= 2, "{log}");
+        // every rank learns the same reason, but mpirun aborts the job as soon as the first
+        // rank exits non-zero, so whether rank 0 prints before it is killed is a race (seen
+        // both ways in CI): the job's end within the time limit above is what is asserted
     }
 }
 
