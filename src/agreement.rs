@@ -89,7 +89,11 @@ pub fn report(
     let reference_out = outputs(&reference_model, &items, "model.onnx")?;
     let mut variants = Vec::new();
     for w in &models {
-        let file = w.path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+        let file = w
+            .path
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let model = run.open(&w.path)?;
         let out = if w.precision == Precision::Fp32 {
             reference_out.clone()

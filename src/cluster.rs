@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 
 use deepgalaxy_runtime::cluster::{adjusted_rand_index, spectral_clustering, SpectralConfig};
 use deepgalaxy_runtime::index::LatentIndex;
-use deepgalaxy_runtime::latent_map::{pca_2d, tsne_2d, write_latent_map, Colouring, MapStyle, TsneConfig};
+use deepgalaxy_runtime::latent_map::{
+    pca_2d, tsne_2d, write_latent_map, Colouring, MapStyle, TsneConfig,
+};
 
 /// Cluster a latent index without labels (spectral clustering).
 #[derive(Debug, clap::Args)]
@@ -41,8 +43,16 @@ pub fn run(args: &ClusterArgs) -> anyhow::Result<()> {
         ..SpectralConfig::default()
     };
     let c = spectral_clustering(index.vectors(), index.dim(), &config)?;
-    let chosen = if args.clusters.is_some() { "given" } else { "largest eigengap" };
-    println!("{} latents in {} clusters ({chosen})", index.len(), c.clusters);
+    let chosen = if args.clusters.is_some() {
+        "given"
+    } else {
+        "largest eigengap"
+    };
+    println!(
+        "{} latents in {} clusters ({chosen})",
+        index.len(),
+        c.clusters
+    );
     let labels: Vec<Option<u32>> = index.entries().iter().map(|e| e.label).collect();
     if labels.iter().all(Option::is_some) {
         let classes: Vec<usize> = labels.iter().map(|l| l.unwrap_or(0) as usize).collect();
@@ -52,10 +62,13 @@ pub fn run(args: &ClusterArgs) -> anyhow::Result<()> {
     write_csv(&args.output.join("clusters.csv"), &index, &c.labels)?;
     let mut maps = vec![("pca", pca_map(&index)?)];
     if args.tsne {
-        maps.push(("tsne", (
-            ["t-SNE 1".to_string(), "t-SNE 2".to_string()],
-            tsne_2d(index.vectors(), index.dim(), &TsneConfig::default())?,
-        )));
+        maps.push((
+            "tsne",
+            (
+                ["t-SNE 1".to_string(), "t-SNE 2".to_string()],
+                tsne_2d(index.vectors(), index.dim(), &TsneConfig::default())?,
+            ),
+        ));
     }
     for (name, ([x, y], points)) in &maps {
         let style = |what: &str| MapStyle {
@@ -68,7 +81,10 @@ pub fn run(args: &ClusterArgs) -> anyhow::Result<()> {
         write_latent_map(
             &path,
             points,
-            Colouring::Categories { labels: &c.labels, name: "cluster" },
+            Colouring::Categories {
+                labels: &c.labels,
+                name: "cluster",
+            },
             &style("cluster"),
         )?;
         println!("wrote {}", path.display());
@@ -78,7 +94,10 @@ pub fn run(args: &ClusterArgs) -> anyhow::Result<()> {
             write_latent_map(
                 &path,
                 points,
-                Colouring::Values { values: &values, name: "class" },
+                Colouring::Values {
+                    values: &values,
+                    name: "class",
+                },
                 &style("timescale class"),
             )?;
             println!("wrote {}", path.display());
@@ -90,7 +109,13 @@ pub fn run(args: &ClusterArgs) -> anyhow::Result<()> {
 /// The 2-D PCA of the index with axis labels giving the explained variance.
 fn pca_map(index: &LatentIndex) -> anyhow::Result<([String; 2], Vec<[f64; 2]>)> {
     let (pca, points) = pca_2d(index.vectors(), index.dim())?;
-    let axis = |i: usize| format!("PC {} ({:.1}%)", i + 1, 100.0 * pca.explained_variance_ratio[i]);
+    let axis = |i: usize| {
+        format!(
+            "PC {} ({:.1}%)",
+            i + 1,
+            100.0 * pca.explained_variance_ratio[i]
+        )
+    };
     Ok(([axis(0), axis(1)], points))
 }
 

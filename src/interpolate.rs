@@ -80,7 +80,10 @@ pub fn run(args: &InterpolateArgs) -> anyhow::Result<()> {
         .map(|i| Image::new(c, h, w, rec.row(i).to_vec(), SampleType::F32))
         .collect::<Result<_, _>>()
         .context("decoder output")?;
-    let names: Vec<String> = alphas.iter().map(|a| format!("decoded, α = {a:.2}")).collect();
+    let names: Vec<String> = alphas
+        .iter()
+        .map(|a| format!("decoded, α = {a:.2}"))
+        .collect();
     let (name_a, name_b) = (
         format!("A: {}", args.a.display()),
         format!("B: {}", args.b.display()),
@@ -101,7 +104,10 @@ pub fn run(args: &InterpolateArgs) -> anyhow::Result<()> {
         .chain([tile(&img_b, name_b.as_str())])
         .collect();
     let title = format!("Latent interpolation from A to B in {n} steps");
-    write_galleries(&args.output, &[(title, tile(&img_a, name_a.as_str()), tiles)])?;
+    write_galleries(
+        &args.output,
+        &[(title, tile(&img_a, name_a.as_str()), tiles)],
+    )?;
     println!("wrote {}", args.output.display());
     Ok(())
 }

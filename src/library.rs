@@ -32,7 +32,10 @@ pub struct IndexArgs {
 /// The latent size of `model`, from its card.
 fn latent_dim(model: &Model) -> anyhow::Result<usize> {
     model.card().latent_dim.with_context(|| {
-        format!("{} has no latent (its card gives no latent size)", model.path().display())
+        format!(
+            "{} has no latent (its card gives no latent size)",
+            model.path().display()
+        )
     })
 }
 
@@ -187,8 +190,15 @@ pub fn search(args: &SearchArgs) -> anyhow::Result<()> {
     for (item, r) in items.iter().zip(&results) {
         let found = r.as_ref().map_err(Clone::clone).and_then(|s| {
             let query = preprocessed(&index, &item.path).map_err(|e| e.to_string())?;
-            let rec = recommend(&index, &args.index, &searcher, &query, &s.rows[latent], args.k)
-                .map_err(|e| e.to_string())?;
+            let rec = recommend(
+                &index,
+                &args.index,
+                &searcher,
+                &query,
+                &s.rows[latent],
+                args.k,
+            )
+            .map_err(|e| e.to_string())?;
             Ok((query, rec))
         });
         match found {
@@ -231,7 +241,11 @@ pub fn search(args: &SearchArgs) -> anyhow::Result<()> {
         eprintln!("failed: {}", q.error.as_deref().unwrap_or_default());
     }
     if !failed.is_empty() {
-        anyhow::bail!("{} of {} queries failed (listed above)", failed.len(), out.len());
+        anyhow::bail!(
+            "{} of {} queries failed (listed above)",
+            failed.len(),
+            out.len()
+        );
     }
     Ok(())
 }
@@ -302,7 +316,15 @@ fn write_gallery(
                     ssim: n.ssim,
                 })
                 .collect();
-            (format!("query {} and its {} nearest simulated mergers", item.id, rec.neighbours.len()), q, neighbours)
+            (
+                format!(
+                    "query {} and its {} nearest simulated mergers",
+                    item.id,
+                    rec.neighbours.len()
+                ),
+                q,
+                neighbours,
+            )
         })
         .collect();
     if rows.is_empty() {
@@ -319,7 +341,10 @@ mod tests {
     #[test]
     fn stored_paths_are_relative_to_the_index_folder_when_inside_it() {
         let lib = Path::new("/data/lib/library.idx");
-        assert_eq!(stored_path(Path::new("/data/lib/img/a.png"), lib), "img/a.png");
+        assert_eq!(
+            stored_path(Path::new("/data/lib/img/a.png"), lib),
+            "img/a.png"
+        );
         assert_eq!(stored_path(Path::new("/other/a.png"), lib), "/other/a.png");
     }
 }

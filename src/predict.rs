@@ -93,7 +93,14 @@ pub fn embed(args: &EmbedArgs) -> anyhow::Result<()> {
     }
     let items = expand(&args.inputs)?;
     let results = run_with_progress(&model, &items, "embed");
-    let mut preds = predictions(&items, &results, model.output_names(), model.card(), 1, true)?;
+    let mut preds = predictions(
+        &items,
+        &results,
+        model.output_names(),
+        model.card(),
+        1,
+        true,
+    )?;
     for p in &mut preds {
         p.top.clear();
         p.t_myr = None;

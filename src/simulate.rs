@@ -3,7 +3,8 @@
 use anyhow::Context;
 use clap::ValueEnum;
 use deepgalaxy_sim::{
-    simulate_dataset, BitDepth, Grid, MergerConfig, MergerSpec, OutputFormat, Progress, SimulateConfig, Stretch,
+    simulate_dataset, BitDepth, Grid, MergerConfig, MergerSpec, OutputFormat, Progress,
+    SimulateConfig, Stretch,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;

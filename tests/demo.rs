@@ -58,8 +58,14 @@ fn the_demo_runs_end_to_end_at_toy_size() {
         assert!(out.join(f).is_file(), "{f} missing");
     }
     let report = std::fs::read_to_string(out.join("report.md")).unwrap();
-    assert!(report.contains("## Accuracy on the held-out simulations"), "{report}");
-    assert!(report.contains("pair.png") && report.contains("galaxy.fits"), "{report}");
+    assert!(
+        report.contains("## Accuracy on the held-out simulations"),
+        "{report}"
+    );
+    assert!(
+        report.contains("pair.png") && report.contains("galaxy.fits"),
+        "{report}"
+    );
     // the held-out predictions: one held-out simulation of 994 images, all predicted
     let preds: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("predictions_heldout.json")).unwrap())
@@ -68,12 +74,28 @@ fn the_demo_runs_end_to_end_at_toy_size() {
     assert_eq!(preds.len(), 71 * 14);
     for p in preds {
         assert!(p["error"].is_null(), "{p}");
-        let total: f64 = p["top"].as_array().unwrap().iter().map(|t| t[1].as_f64().unwrap()).sum();
+        let total: f64 = p["top"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t[1].as_f64().unwrap())
+            .sum();
         assert!(total > 0.0 && total <= 1.0 + 1e-5, "{p}");
     }
     // the printed held-out figure is a fraction within [0, 100] %
-    let line = err.lines().find(|l| l.starts_with("held-out simulations:")).unwrap();
-    let within2: f64 = line.split("within-2 classes ").nth(1).unwrap().split('%').next().unwrap().parse().unwrap();
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("held-out simulations:"))
+        .unwrap();
+    let within2: f64 = line
+        .split("within-2 classes ")
+        .nth(1)
+        .unwrap()
+        .split('%')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!((0.0..=100.0).contains(&within2), "{line}");
     // both observations searched, 5 neighbours each; SSIM is in [-1, 1] by definition and
     // positive on average for these (dark sky around bright centres on both sides)
@@ -107,11 +129,17 @@ fn the_demo_runs_end_to_end_at_toy_size() {
         / preds.len() as f64;
     eprintln!("INT8 top-1 agreement with FP32: {agree}");
     assert!(agree >= 0.9, "INT8 top-1 agreement {agree}");
-    assert!(report.contains("Top-1 agreement of INT8 with FP32"), "{report}");
+    assert!(
+        report.contains("Top-1 agreement of INT8 with FP32"),
+        "{report}"
+    );
     assert!(out.join("onnx/agreement.md").is_file());
     // a second run finds every output and skips every stage
     let (ok, _, err) = deepgalaxy(&args);
     assert!(ok, "{err}");
-    assert!(!err.contains("deepgalaxy train --data"), "train ran again: {err}");
+    assert!(
+        !err.contains("deepgalaxy train --data"),
+        "train ran again: {err}"
+    );
     assert!(err.matches("already done").count() >= 8, "{err}");
 }

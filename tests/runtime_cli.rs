@@ -77,17 +77,33 @@ fn predict_equals_the_candle_model_and_reports_a_bad_image_alone() {
         assert!(p["error"].is_null(), "{p}");
         let img = deepgalaxy_core::image::load(&file).unwrap();
         let x = deepgalaxy_core::preprocess(&img, &m.preprocess, &file).unwrap();
-        let t = Tensor::from_vec(x.data, (1, 1, SIZE as usize, SIZE as usize), &Device::Cpu)
-            .unwrap();
-        let ours = forward(&m.graph, &m.weights, &t, &[o.probabilities, o.mu], Mode::Eval).unwrap();
+        let t =
+            Tensor::from_vec(x.data, (1, 1, SIZE as usize, SIZE as usize), &Device::Cpu).unwrap();
+        let ours = forward(
+            &m.graph,
+            &m.weights,
+            &t,
+            &[o.probabilities, o.mu],
+            Mode::Eval,
+        )
+        .unwrap();
         let probs = ours[0].flatten_all().unwrap().to_vec1::<f32>().unwrap();
         let mu = ours[1].flatten_all().unwrap().to_vec1::<f32>().unwrap();
         for (c, q) in p["top"].as_array().unwrap().iter().map(|e| {
-            (e[0].as_u64().unwrap() as usize, e[1].as_f64().unwrap() as f32)
+            (
+                e[0].as_u64().unwrap() as usize,
+                e[1].as_f64().unwrap() as f32,
+            )
         }) {
-            assert!((probs[c] - q).abs() < 1e-4, "class {c}: {} vs {q}", probs[c]);
+            assert!(
+                (probs[c] - q).abs() < 1e-4,
+                "class {c}: {} vs {q}",
+                probs[c]
+            );
         }
-        let best = (0..3).max_by(|&a, &b| probs[a].total_cmp(&probs[b])).unwrap();
+        let best = (0..3)
+            .max_by(|&a, &b| probs[a].total_cmp(&probs[b]))
+            .unwrap();
         assert_eq!(p["top"][0][0].as_u64().unwrap() as usize, best);
         let expected_t: f32 = probs.iter().zip([2.0, 7.0, 12.0]).map(|(q, t)| q * t).sum();
         assert!((p["t_myr"].as_f64().unwrap() as f32 - expected_t).abs() < 1e-3);
@@ -228,19 +244,28 @@ fn mismatched_damaged_and_missing_inputs_are_refused() {
     };
     let (ok, _, err) = search(&m16.model, &idx);
     assert!(!ok && err.contains("library.idx"), "{err}");
-    assert!(err.contains('8') && err.contains("16"), "names both sizes: {err}");
+    assert!(
+        err.contains('8') && err.contains("16"),
+        "names both sizes: {err}"
+    );
     let bytes = std::fs::read(&idx).unwrap();
     let cut = tmp.path().join("cut.idx");
     std::fs::write(&cut, &bytes[..bytes.len() - 10]).unwrap();
     let (ok, _, err) = search(&m8.model, &cut);
-    assert!(!ok && err.contains("cut.idx") && err.contains("truncated"), "{err}");
+    assert!(
+        !ok && err.contains("cut.idx") && err.contains("truncated"),
+        "{err}"
+    );
     let mut flipped = bytes.clone();
     let mid = flipped.len() / 2;
     flipped[mid] ^= 0x40;
     let bad = tmp.path().join("bad.idx");
     std::fs::write(&bad, &flipped).unwrap();
     let (ok, _, err) = search(&m8.model, &bad);
-    assert!(!ok && err.contains("bad.idx") && err.contains("checksum"), "{err}");
+    assert!(
+        !ok && err.contains("bad.idx") && err.contains("checksum"),
+        "{err}"
+    );
     let (ok, _, err) = search(&tmp.path().join("nope.onnx"), &idx);
     assert!(!ok && err.contains("nope.onnx"), "{err}");
 }
@@ -299,7 +324,10 @@ fn onnx_runtime_agrees_with_tract_and_a_missing_library_is_explained() {
     for (a, b) in t.as_array().unwrap().iter().zip(o.as_array().unwrap()) {
         for k in 0..3 {
             assert_eq!(a["top"][k][0], b["top"][k][0]);
-            let (x, y) = (a["top"][k][1].as_f64().unwrap(), b["top"][k][1].as_f64().unwrap());
+            let (x, y) = (
+                a["top"][k][1].as_f64().unwrap(),
+                b["top"][k][1].as_f64().unwrap(),
+            );
             assert!((x - y).abs() < 1e-4, "{x} vs {y}");
         }
         for (x, y) in floats(&a["latent"]).iter().zip(floats(&b["latent"])) {
@@ -308,20 +336,38 @@ fn onnx_runtime_agrees_with_tract_and_a_missing_library_is_explained() {
     }
     // without the library: a clear error naming the variable and the fix
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_deepgalaxy"))
-        .args([a("predict"), a("--model"), m.model.as_os_str(), a("--backend"), a("ort")])
+        .args([
+            a("predict"),
+            a("--model"),
+            m.model.as_os_str(),
+            a("--backend"),
+            a("ort"),
+        ])
         .arg(data.as_os_str())
         .env_remove("ORT_DYLIB_PATH")
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("ORT_DYLIB_PATH is not set"), "{err}");
+    assert!(
+        !out.status.success() && err.contains("ORT_DYLIB_PATH is not set"),
+        "{err}"
+    );
     assert!(err.contains("pip install onnxruntime"), "{err}");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_deepgalaxy"))
-        .args([a("predict"), a("--model"), m.model.as_os_str(), a("--backend"), a("ort")])
+        .args([
+            a("predict"),
+            a("--model"),
+            m.model.as_os_str(),
+            a("--backend"),
+            a("ort"),
+        ])
         .arg(data.as_os_str())
         .env("ORT_DYLIB_PATH", tmp.path().join("libonnxruntime.so"))
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("is not a file"), "{err}");
+    assert!(
+        !out.status.success() && err.contains("is not a file"),
+        "{err}"
+    );
 }

@@ -160,11 +160,17 @@ fn every_variant_is_written_with_its_card() {
     let size = |f: &str| std::fs::metadata(t.onnx.join(f)).unwrap().len() as f64;
     for stem in ["model", "autoencoder", "decoder"] {
         let ratio = size(&format!("{stem}.fp16.onnx")) / size(&format!("{stem}.onnx"));
-        assert!((0.45..0.65).contains(&ratio), "{stem}: fp16/fp32 size {ratio}");
+        assert!(
+            (0.45..0.65).contains(&ratio),
+            "{stem}: fp16/fp32 size {ratio}"
+        );
         let c = card(&t.onnx.join(format!("{stem}.fp16.onnx")));
         assert_eq!((c.precision.as_str(), c.quantization), ("fp16", None));
     }
-    for (file, format) in [("model.int8.onnx", "qdq"), ("model.int8.qop.onnx", "qoperator")] {
+    for (file, format) in [
+        ("model.int8.onnx", "qdq"),
+        ("model.int8.qop.onnx", "qoperator"),
+    ] {
         let ratio = size(file) / size("model.onnx");
         assert!(ratio < 0.35, "{file}: int8/fp32 size {ratio}");
         let c = card(&t.onnx.join(file));
@@ -172,13 +178,19 @@ fn every_variant_is_written_with_its_card() {
         let q = c.quantization.unwrap();
         assert_eq!(q.format, format);
         assert_eq!(q.activations, "u8");
-        assert_eq!((q.method.as_str(), q.percentile), ("percentile", Some(99.99)));
+        assert_eq!(
+            (q.method.as_str(), q.percentile),
+            ("percentile", Some(99.99))
+        );
         assert_eq!(q.calibration_images, 128);
         assert_eq!(
             q.calibration_digest,
             deepgalaxy_core::card::digest_file(&t.data).unwrap()
         );
-        assert_eq!(q.float_nodes, ["encoder.stage0.conv0.conv", "probabilities"]);
+        assert_eq!(
+            q.float_nodes,
+            ["encoder.stage0.conv0.conv", "probabilities"]
+        );
     }
     let fp32 = card(&t.onnx.join("model.onnx"));
     assert_eq!((fp32.precision.as_str(), fp32.quantization), ("fp32", None));
@@ -206,7 +218,10 @@ fn bad_calibration_input_is_a_clear_error_and_writes_nothing() {
     assert!(e.to_string().contains("cut.png"), "{e}");
     assert!(!out.exists(), "nothing is written when a variant fails");
     let e = Precision::parse_list("fp32,int4").unwrap_err();
-    assert!(e.to_string().contains("`int4` is not fp32, fp16 or int8"), "{e}");
+    assert!(
+        e.to_string().contains("`int4` is not fp32, fp16 or int8"),
+        "{e}"
+    );
 }
 
 /// The variants in tract, the pure-Rust backend every install has (batch as one run).
@@ -247,7 +262,11 @@ fn variants_pass_the_checker_run_in_onnx_runtime_and_agree_with_fp32() {
     let card = card(&t.onnx.join("model.onnx"));
     let (x, labels) = (&t.val, &t.labels);
     let raw = t.dir.path().join("val.f32");
-    std::fs::write(&raw, x.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>()).unwrap();
+    std::fs::write(
+        &raw,
+        x.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>(),
+    )
+    .unwrap();
     let files = [
         "model.onnx",
         "model.fp16.onnx",
@@ -307,9 +326,16 @@ fn variants_pass_the_checker_run_in_onnx_runtime_and_agree_with_fp32() {
         .zip(&qop.probabilities)
         .map(|(a, b)| (a - b).abs())
         .fold(0.0, f32::max);
-    assert!(worst <= 1e-3, "QDQ vs QOperator probabilities differ by {worst}");
+    assert!(
+        worst <= 1e-3,
+        "QDQ vs QOperator probabilities differ by {worst}"
+    );
     let ops = |f: &str| result(f)["ops"].to_string();
-    assert!(ops("model.int8.qop.onnx").contains("QLinearConv"), "{}", ops("model.int8.qop.onnx"));
+    assert!(
+        ops("model.int8.qop.onnx").contains("QLinearConv"),
+        "{}",
+        ops("model.int8.qop.onnx")
+    );
     assert!(ops("model.int8.qop.onnx").contains("MatMulInteger"));
     assert!(ops("model.int8.onnx").contains("DequantizeLinear"));
     // FP16 decoders: reconstructions in [0, 1] within 2e-3 of FP32 (measured 4.7e-4)
@@ -319,7 +345,11 @@ fn variants_pass_the_checker_run_in_onnx_runtime_and_agree_with_fp32() {
     ] {
         let (x, y) = (values(a, "reconstruction"), values(b, "reconstruction"));
         assert_eq!(x.len(), y.len());
-        let worst = x.iter().zip(&y).map(|(p, q)| (p - q).abs()).fold(0.0, f32::max);
+        let worst = x
+            .iter()
+            .zip(&y)
+            .map(|(p, q)| (p - q).abs())
+            .fold(0.0, f32::max);
         eprintln!("{b}: max |fp16 - fp32| reconstruction {worst:.2e}");
         assert!(worst <= 2e-3, "{b}: {worst}");
     }

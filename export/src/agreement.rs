@@ -137,7 +137,14 @@ pub fn agreement(
     let frac = |count: usize| count as f64 / n as f64;
     let same = frac(a.iter().zip(&b).filter(|(x, y)| x == y).count());
     let scored = |pred: &[usize], tol: usize| {
-        labels.map(|l| frac(pred.iter().zip(l).filter(|(p, &y)| p.abs_diff(y as usize) <= tol).count()))
+        labels.map(|l| {
+            frac(
+                pred.iter()
+                    .zip(l)
+                    .filter(|(p, &y)| p.abs_diff(y as usize) <= tol)
+                    .count(),
+            )
+        })
     };
     let delta = |r: Option<f64>, v: Option<f64>| r.zip(v).map(|(r, v)| v - r);
     let d = reference.latent_dim.max(1);
@@ -198,7 +205,8 @@ pub struct Report {
 }
 
 fn opt_pct(v: Option<f64>) -> String {
-    v.map(|x| format!("{:+.2}", 100.0 * x)).unwrap_or_else(|| "-".into())
+    v.map(|x| format!("{:+.2}", 100.0 * x))
+        .unwrap_or_else(|| "-".into())
 }
 
 impl Report {
@@ -218,7 +226,10 @@ impl Report {
                 "| {} | {}{} | {:.1} | {:.3} | {:.2} | {} | {} | {:.5} | {:.5} | {:.2e} |\n",
                 v.file,
                 v.precision,
-                v.format.as_deref().map(|f| format!(" ({f})")).unwrap_or_default(),
+                v.format
+                    .as_deref()
+                    .map(|f| format!(" ({f})"))
+                    .unwrap_or_default(),
                 v.bytes as f64 / 1024.0,
                 v.ms_per_image,
                 100.0 * a.top1_agreement,
@@ -275,11 +286,21 @@ mod tests {
     #[test]
     fn metrics_count_what_they_say() {
         let r = outputs(
-            &[[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.2, 0.3, 0.5], [0.6, 0.3, 0.1]],
+            &[
+                [0.7, 0.2, 0.1],
+                [0.1, 0.8, 0.1],
+                [0.2, 0.3, 0.5],
+                [0.6, 0.3, 0.1],
+            ],
             &[[1.0, 0.0], [0.0, 2.0], [3.0, 4.0], [1.0, 1.0]],
         );
         let v = outputs(
-            &[[0.6, 0.3, 0.1], [0.1, 0.8, 0.1], [0.5, 0.3, 0.2], [0.3, 0.6, 0.1]],
+            &[
+                [0.6, 0.3, 0.1],
+                [0.1, 0.8, 0.1],
+                [0.5, 0.3, 0.2],
+                [0.3, 0.6, 0.1],
+            ],
             &[[1.0, 0.0], [0.0, 1.0], [4.0, 3.0], [-1.0, -1.0]],
         );
         // labels 0, 1, 2, 1: reference right on 3 (wrong on the last, by one class);

@@ -116,7 +116,11 @@ impl Observed {
         }
         let width = (hi - lo) / BINS as f32;
         for &v in values {
-            let v = if method == Method::Entropy { v.abs() } else { v };
+            let v = if method == Method::Entropy {
+                v.abs()
+            } else {
+                v
+            };
             let bin = if width > 0.0 {
                 (((v - lo) / width) as usize).min(BINS - 1)
             } else {
@@ -189,7 +193,10 @@ pub fn entropy_bins(hist: &[u64], levels: usize) -> usize {
         // its non-empty bins
         let mut q = vec![0.0; i];
         for g in 0..levels {
-            let (s, e) = (g * i / levels, ((g + 1) * i / levels).max(g * i / levels + 1));
+            let (s, e) = (
+                g * i / levels,
+                ((g + 1) * i / levels).max(g * i / levels + 1),
+            );
             let mass: f64 = hist[s..e].iter().map(|&c| c as f64).sum();
             let nonzero = hist[s..e].iter().filter(|&&c| c > 0).count();
             if nonzero > 0 {
@@ -272,9 +279,7 @@ pub fn calibrate(
             if !(obs.min.is_finite() && obs.max.is_finite()) {
                 return Err(Error::setting(
                     "calibration",
-                    format!(
-                        "tensor `{name}` took non-finite values on the calibration images"
-                    ),
+                    format!("tensor `{name}` took non-finite values on the calibration images"),
                 ));
             }
             Ok((name.clone(), obs.range(method)))
@@ -300,7 +305,10 @@ mod tests {
         let mut v: Vec<f32> = (0..10_000).map(|i| i as f32 / 10_000.0).collect();
         v.push(50.0);
         v.push(-3.0);
-        assert_eq!(observed(&v, Method::MinMax).range(Method::MinMax), (-3.0, 50.0));
+        assert_eq!(
+            observed(&v, Method::MinMax).range(Method::MinMax),
+            (-3.0, 50.0)
+        );
         let (lo, hi) = observed(&v, Method::Percentile(99.9)).range(Method::Percentile(99.9));
         // the two outliers are cut; the bulk [0, 1) is kept to within a bin (53 / 2048)
         let bin = 53.0 / BINS as f32;

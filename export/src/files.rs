@@ -89,18 +89,23 @@ pub fn export_checkpoint(
     let ck = checkpoint::load(checkpoint_dir, &Device::Cpu)?;
     let card = card_of(&ck)?;
     let mut files: Vec<(Written, ModelProto)> = Vec::new();
-    let mut add = |target: Target, precision: Precision, format: Option<Int8Format>, model: ModelProto| {
-        let path = out.join(file_name(target, precision, format.unwrap_or(Int8Format::Qdq)));
-        files.push((
-            Written {
-                path,
+    let mut add =
+        |target: Target, precision: Precision, format: Option<Int8Format>, model: ModelProto| {
+            let path = out.join(file_name(
                 target,
                 precision,
-                format,
-            },
-            model,
-        ));
-    };
+                format.unwrap_or(Int8Format::Qdq),
+            ));
+            files.push((
+                Written {
+                    path,
+                    target,
+                    precision,
+                    format,
+                },
+                model,
+            ));
+        };
     let mut fp32_model = None;
     for target in [Target::Model, Target::Autoencoder, Target::Decoder] {
         let fp32 = export(&ck.graph, &ck.weights, &card, target)?;

@@ -212,8 +212,16 @@ mod tests {
             .map(|t| (t.name.as_str(), t.data_type))
             .collect();
         assert_eq!(types["w"], DataType::FLOAT16 as i32);
-        assert_eq!(types["mean"], DataType::FLOAT as i32, "read by a float32 node");
-        assert_eq!(types["scales"], DataType::FLOAT as i32, "Resize scales are float32");
+        assert_eq!(
+            types["mean"],
+            DataType::FLOAT as i32,
+            "read by a float32 node"
+        );
+        assert_eq!(
+            types["scales"],
+            DataType::FLOAT as i32,
+            "Resize scales are float32"
+        );
         // 1/3 is stored as the nearest float16
         let w = g.initializer.iter().find(|t| t.name == "w").unwrap();
         let back = floats(w).unwrap().unwrap();

@@ -189,7 +189,10 @@ pub fn plan(model: &mut ModelProto, float_nodes: &HashSet<String>) -> Result<Pla
         let weighted = matches!(node.op_type.as_str(), "Conv" | "Gemm")
             && node.input.len() >= 2
             && inits.contains(&node.input[1])
-            && node.input.get(2).is_none_or(|b| b.is_empty() || inits.contains(b))
+            && node
+                .input
+                .get(2)
+                .is_none_or(|b| b.is_empty() || inits.contains(b))
             && attr(&node, "transA").is_none_or(|a| a.i == 0);
         if !weighted || float_nodes.contains(&node.name) {
             continue;
@@ -257,7 +260,13 @@ pub(crate) fn int_values(name: &str, dims: &[usize], ty: DataType, values: &[i32
     typed_tensor(name, dims, ty, raw)
 }
 
-pub(crate) fn qdq_node(op: &str, name: &str, inputs: [&str; 3], output: &str, axis: Option<i64>) -> NodeProto {
+pub(crate) fn qdq_node(
+    op: &str,
+    name: &str,
+    inputs: [&str; 3],
+    output: &str,
+    axis: Option<i64>,
+) -> NodeProto {
     NodeProto {
         op_type: op.into(),
         name: name.into(),
@@ -402,7 +411,11 @@ pub fn quantize_qdq(
         out.push(qdq_node(
             "DequantizeLinear",
             &format!("{t}.dequantize"),
-            [&format!("{t}.q"), &format!("{t}.scale"), &format!("{t}.zero_point")],
+            [
+                &format!("{t}.q"),
+                &format!("{t}.scale"),
+                &format!("{t}.zero_point"),
+            ],
             &format!("{t}.dq"),
             None,
         ));
@@ -522,7 +535,10 @@ mod tests {
         assert_eq!(g.node[0].input, ["x", "conv.weight", "conv.bias"]);
         let a0 = 2.0 / (3.0f32 + 1e-5).sqrt();
         let a1 = 1.0 / (1.0f32 + 1e-5).sqrt();
-        assert_eq!(initializer(g, "conv.weight").unwrap().0, [0.5 * a0, -2.0 * a1]);
+        assert_eq!(
+            initializer(g, "conv.weight").unwrap().0,
+            [0.5 * a0, -2.0 * a1]
+        );
         assert_eq!(
             initializer(g, "conv.bias").unwrap().0,
             [(0.0 - 1.0) * a0 + 0.1, 0.0 * a1 + 0.0]
@@ -604,8 +620,14 @@ mod tests {
         // the Gemm bias scale is the input scale times each weight scale
         let (s, _) = initializer(g, "fc.bias.scale").unwrap();
         let sx = 4.0f32 / 255.0;
-        assert_eq!(s, [sx * (1.0 / 127.0), sx * (1.0 / 127.0), sx * (0.5 / 127.0)]);
+        assert_eq!(
+            s,
+            [sx * (1.0 / 127.0), sx * (1.0 / 127.0), sx * (0.5 / 127.0)]
+        );
         let e = quantize_qdq(&m, &p, &BTreeMap::new(), ActivationType::U8).unwrap_err();
-        assert!(e.to_string().contains("no calibrated range for `act`"), "{e}");
+        assert!(
+            e.to_string().contains("no calibrated range for `act`"),
+            "{e}"
+        );
     }
 }

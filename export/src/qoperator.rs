@@ -62,7 +62,8 @@ pub fn quantize_qoperator(
     let qlinear = |n: &NodeProto| {
         quantized.contains(&n.name) && n.op_type == "Conv" && full.contains(n.output[0].as_str())
     };
-    let integer_reader = |n: &NodeProto| qlinear(n) || (quantized.contains(&n.name) && n.op_type == "Gemm");
+    let integer_reader =
+        |n: &NodeProto| qlinear(n) || (quantized.contains(&n.name) && n.op_type == "Gemm");
     // quantised tensors some float operator (or the graph's output) reads in float
     let mut float_read: HashSet<String> = g.output.iter().map(|o| o.name.clone()).collect();
     for n in &nodes {
@@ -113,7 +114,11 @@ pub fn quantize_qoperator(
                 out.push(qdq_node(
                     "DequantizeLinear",
                     &format!("{y}.dequantize"),
-                    [&format!("{y}.q"), &format!("{y}.scale"), &format!("{y}.zero_point")],
+                    [
+                        &format!("{y}.q"),
+                        &format!("{y}.scale"),
+                        &format!("{y}.zero_point"),
+                    ],
                     &y,
                     None,
                 ));
@@ -153,7 +158,11 @@ pub fn quantize_qoperator(
             cast.attribute = vec![attr_int("to", DataType::FLOAT as i64)];
             out.push(cast);
             let has_bias = node.input.get(2).is_some_and(|b| !b.is_empty());
-            let scaled = if has_bias { format!("{name}.scaled") } else { y.clone() };
+            let scaled = if has_bias {
+                format!("{name}.scaled")
+            } else {
+                y.clone()
+            };
             out.push(op(
                 "Mul",
                 &format!("{name}.rescale"),
@@ -180,7 +189,11 @@ pub fn quantize_qoperator(
                 out.push(qdq_node(
                     "DequantizeLinear",
                     &format!("{x}.dequantize"),
-                    [&format!("{x}.q"), &format!("{x}.scale"), &format!("{x}.zero_point")],
+                    [
+                        &format!("{x}.q"),
+                        &format!("{x}.scale"),
+                        &format!("{x}.zero_point"),
+                    ],
                     &format!("{x}.dq"),
                     None,
                 ));

@@ -212,7 +212,11 @@ mod tests {
         );
         let s = Affine::from_range(0.0, 2.0, ActivationType::S8).unwrap();
         assert_eq!((s.scale, s.zero_point), (2.0 / 255.0, -128));
-        assert_eq!(s.dequantize(s.quantize(-5.0)), 0.0, "a ReLU range floors at 0");
+        assert_eq!(
+            s.dequantize(s.quantize(-5.0)),
+            0.0,
+            "a ReLU range floors at 0"
+        );
         // ranges are widened to include zero
         let p = Affine::from_range(1.0, 2.0, ActivationType::U8).unwrap();
         assert_eq!((p.zero_point, p.dequantize(0)), (0, 0.0));

@@ -239,7 +239,11 @@ pub fn int8_variants(
     let ranges: BTreeMap<String, (f32, f32)> =
         calibrate(graph, weights, batches, &names, opts.method)?;
     let images: usize = batches.iter().map(|b| b.dims()[0]).sum();
-    let g = folded.graph.as_ref().map(|g| g.node.clone()).unwrap_or_default();
+    let g = folded
+        .graph
+        .as_ref()
+        .map(|g| g.node.clone())
+        .unwrap_or_default();
     let mut kept: Vec<String> = g
         .iter()
         .filter(|n| {

@@ -14,13 +14,13 @@ use std::path::Path;
 
 use deepgalaxy_core::{Error, Result};
 
-mod tract;
 #[cfg(feature = "ort")]
 mod ort;
+mod tract;
 
-pub use self::tract::TractBackend;
 #[cfg(feature = "ort")]
 pub use self::ort::OrtBackend;
+pub use self::tract::TractBackend;
 
 /// A dense `f32` array with its shape (row-major).
 #[derive(Debug, Clone, PartialEq)]

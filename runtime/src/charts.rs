@@ -111,17 +111,27 @@ pub fn write_bars(
         // category names above their groups (plotters places axis labels at "nice" numbers)
         chart
             .draw_series(categories.iter().enumerate().map(|(i, c)| {
-                Text::new(c.clone(), (i as f64 + 0.1, top * 0.97), (FONT, 14).into_font())
+                Text::new(
+                    c.clone(),
+                    (i as f64 + 0.1, top * 0.97),
+                    (FONT, 14).into_font(),
+                )
             }))
             .map_err(err)?;
         let k = series.len().max(1) as f64;
         for (j, (name, values)) in series.iter().enumerate() {
             let c = category_colour(j);
             chart
-                .draw_series(values.iter().enumerate().filter(|(_, v)| v.is_finite()).map(|(i, v)| {
-                    let x0 = i as f64 + 0.1 + 0.8 * j as f64 / k;
-                    Rectangle::new([(x0, 0.0), (x0 + 0.8 / k, *v)], c.filled())
-                }))
+                .draw_series(
+                    values
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, v)| v.is_finite())
+                        .map(|(i, v)| {
+                            let x0 = i as f64 + 0.1 + 0.8 * j as f64 / k;
+                            Rectangle::new([(x0, 0.0), (x0 + 0.8 / k, *v)], c.filled())
+                        }),
+                )
                 .map_err(err)?
                 .label(name.clone())
                 .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], c.filled()));

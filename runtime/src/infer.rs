@@ -147,21 +147,26 @@ pub fn run_prepared(model: &Model, data: &[f32], n: usize) -> deepgalaxy_core::R
                 }
                 let (lo, hi) = (b * batch, ((b + 1) * batch).min(n));
                 let start = Instant::now();
-                let run = model.run(data[lo * per..hi * per].to_vec(), hi - lo).and_then(|out| {
-                    (0..hi - lo)
-                        .map(|k| {
-                            model
-                                .output_names()
-                                .iter()
-                                .map(|name| out.get(name).map(|t| t.row(k).to_vec()))
-                                .collect::<deepgalaxy_core::Result<Vec<_>>>()
-                                .map(|rows| SampleOutputs { rows })
-                        })
-                        .collect::<deepgalaxy_core::Result<Vec<_>>>()
-                });
+                let run = model
+                    .run(data[lo * per..hi * per].to_vec(), hi - lo)
+                    .and_then(|out| {
+                        (0..hi - lo)
+                            .map(|k| {
+                                model
+                                    .output_names()
+                                    .iter()
+                                    .map(|name| out.get(name).map(|t| t.row(k).to_vec()))
+                                    .collect::<deepgalaxy_core::Result<Vec<_>>>()
+                                    .map(|rows| SampleOutputs { rows })
+                            })
+                            .collect::<deepgalaxy_core::Result<Vec<_>>>()
+                    });
                 let seconds = start.elapsed().as_secs_f64();
                 match run {
-                    Ok(rows) => done.lock().unwrap_or_else(|e| e.into_inner()).push((b, seconds, rows)),
+                    Ok(rows) => done
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push((b, seconds, rows)),
                     Err(e) => {
                         *failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
                         break;

@@ -128,7 +128,13 @@ mod tests {
         let items = expand(&[root.clone()]).unwrap();
         let names: Vec<_> = items
             .iter()
-            .map(|i| i.path.strip_prefix(dir.path()).unwrap().display().to_string())
+            .map(|i| {
+                i.path
+                    .strip_prefix(dir.path())
+                    .unwrap()
+                    .display()
+                    .to_string()
+            })
             .collect();
         assert_eq!(names, ["a.fits", "b.png", "sub/c.JPG"]);
         let globbed = expand(&[format!("{root}/*.png"), format!("{root}/missing.png")]).unwrap();
@@ -138,7 +144,9 @@ mod tests {
         let err = expand(&[format!("{root}/*.tiff")]).unwrap_err().to_string();
         assert!(err.contains("matches no image"), "{err}");
         std::fs::remove_file(sub.join("c.JPG")).unwrap();
-        let err = expand(&[sub.display().to_string()]).unwrap_err().to_string();
+        let err = expand(&[sub.display().to_string()])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("holds no images"), "{err}");
     }
 }

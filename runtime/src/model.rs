@@ -80,27 +80,28 @@ impl Model {
             ));
         };
         // the sample shape from the file (the batch dimension is free)
-        let dims: Vec<usize> = input
-            .r#type
-            .as_ref()
-            .and_then(|t| t.value.as_ref())
-            .and_then(|v| {
-                let tract_onnx::pb::type_proto::Value::TensorType(t) = v;
-                t.shape.as_ref()
-            })
-            .map(|s| {
-                s.dim
-                    .iter()
-                    .skip(1)
-                    .map(|d| match d.value {
-                        Some(tract_onnx::pb::tensor_shape_proto::dimension::Value::DimValue(
-                            v,
-                        )) if v > 0 => v as usize,
-                        _ => 0,
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        let dims: Vec<usize> =
+            input
+                .r#type
+                .as_ref()
+                .and_then(|t| t.value.as_ref())
+                .and_then(|v| {
+                    let tract_onnx::pb::type_proto::Value::TensorType(t) = v;
+                    t.shape.as_ref()
+                })
+                .map(|s| {
+                    s.dim
+                        .iter()
+                        .skip(1)
+                        .map(|d| match d.value {
+                            Some(
+                                tract_onnx::pb::tensor_shape_proto::dimension::Value::DimValue(v),
+                            ) if v > 0 => v as usize,
+                            _ => 0,
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
         if dims.is_empty() || dims.contains(&0) {
             return Err(Error::invalid(
                 path,

@@ -112,7 +112,9 @@ pub fn predictions(
     let prob = find("probabilities").ok_or_else(|| {
         Error::setting(
             "model",
-            format!("the model has no `probabilities` output (it has {outputs:?}): is it model.onnx?"),
+            format!(
+                "the model has no `probabilities` output (it has {outputs:?}): is it model.onnx?"
+            ),
         )
     })?;
     let latent = find("latent");
@@ -159,7 +161,13 @@ pub fn score(predictions: &[Prediction]) -> Option<Score> {
         return None;
     }
     let n = scored.len() as f64;
-    let within = |k: u32| scored.iter().filter(|(c, l, _)| c.abs_diff(*l) <= k).count() as f64 / n;
+    let within = |k: u32| {
+        scored
+            .iter()
+            .filter(|(c, l, _)| c.abs_diff(*l) <= k)
+            .count() as f64
+            / n
+    };
     let errors: Vec<f64> = scored.iter().filter_map(|s| s.2).collect();
     Some(Score {
         count: scored.len(),
@@ -202,8 +210,9 @@ pub fn to_bytes(predictions: &[Prediction], format: Format) -> Result<Vec<u8>> {
     match format {
         Format::Json => serde_json::to_vec_pretty(predictions)
             .map_err(|e| Error::setting("predictions", e.to_string())),
-        Format::Csv => csv_bytes(predictions)
-            .map_err(|e| Error::setting("predictions", format!("CSV: {e}"))),
+        Format::Csv => {
+            csv_bytes(predictions).map_err(|e| Error::setting("predictions", format!("CSV: {e}")))
+        }
     }
 }
 
@@ -215,9 +224,17 @@ fn csv_bytes(predictions: &[Prediction]) -> std::result::Result<Vec<u8>, csv::Er
         .max()
         .unwrap_or(0);
     let mut w = csv::Writer::from_writer(Vec::new());
-    let mut header: Vec<String> = ["id", "file", "error", "t_myr", "t_myr_spread", "label", "true_t_myr"]
-        .map(String::from)
-        .to_vec();
+    let mut header: Vec<String> = [
+        "id",
+        "file",
+        "error",
+        "t_myr",
+        "t_myr_spread",
+        "label",
+        "true_t_myr",
+    ]
+    .map(String::from)
+    .to_vec();
     for i in 1..=k {
         header.push(format!("class_{i}"));
         header.push(format!("prob_{i}"));
@@ -245,7 +262,11 @@ fn csv_bytes(predictions: &[Prediction]) -> std::result::Result<Vec<u8>, csv::Er
             }
         }
         for i in 0..d {
-            row.push(opt(p.latent.as_ref().and_then(|l| l.get(i)).map(|v| v.to_string())));
+            row.push(opt(p
+                .latent
+                .as_ref()
+                .and_then(|l| l.get(i))
+                .map(|v| v.to_string())));
         }
         w.write_record(&row)?;
     }
@@ -295,7 +316,13 @@ mod tests {
     fn expected_time_and_spread_follow_the_distribution() {
         let card = card(vec![0.0, 10.0, 20.0, 30.0]);
         let probs = [0.1, 0.2, 0.6, 0.1];
-        let p = Prediction::new(&item(Some(1), Some(10.0)), Ok((&probs, Some(&[1.0, 2.0]))), &card, 2, true);
+        let p = Prediction::new(
+            &item(Some(1), Some(10.0)),
+            Ok((&probs, Some(&[1.0, 2.0]))),
+            &card,
+            2,
+            true,
+        );
         assert_eq!(p.top, vec![(2, 0.6), (1, 0.2)]);
         // mean 0*0.1 + 10*0.2 + 20*0.6 + 30*0.1 = 17; var = 0.1*289 + 0.2*49 + 0.6*9 + 0.1*169 = 61
         assert!((p.t_myr.unwrap() - 17.0).abs() < 1e-5);
@@ -309,13 +336,28 @@ mod tests {
     #[test]
     fn failures_are_kept_and_written() {
         let card = card(vec![0.0, 5.0]);
-        let bad = Prediction::new(&item(None, None), Err("x.png: truncated".into()), &card, 3, false);
-        let good = Prediction::new(&item(None, None), Ok((&[0.25, 0.75], None)), &card, 3, false);
+        let bad = Prediction::new(
+            &item(None, None),
+            Err("x.png: truncated".into()),
+            &card,
+            3,
+            false,
+        );
+        let good = Prediction::new(
+            &item(None, None),
+            Ok((&[0.25, 0.75], None)),
+            &card,
+            3,
+            false,
+        );
         assert_eq!(bad.error.as_deref(), Some("x.png: truncated"));
         assert!(score(&[bad.clone(), good.clone()]).is_none());
         let text = String::from_utf8(to_bytes(&[bad, good], Format::Csv).unwrap()).unwrap();
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines[0], "id,file,error,t_myr,t_myr_spread,label,true_t_myr,class_1,prob_1,class_2,prob_2");
+        assert_eq!(
+            lines[0],
+            "id,file,error,t_myr,t_myr_spread,label,true_t_myr,class_1,prob_1,class_2,prob_2"
+        );
         assert_eq!(lines[1], "x,x.png,x.png: truncated,,,,,,,,");
         assert_eq!(lines[2], "x,x.png,,3.750,2.165,,,1,0.750000,0,0.250000");
     }

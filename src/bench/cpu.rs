@@ -38,7 +38,13 @@ impl Cpu {
         Cpu {
             model: field("model name"),
             cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
-            lanes: if has("avx512f") { 16 } else if has("avx2") { 8 } else { 4 },
+            lanes: if has("avx512f") {
+                16
+            } else if has("avx2") {
+                8
+            } else {
+                4
+            },
             fma: has("fma"),
             ghz: field("cpu MHz").parse::<f64>().map_or(0.0, |m| m / 1e3),
             fma_units: 2,
@@ -48,7 +54,11 @@ impl Cpu {
     /// Peak GFLOP/s on `threads` cores.
     pub fn peak_gflops(&self, threads: usize) -> f64 {
         let per_fma = if self.fma { 2.0 } else { 1.0 };
-        threads.min(self.cores) as f64 * self.fma_units as f64 * self.lanes as f64 * per_fma * self.ghz
+        threads.min(self.cores) as f64
+            * self.fma_units as f64
+            * self.lanes as f64
+            * per_fma
+            * self.ghz
     }
 
     /// One line saying what the peak is and how it was derived.

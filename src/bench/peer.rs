@@ -14,9 +14,10 @@ pub fn python() -> Result<PathBuf, String> {
     let candidates: Vec<PathBuf> = std::env::var_os("DEEPGALAXY_PYTHON")
         .map(PathBuf::from)
         .into_iter()
-        .chain(std::env::var_os("HOME").map(|h| {
-            PathBuf::from(h).join(".cache/deepgalaxy/venv/bin/python")
-        }))
+        .chain(
+            std::env::var_os("HOME")
+                .map(|h| PathBuf::from(h).join(".cache/deepgalaxy/venv/bin/python")),
+        )
         .collect();
     for py in candidates {
         let ok = Command::new(&py)
@@ -27,7 +28,10 @@ pub fn python() -> Result<PathBuf, String> {
             return Ok(py);
         }
     }
-    Err("no Python with onnxruntime, numpy and Pillow (set DEEPGALAXY_PYTHON or run .ci/run)".into())
+    Err(
+        "no Python with onnxruntime, numpy and Pillow (set DEEPGALAXY_PYTHON or run .ci/run)"
+            .into(),
+    )
 }
 
 /// Runs the peer script with `args` and reads its throughput.

@@ -78,9 +78,9 @@ fn variants(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
         .with_context(|| format!("reading {}", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n == "model.onnx" || (n.starts_with("model.") && n.ends_with(".onnx")))
+            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                n == "model.onnx" || (n.starts_with("model.") && n.ends_with(".onnx"))
+            })
         })
         .collect();
     files.sort_by_key(|p| (p.file_name().map(|n| n != "model.onnx"), p.clone()));
@@ -98,11 +98,17 @@ fn outputs(model: &Model, run: &PreparedRun, name: &str) -> Option<Vec<Vec<f32>>
 }
 
 fn argmax(v: &[f32]) -> usize {
-    (0..v.len()).max_by(|&a, &b| v[a].total_cmp(&v[b])).unwrap_or(0)
+    (0..v.len())
+        .max_by(|&a, &b| v[a].total_cmp(&v[b]))
+        .unwrap_or(0)
 }
 
 fn cosine(a: &[f32], b: &[f32]) -> f64 {
-    let dot: f64 = a.iter().zip(b).map(|(x, y)| f64::from(*x) * f64::from(*y)).sum();
+    let dot: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| f64::from(*x) * f64::from(*y))
+        .sum();
     let na: f64 = a.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
     let nb: f64 = b.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
     if na == 0.0 || nb == 0.0 {
@@ -115,7 +121,14 @@ fn cosine(a: &[f32], b: &[f32]) -> f64 {
 /// Runs `bench precision`.
 pub fn run(args: &PrecisionArgs) -> anyhow::Result<()> {
     let files = variants(&args.models)?;
-    let reference = Model::open(&files[0], RunOptions { threads: 2, batch: 32, ..RunOptions::default() })?;
+    let reference = Model::open(
+        &files[0],
+        RunOptions {
+            threads: 2,
+            batch: 32,
+            ..RunOptions::default()
+        },
+    )?;
     let mut items = expand(std::slice::from_ref(&args.data))?;
     items.truncate(args.images);
     let mut data = Vec::new();
@@ -134,20 +147,39 @@ pub fn run(args: &PrecisionArgs) -> anyhow::Result<()> {
 
     // accuracy and agreement, each file once on tract
     let ref_run = run_prepared(&reference, &data, n)?;
-    let ref_probs = outputs(&reference, &ref_run, "probabilities").context("no probabilities output")?;
+    let ref_probs =
+        outputs(&reference, &ref_run, "probabilities").context("no probabilities output")?;
     let ref_latent = outputs(&reference, &ref_run, "latent");
     let mut quality = Vec::new();
     for file in &files {
-        let model = Model::open(file, RunOptions { threads: 2, batch: 32, ..RunOptions::default() })?;
+        let model = Model::open(
+            file,
+            RunOptions {
+                threads: 2,
+                batch: 32,
+                ..RunOptions::default()
+            },
+        )?;
         eprintln!("accuracy of {} ...", file.display());
         let run = run_prepared(&model, &data, n)?;
         let results: Vec<SampleResult> = run.samples.iter().cloned().map(Ok).collect();
-        let preds = predictions(&items, &results, model.output_names(), model.card(), 1, false)?;
+        let preds = predictions(
+            &items,
+            &results,
+            model.output_names(),
+            model.card(),
+            1,
+            false,
+        )?;
         let probs = outputs(&model, &run, "probabilities").context("no probabilities output")?;
-        let agree = probs.iter().zip(&ref_probs).filter(|(a, b)| argmax(a) == argmax(b)).count();
-        let latent_cosine = outputs(&model, &run, "latent").zip(ref_latent.as_ref()).map(|(l, r)| {
-            l.iter().zip(r).map(|(a, b)| cosine(a, b)).sum::<f64>() / n as f64
-        });
+        let agree = probs
+            .iter()
+            .zip(&ref_probs)
+            .filter(|(a, b)| argmax(a) == argmax(b))
+            .count();
+        let latent_cosine = outputs(&model, &run, "latent")
+            .zip(ref_latent.as_ref())
+            .map(|(l, r)| l.iter().zip(r).map(|(a, b)| cosine(a, b)).sum::<f64>() / n as f64);
         quality.push(Quality {
             file: file.display().to_string(),
             precision: model.card().precision.clone(),
@@ -165,7 +197,12 @@ pub fn run(args: &PrecisionArgs) -> anyhow::Result<()> {
             for &threads in &args.threads {
                 for backend in [BackendKind::Tract, BackendKind::Ort] {
                     let result = time_backend(file, backend, batch, threads, &data, n, args);
-                    eprintln!("{} {} batch {batch} threads {threads}: {}", file.display(), backend.name(), cell(&result));
+                    eprintln!(
+                        "{} {} batch {batch} threads {threads}: {}",
+                        file.display(),
+                        backend.name(),
+                        cell(&result)
+                    );
                     timed.push(Timed {
                         file: file.display().to_string(),
                         runner: format!("deepgalaxy ({})", backend.name()),
@@ -188,7 +225,11 @@ pub fn run(args: &PrecisionArgs) -> anyhow::Result<()> {
                     threads.to_string(),
                     args.repeats.to_string(),
                 ]);
-                eprintln!("{} python onnxruntime batch {batch} threads {threads}: {}", file.display(), cell(&result));
+                eprintln!(
+                    "{} python onnxruntime batch {batch} threads {threads}: {}",
+                    file.display(),
+                    cell(&result)
+                );
                 timed.push(Timed {
                     file: file.display().to_string(),
                     runner: "Python onnxruntime".into(),
@@ -207,7 +248,12 @@ pub fn run(args: &PrecisionArgs) -> anyhow::Result<()> {
         .map(|t| {
             timed
                 .iter()
-                .find(|r| r.file == fp32 && r.runner == t.runner && r.batch == t.batch && r.threads == t.threads)
+                .find(|r| {
+                    r.file == fp32
+                        && r.runner == t.runner
+                        && r.batch == t.batch
+                        && r.threads == t.threads
+                })
                 .and_then(|r| r.result.as_ref().ok().map(|x| x.images_per_sec))
         })
         .collect();
@@ -228,9 +274,13 @@ pub fn run(args: &PrecisionArgs) -> anyhow::Result<()> {
         "throughput": timed,
     });
     let bytes = serde_json::to_vec_pretty(&json)?;
-    deepgalaxy_core::io::write_atomic(&args.out.join("results.json"), |f| std::io::Write::write_all(f, &bytes))?;
+    deepgalaxy_core::io::write_atomic(&args.out.join("results.json"), |f| {
+        std::io::Write::write_all(f, &bytes)
+    })?;
     let md = report(args, n, &shape, fma, &cpu, &quality, &timed);
-    deepgalaxy_core::io::write_atomic(&args.out.join("report.md"), |f| std::io::Write::write_all(f, md.as_bytes()))?;
+    deepgalaxy_core::io::write_atomic(&args.out.join("report.md"), |f| {
+        std::io::Write::write_all(f, md.as_bytes())
+    })?;
     plots(args, &quality, &timed)?;
     print!("{md}");
     Ok(())
@@ -246,7 +296,15 @@ fn time_backend(
     n: usize,
     args: &PrecisionArgs,
 ) -> Result<Throughput, String> {
-    let model = Model::open(file, RunOptions { backend, threads, batch }).map_err(|e| e.to_string())?;
+    let model = Model::open(
+        file,
+        RunOptions {
+            backend,
+            threads,
+            batch,
+        },
+    )
+    .map_err(|e| e.to_string())?;
     let per = data.len() / n;
     let warm = batch.min(n);
     let start = std::time::Instant::now();
@@ -273,13 +331,18 @@ fn time_backend(
 
 fn cell(r: &Result<Throughput, String>) -> String {
     match r {
-        Ok(t) => format!("{:.1} images/s (p50 {:.2} ms, p99 {:.2} ms)", t.images_per_sec, t.p50_ms, t.p99_ms),
+        Ok(t) => format!(
+            "{:.1} images/s (p50 {:.2} ms, p99 {:.2} ms)",
+            t.images_per_sec, t.p50_ms, t.p99_ms
+        ),
         Err(e) => format!("n/a: {}", e.lines().next().unwrap_or_default()),
     }
 }
 
 fn name_of(file: &str) -> String {
-    Path::new(file).file_name().map_or(file.to_string(), |f| f.to_string_lossy().into_owned())
+    Path::new(file)
+        .file_name()
+        .map_or(file.to_string(), |f| f.to_string_lossy().into_owned())
 }
 
 fn report(
@@ -304,15 +367,24 @@ fn report(
     let _ = writeln!(md, "CPU: {}\n", cpu.describe());
     let _ = writeln!(md, "## Accuracy and agreement with FP32\n");
     let _ = writeln!(md, "| file | precision | size (kB) | top-1 | within-1 | MAE (Myr) | top-1 agreement | latent cosine |");
-    let _ = writeln!(md, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+    let _ = writeln!(
+        md,
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+    );
     let base = quality.first().and_then(|q| q.score);
     for q in quality {
         let (t1, w1, mae) = q.score.map_or(("-".into(), "-".into(), "-".into()), |s| {
             let d = |x: f64, b: Option<f64>| match b {
-                Some(b) if q.file != quality[0].file => format!("{:.1}% ({:+.1})", 100.0 * x, 100.0 * (x - b)),
+                Some(b) if q.file != quality[0].file => {
+                    format!("{:.1}% ({:+.1})", 100.0 * x, 100.0 * (x - b))
+                }
                 _ => format!("{:.1}%", 100.0 * x),
             };
-            (d(s.top1, base.map(|b| b.top1)), d(s.within1, base.map(|b| b.within1)), format!("{:.1}", s.mae_myr))
+            (
+                d(s.top1, base.map(|b| b.top1)),
+                d(s.within1, base.map(|b| b.within1)),
+                format!("{:.1}", s.mae_myr),
+            )
         });
         let _ = writeln!(
             md,
@@ -326,7 +398,10 @@ fn report(
     }
     let _ = writeln!(md, "\n## Throughput\n");
     let _ = writeln!(md, "| file | runner | batch | threads | images/s | speed-up vs FP32 | p50 ms | p99 ms | GFLOP/s (% of peak) |");
-    let _ = writeln!(md, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    let _ = writeln!(
+        md,
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    );
     for t in timed {
         match &t.result {
             Ok(x) => {
@@ -341,15 +416,29 @@ fn report(
                     t.speedup_vs_fp32.map_or("-".into(), |s| format!("{s:.2}")),
                     x.p50_ms,
                     x.p99_ms,
-                    t.gflops.map_or("-".into(), |g| format!("{g:.1} ({:.1}%)", 100.0 * g / cpu.peak_gflops(t.threads))),
+                    t.gflops.map_or("-".into(), |g| format!(
+                        "{g:.1} ({:.1}%)",
+                        100.0 * g / cpu.peak_gflops(t.threads)
+                    )),
                 );
             }
             Err(e) => {
-                let _ = writeln!(md, "| {} | {} | {} | {} | {} | | | | |", name_of(&t.file), t.runner, t.batch, t.threads, e.lines().next().unwrap_or_default());
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {} | {} | {} | | | | |",
+                    name_of(&t.file),
+                    t.runner,
+                    t.batch,
+                    t.threads,
+                    e.lines().next().unwrap_or_default()
+                );
             }
         }
     }
-    let _ = writeln!(md, "\n![speed-up vs accuracy](speedup_vs_accuracy.png)\n\n![throughput](throughput.png)");
+    let _ = writeln!(
+        md,
+        "\n![speed-up vs accuracy](speedup_vs_accuracy.png)\n\n![throughput](throughput.png)"
+    );
     md
 }
 
@@ -361,10 +450,21 @@ fn plots(args: &PrecisionArgs, quality: &[Quality], timed: &[Timed]) -> anyhow::
     );
     let mut points = Vec::new();
     for q in quality {
-        for t in timed.iter().filter(|t| t.file == q.file && t.batch == batch && t.threads == threads) {
+        for t in timed
+            .iter()
+            .filter(|t| t.file == q.file && t.batch == batch && t.threads == threads)
+        {
             if let (Some(s), Some(b), Some(up)) = (q.score, base, t.speedup_vs_fp32) {
                 if t.runner.starts_with("deepgalaxy") {
-                    points.push((format!("{} {}", q.precision, t.runner.trim_start_matches("deepgalaxy ")), up, 100.0 * (s.top1 - b)));
+                    points.push((
+                        format!(
+                            "{} {}",
+                            q.precision,
+                            t.runner.trim_start_matches("deepgalaxy ")
+                        ),
+                        up,
+                        100.0 * (s.top1 - b),
+                    ));
                 }
             }
         }
@@ -388,7 +488,12 @@ fn plots(args: &PrecisionArgs, quality: &[Quality], timed: &[Timed]) -> anyhow::
                 .map(|q| {
                     timed
                         .iter()
-                        .find(|t| t.file == q.file && &t.runner == r && t.batch == batch && t.threads == threads)
+                        .find(|t| {
+                            t.file == q.file
+                                && &t.runner == r
+                                && t.batch == batch
+                                && t.threads == threads
+                        })
                         .and_then(|t| t.result.as_ref().ok().map(|x| x.images_per_sec))
                         .unwrap_or(f64::NAN)
                 })

@@ -49,28 +49,46 @@ pub fn run(args: &PredictBenchArgs) -> anyhow::Result<()> {
     anyhow::ensure!(!items.is_empty(), "{}: no images", args.data);
     let n = items.len();
     let list = args.out.join("files.txt");
-    let names: String = items.iter().map(|i| format!("{}\n", i.path.display())).collect();
+    let names: String = items
+        .iter()
+        .map(|i| format!("{}\n", i.path.display()))
+        .collect();
     deepgalaxy_core::io::write_atomic(&list, |f| std::io::Write::write_all(f, names.as_bytes()))?;
     let mut rows = Vec::new();
     for batch in [1usize, 32] {
         for threads in [1usize, 2] {
             for backend in [BackendKind::Tract, BackendKind::Ort] {
-                let result = Model::open(&args.model, RunOptions { backend, threads, batch })
-                    .map_err(|e| e.to_string())
-                    .and_then(|model| {
-                        let pass = || {
-                            let results = run_items(&model, &items, &|_| {});
-                            match results.iter().find_map(|r| r.as_ref().err()) {
-                                Some(e) => anyhow::bail!("{e}"),
-                                None => Ok(vec![]),
-                            }
-                        };
-                        let warm = || run_items(&model, &items[..batch.min(n)], &|_| {});
-                        measure(n, args.repeats, || Ok(drop(warm())), pass)
-                            .map_err(|e| e.to_string())
-                    });
-                eprintln!("{} batch {batch} threads {threads}: {}", backend.name(), show(&result));
-                rows.push(Row { runner: format!("deepgalaxy ({})", backend.name()), batch, threads, result });
+                let result = Model::open(
+                    &args.model,
+                    RunOptions {
+                        backend,
+                        threads,
+                        batch,
+                    },
+                )
+                .map_err(|e| e.to_string())
+                .and_then(|model| {
+                    let pass = || {
+                        let results = run_items(&model, &items, &|_| {});
+                        match results.iter().find_map(|r| r.as_ref().err()) {
+                            Some(e) => anyhow::bail!("{e}"),
+                            None => Ok(vec![]),
+                        }
+                    };
+                    let warm = || run_items(&model, &items[..batch.min(n)], &|_| {});
+                    measure(n, args.repeats, || Ok(drop(warm())), pass).map_err(|e| e.to_string())
+                });
+                eprintln!(
+                    "{} batch {batch} threads {threads}: {}",
+                    backend.name(),
+                    show(&result)
+                );
+                rows.push(Row {
+                    runner: format!("deepgalaxy ({})", backend.name()),
+                    batch,
+                    threads,
+                    result,
+                });
             }
             let size = Model::open(&args.model, RunOptions::default())?.input_shape()[1];
             let result = peer::run(&[
@@ -82,8 +100,16 @@ pub fn run(args: &PredictBenchArgs) -> anyhow::Result<()> {
                 threads.to_string(),
                 args.repeats.to_string(),
             ]);
-            eprintln!("python onnxruntime batch {batch} threads {threads}: {}", show(&result));
-            rows.push(Row { runner: "Python onnxruntime".into(), batch, threads, result });
+            eprintln!(
+                "python onnxruntime batch {batch} threads {threads}: {}",
+                show(&result)
+            );
+            rows.push(Row {
+                runner: "Python onnxruntime".into(),
+                batch,
+                threads,
+                result,
+            });
         }
     }
     let mut md = format!(
@@ -94,12 +120,23 @@ pub fn run(args: &PredictBenchArgs) -> anyhow::Result<()> {
         args.repeats
     );
     for r in &rows {
-        let _ = writeln!(md, "| {} | {} | {} | {} |", r.runner, r.batch, r.threads, show(&r.result));
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} |",
+            r.runner,
+            r.batch,
+            r.threads,
+            show(&r.result)
+        );
     }
     print!("{md}");
     let json = serde_json::to_vec_pretty(&rows)?;
-    deepgalaxy_core::io::write_atomic(&args.out.join("predict.json"), |f| std::io::Write::write_all(f, &json))?;
-    deepgalaxy_core::io::write_atomic(&args.out.join("predict.md"), |f| std::io::Write::write_all(f, md.as_bytes()))?;
+    deepgalaxy_core::io::write_atomic(&args.out.join("predict.json"), |f| {
+        std::io::Write::write_all(f, &json)
+    })?;
+    deepgalaxy_core::io::write_atomic(&args.out.join("predict.md"), |f| {
+        std::io::Write::write_all(f, md.as_bytes())
+    })?;
     Ok(())
 }
 

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context;
-use deepgalaxy_runtime::inputs::InputItem;
 use deepgalaxy_runtime::infer::run_items;
+use deepgalaxy_runtime::inputs::InputItem;
 use deepgalaxy_runtime::model::{Model, RunOptions};
 use deepgalaxy_sim::{simulate_dataset, Grid, MergerConfig, MergerSpec, SimulateConfig};
 
@@ -42,7 +42,10 @@ pub fn run(args: &SpeedupArgs) -> anyhow::Result<()> {
         size: args.size,
         ..SimulateConfig::default()
     };
-    eprintln!("simulating one merger ({} particles, {} px, 71 snapshots x 14 cameras)...", args.particles, args.size);
+    eprintln!(
+        "simulating one merger ({} particles, {} px, 71 snapshots x 14 cameras)...",
+        args.particles, args.size
+    );
     let start = Instant::now();
     let catalog = simulate_dataset(&cfg, tmp.path(), &|_| {})?;
     let sim_seconds = start.elapsed().as_secs_f64();
@@ -53,19 +56,38 @@ pub fn run(args: &SpeedupArgs) -> anyhow::Result<()> {
         label: record.label,
         t_myr: record.t_myr,
     };
-    let model = Model::open(&args.model, RunOptions { threads: 1, batch: 1, ..RunOptions::default() })?;
+    let model = Model::open(
+        &args.model,
+        RunOptions {
+            threads: 1,
+            batch: 1,
+            ..RunOptions::default()
+        },
+    )?;
     let items = std::slice::from_ref(&item);
-    run_items(&model, items, &|_| {})[0].clone().map_err(anyhow::Error::msg)?;
+    run_items(&model, items, &|_| {})[0]
+        .clone()
+        .map_err(anyhow::Error::msg)?;
     let mut times = Vec::new();
     for _ in 0..args.repeats.max(1) {
         let t = Instant::now();
-        run_items(&model, items, &|_| {})[0].clone().map_err(anyhow::Error::msg)?;
+        run_items(&model, items, &|_| {})[0]
+            .clone()
+            .map_err(anyhow::Error::msg)?;
         times.push(t.elapsed().as_secs_f64());
     }
     let infer_seconds = quantile(&times, 0.5);
     let ratio = sim_seconds / infer_seconds;
-    println!("seconds per simulated merger: {sim_seconds:.1} ({} particles, {} CPU threads)", args.particles, rayon::current_num_threads());
-    println!("seconds per inferred image: {infer_seconds:.5} (median of {}, {}, batch 1, 1 thread)", times.len(), args.model.display());
+    println!(
+        "seconds per simulated merger: {sim_seconds:.1} ({} particles, {} CPU threads)",
+        args.particles,
+        rayon::current_num_threads()
+    );
+    println!(
+        "seconds per inferred image: {infer_seconds:.5} (median of {}, {}, batch 1, 1 thread)",
+        times.len(),
+        args.model.display()
+    );
     println!("Speed-up over simulation: {ratio:.0}");
     println!("(the paper: 10^4-10^5, 2 s of inference against 1-2 days of simulation)");
     Ok(())

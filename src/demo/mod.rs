@@ -83,7 +83,11 @@ impl Runner {
             .join(" ");
         let n = self.stages.len() + 1;
         let seconds = if done.exists() {
-            eprintln!("\n[{n}/{}] {name}: already done ({})", self.total, done.display());
+            eprintln!(
+                "\n[{n}/{}] {name}: already done ({})",
+                self.total,
+                done.display()
+            );
             None
         } else {
             eprintln!("\n[{n}/{}] {name}: {command}", self.total);
@@ -158,7 +162,10 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     let model = onnx.join("model.onnx");
     let model_int8 = onnx.join("model.int8.onnx");
     let held_out = sim.join("heldout.csv");
-    let hst = args.observations.is_dir().then(|| args.observations.clone());
+    let hst = args
+        .observations
+        .is_dir()
+        .then(|| args.observations.clone());
     let mut r = Runner {
         stages: vec![],
         total: 10,
@@ -226,14 +233,31 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     )?;
     let mut timing = Vec::new();
     for (name, file, csv) in [
-        ("predict held-out (FP32)", &model, out.join("predictions_heldout.json")),
-        ("predict held-out (INT8)", &model_int8, out.join("predictions_heldout_int8.json")),
+        (
+            "predict held-out (FP32)",
+            &model,
+            out.join("predictions_heldout.json"),
+        ),
+        (
+            "predict held-out (INT8)",
+            &model_int8,
+            out.join("predictions_heldout_int8.json"),
+        ),
     ] {
         let before = r.stages.len();
         r.stage(
             name,
             &csv,
-            os(&[&"predict", &"--model", file, &"--output", &csv, &"-k", &"3", &held_out]),
+            os(&[
+                &"predict",
+                &"--model",
+                file,
+                &"--output",
+                &csv,
+                &"-k",
+                &"3",
+                &held_out,
+            ]),
             crate::predict::run,
         )?;
         timing.push(r.stages[before].seconds);
@@ -251,7 +275,15 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     r.stage(
         "index",
         &index,
-        os(&[&"index", &"--model", &model, &"--data", &catalog, &"--output", &index]),
+        os(&[
+            &"index",
+            &"--model",
+            &model,
+            &"--data",
+            &catalog,
+            &"--output",
+            &index,
+        ]),
         crate::library::index,
     )?;
     let queries: Vec<PathBuf> = match &hst {
@@ -283,7 +315,14 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     r.stage(
         "cluster",
         &clusters.join("clusters.csv"),
-        os(&[&"cluster", &"--index", &index, &"--output", &clusters, &"--tsne"]),
+        os(&[
+            &"cluster",
+            &"--index",
+            &index,
+            &"--output",
+            &clusters,
+            &"--tsne",
+        ]),
         crate::cluster::run,
     )?;
     let (a, b) = report::interpolation_ends(&held_out)?;
@@ -313,6 +352,10 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         total_seconds: start.elapsed().as_secs_f64(),
     };
     let report = report::write(&measured, &r.stages)?;
-    eprintln!("\nwrote {} ({:.0} s in all)", report.display(), measured.total_seconds);
+    eprintln!(
+        "\nwrote {} ({:.0} s in all)",
+        report.display(),
+        measured.total_seconds
+    );
     Ok(())
 }

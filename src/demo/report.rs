@@ -31,7 +31,11 @@ pub struct Measured {
 pub fn sample_queries(held_out: &Path, n: usize) -> anyhow::Result<Vec<PathBuf>> {
     let c = Catalog::read(held_out)?;
     let cam0: Vec<_> = c.records.iter().filter(|r| r.camera == Some(0)).collect();
-    anyhow::ensure!(!cam0.is_empty(), "{}: no camera-0 images", held_out.display());
+    anyhow::ensure!(
+        !cam0.is_empty(),
+        "{}: no camera-0 images",
+        held_out.display()
+    );
     Ok((0..n)
         .map(|i| c.resolve(cam0[(i * cam0.len() / n.max(1)).min(cam0.len() - 1)]))
         .collect())
@@ -45,7 +49,8 @@ pub fn interpolation_ends(held_out: &Path) -> anyhow::Result<(PathBuf, PathBuf)>
 
 fn read_predictions(path: &Path) -> anyhow::Result<Vec<Prediction>> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    serde_json::from_slice(&bytes).with_context(|| format!("{} is not a predictions file", path.display()))
+    serde_json::from_slice(&bytes)
+        .with_context(|| format!("{} is not a predictions file", path.display()))
 }
 
 /// Simulated images of one camera through the merger, every seventh class.
@@ -58,7 +63,11 @@ fn write_samples(catalog: &Path, path: &Path) -> anyhow::Result<()> {
         .filter(|r| r.simulation == first && r.camera == Some(0))
         .filter(|r| r.label.is_some_and(|l| l % 7 == 0))
         .collect();
-    anyhow::ensure!(!chosen.is_empty(), "{}: no images to show", catalog.display());
+    anyhow::ensure!(
+        !chosen.is_empty(),
+        "{}: no images to show",
+        catalog.display()
+    );
     let images = chosen
         .iter()
         .map(|r| deepgalaxy_core::image::load(&c.resolve(r)).map_err(anyhow::Error::from))
@@ -136,7 +145,10 @@ pub fn write(m: &Measured, stages: &[Stage]) -> anyhow::Result<PathBuf> {
     let fp32 = read_predictions(&out.join("predictions_heldout.json"))?;
     let s32 = score(&fp32).context("the held-out predictions have no labels")?;
     let _ = writeln!(md, "## Accuracy on the held-out simulations\n");
-    let _ = writeln!(md, "| model | images | top-1 | within 1 class | within 2 classes | MAE (Myr) |");
+    let _ = writeln!(
+        md,
+        "| model | images | top-1 | within 1 class | within 2 classes | MAE (Myr) |"
+    );
     let _ = writeln!(md, "| --- | --- | --- | --- | --- | --- |");
     md += &score_row("FP32", &s32);
     let int8_path = out.join("predictions_heldout_int8.json");
@@ -198,7 +210,12 @@ pub fn write(m: &Measured, stages: &[Stage]) -> anyhow::Result<PathBuf> {
         .as_array()
         .into_iter()
         .flatten()
-        .flat_map(|q| q["result"]["neighbours"].as_array().cloned().unwrap_or_default())
+        .flat_map(|q| {
+            q["result"]["neighbours"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
         .filter_map(|n| n["ssim"].as_f64())
         .collect();
     let _ = writeln!(md, "## Similarity search\n");
@@ -223,7 +240,10 @@ pub fn write(m: &Measured, stages: &[Stage]) -> anyhow::Result<PathBuf> {
         md,
         "{n_clusters} clusters (number from the eigengap).\n\n![clusters](clusters/latent_map_pca_clusters.png)\n\n![classes](clusters/latent_map_pca_classes.png)\n\n![t-SNE](clusters/latent_map_tsne_classes.png)\n"
     );
-    let _ = writeln!(md, "## Latent interpolation\n\n![interpolation](interpolation.png)\n");
+    let _ = writeln!(
+        md,
+        "## Latent interpolation\n\n![interpolation](interpolation.png)\n"
+    );
 
     if m.hst {
         let hst = read_predictions(&out.join("predictions_hst.json"))?;
@@ -242,7 +262,11 @@ pub fn write(m: &Measured, stages: &[Stage]) -> anyhow::Result<PathBuf> {
                     let _ = writeln!(md, "| {name} | {c} | {q:.2} | {t:.0} ± {s:.0} |");
                 }
                 _ => {
-                    let _ = writeln!(md, "| {name} | failed: {} | | |", p.error.clone().unwrap_or_default());
+                    let _ = writeln!(
+                        md,
+                        "| {name} | failed: {} | | |",
+                        p.error.clone().unwrap_or_default()
+                    );
                 }
             }
         }

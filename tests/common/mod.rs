@@ -118,9 +118,22 @@ pub fn exported(dir: &Path, latent: usize, seed: u64) -> Exported {
     let graph = Graph::build(&spec).unwrap();
     let weights = Weights::init(&graph, seed, &Device::Cpu).unwrap();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-    let x = Tensor::rand(0f32, 1f32, (8, 1, SIZE as usize, SIZE as usize), &Device::Cpu).unwrap();
+    let x = Tensor::rand(
+        0f32,
+        1f32,
+        (8, 1, SIZE as usize, SIZE as usize),
+        &Device::Cpu,
+    )
+    .unwrap();
     let o = graph.outputs;
-    forward(&graph, &weights, &x, &[o.logits, o.vae_reconstruction], Mode::Train(&mut rng)).unwrap();
+    forward(
+        &graph,
+        &weights,
+        &x,
+        &[o.logits, o.vae_reconstruction],
+        Mode::Train(&mut rng),
+    )
+    .unwrap();
     let card = ModelCard {
         card_version: CARD_VERSION,
         tool_version: "test".into(),
@@ -138,8 +151,16 @@ pub fn exported(dir: &Path, latent: usize, seed: u64) -> Exported {
     std::fs::create_dir_all(dir).unwrap();
     let model = dir.join("model.onnx");
     let decoder = dir.join("decoder.onnx");
-    write(&model, &export(&graph, &weights, &card, Target::Model).unwrap()).unwrap();
-    write(&decoder, &export(&graph, &weights, &card, Target::Decoder).unwrap()).unwrap();
+    write(
+        &model,
+        &export(&graph, &weights, &card, Target::Model).unwrap(),
+    )
+    .unwrap();
+    write(
+        &decoder,
+        &export(&graph, &weights, &card, Target::Decoder).unwrap(),
+    )
+    .unwrap();
     Exported {
         model,
         decoder,
@@ -148,4 +169,3 @@ pub fn exported(dir: &Path, latent: usize, seed: u64) -> Exported {
         preprocess,
     }
 }
-

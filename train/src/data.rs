@@ -253,9 +253,10 @@ pub fn load_images(
     indices
         .par_iter()
         .map(|&i| {
-            let r = catalog.records.get(i).ok_or_else(|| {
-                Error::setting("images", format!("no catalog record {i}"))
-            })?;
+            let r = catalog
+                .records
+                .get(i)
+                .ok_or_else(|| Error::setting("images", format!("no catalog record {i}")))?;
             let file = catalog.resolve(r);
             let image = deepgalaxy_core::image::load(&file)?;
             let x = preprocess(&image, p, &file)?;

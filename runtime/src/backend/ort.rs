@@ -70,7 +70,10 @@ impl OrtBackend {
             .commit_from_memory(&bytes)
             .map_err(fail)?;
         if session.inputs().len() != 1 {
-            return Err(Error::invalid(path, "the model must have exactly one input"));
+            return Err(Error::invalid(
+                path,
+                "the model must have exactly one input",
+            ));
         }
         let input = session.inputs()[0].name().to_string();
         Ok(OrtBackend {
@@ -91,7 +94,8 @@ impl Backend for OrtBackend {
     }
 
     fn run(&self, input: &Tensor) -> Result<Vec<Tensor>> {
-        let fail = |e: ort::Error| Error::invalid(&self.path, format!("ONNX Runtime run failed: {e}"));
+        let fail =
+            |e: ort::Error| Error::invalid(&self.path, format!("ONNX Runtime run failed: {e}"));
         let shape: Vec<i64> = input.shape.iter().map(|&d| d as i64).collect();
         let value = TensorRef::from_array_view((shape, &input.data[..])).map_err(fail)?;
         let mut session = self.session.lock().unwrap_or_else(|e| e.into_inner());

@@ -29,11 +29,14 @@ impl TractBackend {
     pub fn open(path: &Path, threads: usize) -> Result<TractBackend> {
         let bytes = deepgalaxy_core::io::read_bytes(path)?;
         let onnx = tract_onnx::onnx().with_ignore_value_info(true);
-        let model = onnx
-            .model_for_read(&mut &bytes[..])
-            .map_err(|e| Error::invalid(path, format!("tract cannot load this ONNX model: {e:#}")))?;
+        let model = onnx.model_for_read(&mut &bytes[..]).map_err(|e| {
+            Error::invalid(path, format!("tract cannot load this ONNX model: {e:#}"))
+        })?;
         if model.input_outlets().map(|i| i.len()).unwrap_or(0) != 1 {
-            return Err(Error::invalid(path, "the model must have exactly one input"));
+            return Err(Error::invalid(
+                path,
+                "the model must have exactly one input",
+            ));
         }
         Ok(TractBackend {
             path: path.to_path_buf(),
@@ -90,7 +93,9 @@ impl Backend for TractBackend {
                 let t = v
                     .into_tensor()
                     .cast_to::<f32>()
-                    .map_err(|e| Error::invalid(&self.path, format!("output is not numeric: {e:#}")))?
+                    .map_err(|e| {
+                        Error::invalid(&self.path, format!("output is not numeric: {e:#}"))
+                    })?
                     .into_owned();
                 let array = t
                     .into_plain_array::<f32>()
