@@ -223,34 +223,43 @@ fn worst_difference(ours: &Tensor, theirs: &[f64], what: &str) -> f64 {
         .fold(0.0, f64::max)
 }
 
-#[test]
-fn tract_agrees_with_candle_for_every_backbone_and_file() {
-    use deepgalaxy_runtime::backend::{Backend, TractBackend};
-    let tmp = tempfile::tempdir().unwrap();
+/// Every backbone's every file written to `dir`, with its case: (backbone name, case, path).
+fn exported_cases(dir: &Path) -> Vec<(&'static str, Case, std::path::PathBuf)> {
+    let mut all = Vec::new();
     for b in backbones() {
         let name = b.name();
         let (spec, graph, weights) = model(b);
         let c = card(&spec);
         for case in cases(&spec, &graph, &weights) {
-            let target = case.target;
-            let path = tmp.path().join(format!("{name}_{target:?}.onnx"));
-            write(&path, &export(&graph, &weights, &c, target).unwrap()).unwrap();
-            let tract = TractBackend::open(&path, 1).unwrap();
-            let input = deepgalaxy_runtime::backend::Tensor::new(
-                case.value.dims().to_vec(),
-                case.value.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
-            )
-            .unwrap();
-            let outputs = tract.run(&input).unwrap();
-            assert_eq!(outputs.len(), case.expected.len(), "{name} {target:?}");
-            for ((output, ours), theirs) in case.expected.iter().zip(&outputs) {
-                let theirs: Vec<f64> = theirs.data.iter().map(|&v| f64::from(v)).collect();
-                let worst = worst_difference(ours, &theirs, output);
-                assert!(
-                    worst <= 1e-4,
-                    "{name} {target:?} {output}: max |candle - tract| = {worst}"
-                );
-            }
+            let path = dir.join(format!("{name}_{:?}.onnx", case.target));
+            write(&path, &export(&graph, &weights, &c, case.target).unwrap()).unwrap();
+            all.push((name, case, path));
+        }
+    }
+    all
+}
+
+#[test]
+fn tract_agrees_with_candle_for_every_backbone_and_file() {
+    use deepgalaxy_runtime::backend::{Backend, TractBackend};
+    let tmp = tempfile::tempdir().unwrap();
+    for (name, case, path) in exported_cases(tmp.path()) {
+        let target = case.target;
+        let tract = TractBackend::open(&path, 1).unwrap();
+        let input = deepgalaxy_runtime::backend::Tensor::new(
+            case.value.dims().to_vec(),
+            case.value.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+        )
+        .unwrap();
+        let outputs = tract.run(&input).unwrap();
+        assert_eq!(outputs.len(), case.expected.len(), "{name} {target:?}");
+        for ((output, ours), theirs) in case.expected.iter().zip(&outputs) {
+            let theirs: Vec<f64> = theirs.data.iter().map(|&v| f64::from(v)).collect();
+            let worst = worst_difference(ours, &theirs, output);
+            assert!(
+                worst <= 1e-4,
+                "{name} {target:?} {output}: max |candle - tract| = {worst}"
+            );
         }
     }
 }
@@ -262,44 +271,37 @@ fn onnx_runtime_agrees_with_candle_for_every_backbone_and_file() {
         .expect("the `peers` feature needs DEEPGALAXY_PYTHON (a Python with onnx and onnxruntime)");
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/peers/onnx_peer.py");
     let tmp = tempfile::tempdir().unwrap();
-    for b in backbones() {
-        let name = b.name();
-        let (spec, graph, weights) = model(b);
-        let c = card(&spec);
-        for case in cases(&spec, &graph, &weights) {
-            let target = case.target;
-            let path = tmp.path().join(format!("{name}_{target:?}.onnx"));
-            write(&path, &export(&graph, &weights, &c, target).unwrap()).unwrap();
-            let raw = tmp.path().join("input.f32");
-            let data: Vec<u8> = case
-                .value
-                .flatten_all()
-                .unwrap()
-                .to_vec1::<f32>()
-                .unwrap()
-                .iter()
-                .flat_map(|v| v.to_le_bytes())
-                .collect();
-            std::fs::write(&raw, data).unwrap();
-            let mut cmd = std::process::Command::new(&python);
-            cmd.arg(script).arg(&path).arg(case.input).arg(&raw);
-            for d in case.value.dims() {
-                cmd.arg(d.to_string());
-            }
-            let out = cmd.output().unwrap();
+    for (name, case, path) in exported_cases(tmp.path()) {
+        let target = case.target;
+        let raw = tmp.path().join("input.f32");
+        let data: Vec<u8> = case
+            .value
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        std::fs::write(&raw, data).unwrap();
+        let mut cmd = std::process::Command::new(&python);
+        cmd.arg(script).arg(&path).arg(case.input).arg(&raw);
+        for d in case.value.dims() {
+            cmd.arg(d.to_string());
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{name} {target:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let theirs: HashMap<String, Vec<f64>> = serde_json::from_slice(&out.stdout).unwrap();
+        for (output, ours) in &case.expected {
+            let worst = worst_difference(ours, &theirs[*output], output);
             assert!(
-                out.status.success(),
-                "{name} {target:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
+                worst <= 1e-4,
+                "{name} {target:?} {output}: max |candle - onnxruntime| = {worst}"
             );
-            let theirs: HashMap<String, Vec<f64>> = serde_json::from_slice(&out.stdout).unwrap();
-            for (output, ours) in &case.expected {
-                let worst = worst_difference(ours, &theirs[*output], output);
-                assert!(
-                    worst <= 1e-4,
-                    "{name} {target:?} {output}: max |candle - onnxruntime| = {worst}"
-                );
-            }
         }
     }
 }

@@ -95,13 +95,19 @@ pub trait Backend: Send + Sync {
     fn run(&self, input: &Tensor) -> Result<Vec<Tensor>>;
 }
 
-/// Opens `path` with the engine `kind` using `threads` threads (at least 1).
-pub fn open(path: &Path, kind: BackendKind, threads: usize) -> Result<Box<dyn Backend>> {
+/// Loads the ONNX model `bytes` (read from `path`, named in errors) in the engine `kind`
+/// using `threads` threads (at least 1).
+pub fn from_bytes(
+    path: &Path,
+    bytes: &[u8],
+    kind: BackendKind,
+    threads: usize,
+) -> Result<Box<dyn Backend>> {
     let threads = threads.max(1);
     match kind {
-        BackendKind::Tract => Ok(Box::new(TractBackend::open(path, threads)?)),
+        BackendKind::Tract => Ok(Box::new(TractBackend::from_bytes(path, bytes, threads)?)),
         #[cfg(feature = "ort")]
-        BackendKind::Ort => Ok(Box::new(OrtBackend::open(path, threads)?)),
+        BackendKind::Ort => Ok(Box::new(OrtBackend::from_bytes(path, bytes, threads)?)),
         #[cfg(not(feature = "ort"))]
         BackendKind::Ort => Err(Error::setting(
             "backend",

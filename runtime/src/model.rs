@@ -110,7 +110,7 @@ impl Model {
         }
         let outputs = graph.output.iter().map(|o| o.name.clone()).collect();
         let digest = format!("{:x}", Sha256::digest(&bytes));
-        let backend = backend::open(path, options.backend, options.threads)?;
+        let backend = backend::from_bytes(path, &bytes, options.backend, options.threads)?;
         Ok(Model {
             path: path.to_path_buf(),
             card,

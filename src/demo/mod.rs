@@ -168,7 +168,8 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         .then(|| args.observations.clone());
     let mut r = Runner {
         stages: vec![],
-        total: 10,
+        // the Hubble stage runs only when the folder exists
+        total: 9 + usize::from(hst.is_some()),
     };
 
     r.stage(

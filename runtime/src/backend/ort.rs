@@ -56,8 +56,12 @@ pub struct OrtBackend {
 impl OrtBackend {
     /// Loads the library if needed and creates a session for the file at `path`.
     pub fn open(path: &Path, threads: usize) -> Result<OrtBackend> {
+        OrtBackend::from_bytes(path, &deepgalaxy_core::io::read_bytes(path)?, threads)
+    }
+
+    /// Creates a session for the ONNX model `bytes` read from `path` (named in errors).
+    pub fn from_bytes(path: &Path, bytes: &[u8], threads: usize) -> Result<OrtBackend> {
         let environment = environment()?;
-        let bytes = deepgalaxy_core::io::read_bytes(path)?;
         let fail = |e: ort::Error| {
             Error::invalid(path, format!("ONNX Runtime cannot load this model: {e}"))
         };
@@ -67,7 +71,7 @@ impl OrtBackend {
             .map_err(|e| fail(e.into()))?
             .with_intra_threads(threads)
             .map_err(|e| fail(e.into()))?
-            .commit_from_memory(&bytes)
+            .commit_from_memory(bytes)
             .map_err(fail)?;
         if session.inputs().len() != 1 {
             return Err(Error::invalid(

@@ -27,9 +27,13 @@ pub struct TractBackend {
 impl TractBackend {
     /// Parses the ONNX file at `path`; `threads` batches may then run at once.
     pub fn open(path: &Path, threads: usize) -> Result<TractBackend> {
-        let bytes = deepgalaxy_core::io::read_bytes(path)?;
+        TractBackend::from_bytes(path, &deepgalaxy_core::io::read_bytes(path)?, threads)
+    }
+
+    /// Parses the ONNX model `bytes` read from `path` (named in errors).
+    pub fn from_bytes(path: &Path, bytes: &[u8], threads: usize) -> Result<TractBackend> {
         let onnx = tract_onnx::onnx().with_ignore_value_info(true);
-        let model = onnx.model_for_read(&mut &bytes[..]).map_err(|e| {
+        let model = onnx.model_for_read(&mut &*bytes).map_err(|e| {
             Error::invalid(path, format!("tract cannot load this ONNX model: {e:#}"))
         })?;
         if model.input_outlets().map(|i| i.len()).unwrap_or(0) != 1 {
