@@ -66,6 +66,10 @@ pub struct LossWeights {
     pub beta: f64,
     /// Label smoothing of the cross-entropy.
     pub label_smoothing: f64,
+    /// Width in classes of the Gaussian ordinal targets (0: one-hot targets); see
+    /// [`crate::loss::gaussian_targets`].
+    #[serde(default)]
+    pub label_sigma: f64,
 }
 
 impl Default for LossWeights {
@@ -76,6 +80,7 @@ impl Default for LossWeights {
             vae: 1.0,
             beta: 1e-3,
             label_smoothing: 0.0,
+            label_sigma: 0.0,
         }
     }
 }
@@ -109,6 +114,9 @@ pub struct TrainConfig {
     pub split: SplitKind,
     /// Fraction held out for validation.
     pub val_fraction: f64,
+    /// Simulations to hold out by name (by-simulation split), instead of drawing them.
+    #[serde(default)]
+    pub val_simulations: Vec<String>,
     /// Optimizer.
     pub optimizer: OptimizerKind,
     /// Learning-rate schedule.
@@ -150,6 +158,12 @@ impl TrainConfig {
             return bad(format!(
                 "label smoothing {} is not in [0, 1)",
                 self.loss.label_smoothing
+            ));
+        }
+        if !(self.loss.label_sigma >= 0.0 && self.loss.label_sigma.is_finite()) {
+            return bad(format!(
+                "label sigma {} must be zero or positive",
+                self.loss.label_sigma
             ));
         }
         self.parallel.validate(self.batch_size)

@@ -150,7 +150,13 @@ fn start(
         }
         observer.initialised(&loaded, &skipped);
     }
-    let split = split(&data, cfg.split, cfg.val_fraction, cfg.seed)?;
+    let split = split(
+        &data,
+        cfg.split,
+        cfg.val_fraction,
+        cfg.seed,
+        &cfg.val_simulations,
+    )?;
     if split.train.len() < 2 {
         return Err(Error::invalid(
             &cfg.data,
@@ -506,9 +512,19 @@ impl Run {
         let mut terms: Vec<Tensor> = Vec::new();
         let c = |r: candle_core::Result<Tensor>| r.map_err(candle_err);
         if h.classifier {
-            terms
-                .push(c(loss::cross_entropy(&out[0], y, w.label_smoothing)
-                    .and_then(|l| l * w.classifier))?);
+            let ce = if w.label_sigma > 0.0 {
+                let q = c(loss::gaussian_targets(
+                    &truth,
+                    out[0].dim(1).map_err(candle_err)?,
+                    w.label_sigma,
+                    w.label_smoothing,
+                    x.device(),
+                ))?;
+                loss::soft_cross_entropy(&out[0], &q)
+            } else {
+                loss::cross_entropy(&out[0], y, w.label_smoothing)
+            };
+            terms.push(c(ce.and_then(|l| l * w.classifier))?);
         }
         let mut k = 1;
         if h.autoencoder {

@@ -119,6 +119,21 @@ fn losses_match_pytorch() {
             reference(LOSSES, name),
         );
     }
+    // one-hot targets with smoothing are PyTorch's label smoothing; then Gaussian targets
+    let truth = [0u32, 3, 6, 2];
+    for (sigma, eps, name) in [
+        (0.0, 0.1, "cross_entropy_0.1"),
+        (1.5, 0.1, "gaussian_1.5_0.1"),
+    ] {
+        let q = loss::gaussian_targets(&truth, 7, sigma, eps, &Device::Cpu).unwrap();
+        let l = loss::soft_cross_entropy(logits.as_tensor(), &q).unwrap();
+        let g = l.backward().unwrap();
+        close(
+            name,
+            &[scalar(&l), projection(&g, &logits)],
+            reference(LOSSES, name),
+        );
+    }
     let sig = |t: Tensor| candle_nn::ops::sigmoid(&t).unwrap();
     let x = Var::from_tensor(&sig(det(&[2, 1, 3, 3], 0.1))).unwrap();
     let t = sig(det(&[2, 1, 3, 3], 0.9));

@@ -31,6 +31,14 @@ for eps in [0.0, 0.1]:
     loss = F.cross_entropy(logits, labels, label_smoothing=eps)
     loss.backward()
     print(f'    ("cross_entropy_{eps}", &[{fmt([float(loss), float((logits.grad * det((4, 7), 0.25)).sum())])}]),')
+# ordinal targets: a Gaussian of width 1.5 classes around each label, mixed with 0.1 uniform
+k = torch.arange(7, dtype=torch.float64)
+q = torch.exp(-((k[None, :] - labels[:, None]) ** 2) / (2 * 1.5**2))
+q = 0.9 * q / q.sum(dim=1, keepdim=True) + 0.1 / 7
+logits.grad = None
+loss = F.cross_entropy(logits, q)
+loss.backward()
+print(f'    ("gaussian_1.5_0.1", &[{fmt([float(loss), float((logits.grad * det((4, 7), 0.25)).sum())])}]),')
 x = det((2, 1, 3, 3), 0.1).sigmoid().requires_grad_(True)
 t = det((2, 1, 3, 3), 0.9).sigmoid()
 loss = F.mse_loss(x, t)
