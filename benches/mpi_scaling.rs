@@ -131,6 +131,7 @@ fn worker(data: &Path) {
         init_from: None,
         split: SplitKind::Random,
         val_fraction: 0.0,
+        val_simulations: vec![],
         optimizer: OptimizerKind::by_name("adam").expect("adam"),
         schedule: Schedule {
             lr: 1e-3,

@@ -97,6 +97,7 @@ fn trained() -> &'static Trained {
             init_from: None,
             split: deepgalaxy_train::split::SplitKind::BySimulation,
             val_fraction: 0.34,
+            val_simulations: vec![],
             optimizer: OptimizerKind::by_name("adam").unwrap(),
             schedule: Schedule {
                 lr: 3e-3,

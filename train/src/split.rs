@@ -43,8 +43,16 @@ pub struct Split {
 }
 
 /// Splits `ds` with about `val_fraction` of it (of its simulations, for by-simulation) in
-/// validation, deterministically for `seed`.
-pub fn split(ds: &Dataset, kind: SplitKind, val_fraction: f64, seed: u64) -> Result<Split> {
+/// validation, deterministically for `seed`. `held_out`, when not empty, names the simulations
+/// to validate on instead of drawing them (by-simulation only), e.g. mergers inside the grid's
+/// parameter range rather than at its edge.
+pub fn split(
+    ds: &Dataset,
+    kind: SplitKind,
+    val_fraction: f64,
+    seed: u64,
+    held_out: &[String],
+) -> Result<Split> {
     if !(0.0..1.0).contains(&val_fraction) {
         return Err(Error::setting(
             "validation fraction",
@@ -53,6 +61,10 @@ pub fn split(ds: &Dataset, kind: SplitKind, val_fraction: f64, seed: u64) -> Res
     }
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5151_7e57);
     match kind {
+        SplitKind::Random if !held_out.is_empty() => Err(Error::setting(
+            "validation simulations",
+            "naming the simulations to hold out needs the by-simulation split",
+        )),
         SplitKind::Random => {
             let order = permutation(ds.samples.len(), &mut rng);
             let n_val = (ds.samples.len() as f64 * val_fraction).round() as usize;
@@ -88,7 +100,7 @@ pub fn split(ds: &Dataset, kind: SplitKind, val_fraction: f64, seed: u64) -> Res
                 }
             }
             sims.sort();
-            let n_val = if val_fraction == 0.0 {
+            let n_val = if val_fraction == 0.0 || !held_out.is_empty() {
                 0
             } else {
                 ((sims.len() as f64 * val_fraction).round() as usize)
@@ -100,8 +112,12 @@ pub fn split(ds: &Dataset, kind: SplitKind, val_fraction: f64, seed: u64) -> Res
                     "one simulation only: the by-simulation split needs at least two (or use --split random)",
                 ));
             }
-            let order = permutation(sims.len(), &mut rng);
-            let mut held: Vec<String> = order[..n_val].iter().map(|&k| sims[k].clone()).collect();
+            let mut held: Vec<String> = if held_out.is_empty() {
+                let order = permutation(sims.len(), &mut rng);
+                order[..n_val].iter().map(|&k| sims[k].clone()).collect()
+            } else {
+                named_simulations(ds, &sims, held_out)?
+            };
             held.sort();
             let (mut train, mut val) = (vec![], vec![]);
             for (i, s) in ds.samples.iter().enumerate() {
@@ -120,4 +136,29 @@ pub fn split(ds: &Dataset, kind: SplitKind, val_fraction: f64, seed: u64) -> Res
             })
         }
     }
+}
+
+/// `held_out` checked against the simulations of the data: each must exist, and at least one
+/// simulation must be left for training.
+fn named_simulations(ds: &Dataset, sims: &[String], held_out: &[String]) -> Result<Vec<String>> {
+    for name in held_out {
+        if !sims.contains(name) {
+            return Err(Error::invalid(
+                &ds.source,
+                format!(
+                    "no simulation `{name}` to hold out; the data has {}",
+                    sims.join(", ")
+                ),
+            ));
+        }
+    }
+    let mut held = held_out.to_vec();
+    held.dedup();
+    if sims.iter().all(|s| held.contains(s)) {
+        return Err(Error::invalid(
+            &ds.source,
+            "every simulation is held out: none is left to train on",
+        ));
+    }
+    Ok(held)
 }

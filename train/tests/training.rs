@@ -1,6 +1,6 @@
 //! The training loop end to end on tiny synthetic data: it overfits 32 images, resumes bit for
 //! bit, stops on a non-finite loss without touching the last good checkpoint, and refuses
-//! malformed specs and one-class data.
+//! malformed specs and one-class data, and holds out the simulations it is told to.
 
 mod common;
 
@@ -28,6 +28,7 @@ fn a_tiny_model_overfits_32_images() {
             vae: false,
         },
         val_fraction: 0.0,
+        val_simulations: vec![],
         augment: Augment::none(),
         schedule: Schedule {
             lr: 1e-2,
@@ -288,4 +289,38 @@ fn initial_weights_load_where_name_and_shape_match() {
             "{name}"
         );
     }
+}
+
+#[test]
+fn named_simulations_are_held_out_and_unknown_ones_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = catalog(tmp.path(), 16, 2);
+    let out = tmp.path().join("run");
+    let mut cfg = config(&data, &out);
+    cfg.max_steps = Some(1);
+    cfg.val_simulations = vec!["sim2".into(), "sim0".into()];
+    train(spec(0.0), cfg.clone(), &Quiet, &go()).unwrap();
+    let state = load(&checkpoint_dir(&out), &candle_core::Device::Cpu)
+        .unwrap()
+        .state;
+    assert_eq!(state.split.val_simulations, ["sim0", "sim2"]);
+    // catalog() puts image i in simulation i % 4
+    assert!(state.split.val.iter().all(|i| i % 2 == 0));
+    assert_eq!(state.split.val.len(), 8);
+    assert_eq!(state.split.train.len(), 8);
+
+    cfg.out = tmp.path().join("run2");
+    cfg.val_simulations = vec!["sim9".into()];
+    let err = train(spec(0.0), cfg.clone(), &Quiet, &go())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("catalog.csv") && err.contains("sim9") && err.contains("sim0, sim1"),
+        "{err}"
+    );
+    cfg.val_simulations = ["sim0", "sim1", "sim2", "sim3"].map(String::from).to_vec();
+    let err = train(spec(0.0), cfg, &Quiet, &go())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("none is left to train on"), "{err}");
 }

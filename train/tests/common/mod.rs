@@ -79,6 +79,7 @@ pub fn config(data: &Path, out: &Path) -> TrainConfig {
         init_from: None,
         split: SplitKind::BySimulation,
         val_fraction: 0.25,
+        val_simulations: vec![],
         optimizer: OptimizerKind::by_name("adam").unwrap(),
         schedule: Schedule {
             lr: 3e-3,
