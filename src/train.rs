@@ -109,6 +109,10 @@ pub struct TrainArgs {
     /// Fraction held out (of the simulations, for by-simulation).
     #[arg(long, default_value_t = 0.2)]
     pub val_fraction: f64,
+    /// Simulations to hold out, by name (e.g. s_1_m_1,s_0.75_m_1.25), instead of drawing
+    /// `--val-fraction` of them at random.
+    #[arg(long, value_delimiter = ',', conflicts_with = "val_fraction")]
+    pub val_simulations: Vec<String>,
     /// adam, adamw, sgd (momentum 0.9) or adadelta (the paper's, with --lr 8).
     #[arg(long, default_value = "adam")]
     pub optimizer: String,
@@ -127,6 +131,10 @@ pub struct TrainArgs {
     /// Label smoothing of the cross-entropy.
     #[arg(long, default_value_t = 0.0)]
     pub label_smoothing: f64,
+    /// Ordinal targets: each label becomes a Gaussian of this width (in classes) over its
+    /// neighbouring snapshots (0: one-hot).
+    #[arg(long, default_value_t = 0.0)]
+    pub label_sigma: f64,
     /// VAE latent size (16 or 32 in the paper).
     #[arg(long, default_value_t = 16)]
     pub latent_dim: usize,
@@ -342,6 +350,7 @@ fn build(args: &TrainArgs, data: PathBuf) -> anyhow::Result<(ModelSpec, TrainCon
             SplitArg::Random => SplitKind::Random,
         },
         val_fraction: args.val_fraction,
+        val_simulations: args.val_simulations.clone(),
         optimizer: opt,
         schedule: Schedule {
             lr,
@@ -358,6 +367,7 @@ fn build(args: &TrainArgs, data: PathBuf) -> anyhow::Result<(ModelSpec, TrainCon
         loss: LossWeights {
             beta: args.beta,
             label_smoothing: args.label_smoothing,
+            label_sigma: args.label_sigma,
             ..LossWeights::default()
         },
         augment: Augment {
