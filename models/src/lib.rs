@@ -15,6 +15,7 @@
 //! This crate trains nothing and writes no files: losses, optimizers and checkpoints are
 //! `deepgalaxy-train`'s.
 
+mod conv;
 pub mod exec;
 pub mod graph;
 pub mod reference;
