@@ -15,7 +15,6 @@
 //! This crate trains nothing and writes no files: losses, optimizers and checkpoints are
 //! `deepgalaxy-train`'s.
 
-mod conv;
 pub mod exec;
 pub mod graph;
 pub mod reference;
