@@ -17,19 +17,50 @@ pub enum GridArg {
     Paper,
     /// Three mergers, for demos and tests.
     Small,
-    /// Six mergers spread over the paper's ratios, for `deepgalaxy demo`.
+    /// Nine mergers spread over the paper's ratios, for `deepgalaxy demo`.
     Demo,
 }
 
-/// The demo grid: (size ratio, mass ratio) pairs covering the paper's range.
-const DEMO_GRID: [(f64, f64); 6] = [
+/// The demo grid: (size ratio, mass ratio) pairs covering the paper's range, in an order
+/// where every prefix (`--mergers N`) still spreads over it.
+const DEMO_GRID: [(f64, f64); 9] = [
     (1.0, 1.0),
     (0.75, 0.5),
     (1.25, 1.5),
     (0.5, 0.75),
     (1.5, 1.25),
     (1.0, 0.25),
+    (0.75, 1.25),
+    (1.25, 0.75),
+    (1.5, 0.5),
 ];
+
+/// The mergers of the demo grid that `deepgalaxy demo` holds out for validation: two inside
+/// the grid's range of ratios, so validation measures how well the model reads mergers between
+/// the simulated ones, as it must for a real galaxy pair whose ratios fall inside the grid.
+const DEMO_HELD_OUT: [(f64, f64); 2] = [(1.0, 1.0), (1.25, 0.75)];
+
+/// Names of the demo's held-out mergers among its first `mergers` (empty when holding them out
+/// would leave nothing to train on).
+pub fn demo_held_out(mergers: usize) -> Vec<String> {
+    let run = &DEMO_GRID[..mergers.min(DEMO_GRID.len())];
+    let held: Vec<String> = DEMO_HELD_OUT
+        .iter()
+        .filter(|m| run.contains(m))
+        .map(|&(size_ratio, mass_ratio)| {
+            MergerSpec {
+                size_ratio,
+                mass_ratio,
+            }
+            .name()
+        })
+        .collect();
+    if held.len() < run.len() {
+        held
+    } else {
+        vec![]
+    }
+}
 
 /// Output format.
 #[derive(Clone, Copy, Debug, ValueEnum)]
