@@ -143,3 +143,36 @@ fn the_demo_runs_end_to_end_at_toy_size() {
     );
     assert!(err.matches("already done").count() >= 8, "{err}");
 }
+
+#[test]
+fn zero_mergers_and_a_one_step_interpolation_are_refused_with_a_message() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("demo");
+    let a = OsStr::new;
+    let (ok, _, err) = deepgalaxy(&[
+        a("demo"),
+        a("--out"),
+        out.as_os_str(),
+        a("--mergers"),
+        a("0"),
+    ]);
+    assert!(!ok && err.contains("--mergers must be at least 1"), "{err}");
+    assert!(!out.join("sim").join("catalog.csv").exists());
+    assert!(!err.contains("panicked"), "{err}");
+
+    let missing = tmp.path().join("missing.onnx");
+    let (ok, _, err) = deepgalaxy(&[
+        a("interpolate"),
+        a("--model"),
+        missing.as_os_str(),
+        a("--decoder"),
+        missing.as_os_str(),
+        a("--output"),
+        tmp.path().join("i.png").as_os_str(),
+        a("--steps"),
+        a("1"),
+        a("a.png"),
+        a("b.png"),
+    ]);
+    assert!(!ok && err.contains("--steps must be at least 2"), "{err}");
+}
