@@ -174,13 +174,14 @@ pub fn write(m: &Measured, stages: &[Stage]) -> anyhow::Result<PathBuf> {
             md += &score_row("INT8", &s);
         }
     }
+    let baseline_mae = median_guess_mae(&fp32);
     let _ = writeln!(
         md,
         "\nChance: top-1 {}, within 1 class {}, within 2 classes {} (71 classes). Answering every image with the median time of these images would give an MAE of {:.0} Myr.\n",
         pct(1.0 / 71.0),
         pct(3.0 / 71.0),
         pct(5.0 / 71.0),
-        median_guess_mae(&fp32)
+        baseline_mae
     );
     eprintln!(
         "held-out simulations: top-1 {}, within-2 classes {} (chance {}), MAE {:.0} Myr (median guess {:.0} Myr)",
@@ -188,7 +189,7 @@ pub fn write(m: &Measured, stages: &[Stage]) -> anyhow::Result<PathBuf> {
         pct(s32.within2),
         pct(5.0 / 71.0),
         s32.mae_myr,
-        median_guess_mae(&fp32)
+        baseline_mae
     );
 
     let _ = writeln!(md, "## FP32 and INT8\n");

@@ -112,13 +112,15 @@ pub fn split(
                     "one simulation only: the by-simulation split needs at least two (or use --split random)",
                 ));
             }
-            let mut held: Vec<String> = if held_out.is_empty() {
+            let held: Vec<String> = if held_out.is_empty() {
                 let order = permutation(sims.len(), &mut rng);
-                order[..n_val].iter().map(|&k| sims[k].clone()).collect()
+                let mut drawn: Vec<String> =
+                    order[..n_val].iter().map(|&k| sims[k].clone()).collect();
+                drawn.sort();
+                drawn
             } else {
                 named_simulations(ds, &sims, held_out)?
             };
-            held.sort();
             let (mut train, mut val) = (vec![], vec![]);
             for (i, s) in ds.samples.iter().enumerate() {
                 let is_val = s.simulation.as_ref().is_some_and(|n| held.contains(n));
@@ -138,8 +140,8 @@ pub fn split(
     }
 }
 
-/// `held_out` checked against the simulations of the data: each must exist, and at least one
-/// simulation must be left for training.
+/// `held_out` checked against the simulations of the data (each must exist, and at least one
+/// simulation must be left for training), sorted and without repeats.
 fn named_simulations(ds: &Dataset, sims: &[String], held_out: &[String]) -> Result<Vec<String>> {
     for name in held_out {
         if !sims.contains(name) {
@@ -153,6 +155,7 @@ fn named_simulations(ds: &Dataset, sims: &[String], held_out: &[String]) -> Resu
         }
     }
     let mut held = held_out.to_vec();
+    held.sort();
     held.dedup();
     if sims.iter().all(|s| held.contains(s)) {
         return Err(Error::invalid(
