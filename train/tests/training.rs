@@ -298,7 +298,7 @@ fn named_simulations_are_held_out_and_unknown_ones_refused() {
     let out = tmp.path().join("run");
     let mut cfg = config(&data, &out);
     cfg.max_steps = Some(1);
-    cfg.val_simulations = vec!["sim2".into(), "sim0".into()];
+    cfg.val_simulations = vec!["sim2".into(), "sim0".into(), "sim2".into()];
     train(spec(0.0), cfg.clone(), &Quiet, &go()).unwrap();
     let state = load(&checkpoint_dir(&out), &candle_core::Device::Cpu)
         .unwrap()
@@ -319,8 +319,29 @@ fn named_simulations_are_held_out_and_unknown_ones_refused() {
         "{err}"
     );
     cfg.val_simulations = ["sim0", "sim1", "sim2", "sim3"].map(String::from).to_vec();
-    let err = train(spec(0.0), cfg, &Quiet, &go())
+    let err = train(spec(0.0), cfg.clone(), &Quiet, &go())
         .unwrap_err()
         .to_string();
     assert!(err.contains("none is left to train on"), "{err}");
+    cfg.val_simulations = vec!["sim1".into()];
+    cfg.split = deepgalaxy_train::split::SplitKind::Random;
+    let err = train(spec(0.0), cfg, &Quiet, &go())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("needs the by-simulation split"), "{err}");
+}
+
+#[test]
+fn a_negative_label_sigma_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = catalog(tmp.path(), 16, 2);
+    let mut cfg = config(&data, &tmp.path().join("run"));
+    cfg.loss.label_sigma = -1.0;
+    let err = train(spec(0.0), cfg, &Quiet, &go())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("label sigma -1 must be zero or positive"),
+        "{err}"
+    );
 }
