@@ -1,8 +1,9 @@
 //! `deepgalaxy export`: arguments; the work is deepgalaxy-export's.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use deepgalaxy_export::calibrate::Method;
+use deepgalaxy_export::files::Written;
 use deepgalaxy_export::quantize::ActivationType;
 use deepgalaxy_export::variants::{ExportOptions, Int8Format, Int8Options, Precision};
 
@@ -21,6 +22,24 @@ pub struct ExportArgs {
     /// Precisions to write, comma-separated: fp32 (always written: the reference), fp16, int8.
     #[arg(long, default_value = "fp32")]
     pub precision: String,
+    /// How INT8 variants are calibrated and laid out.
+    #[command(flatten)]
+    pub int8: Int8Args,
+    /// Agreement report: run every model variant on this catalog's images and compare it with
+    /// FP32 (agreement.json and agreement.md in --out).
+    #[arg(long)]
+    pub validation: Option<PathBuf>,
+    /// Agreement report: at most this many validation images, spread evenly.
+    #[arg(long, default_value_t = 256)]
+    pub validation_size: usize,
+    /// How the agreement report runs the models.
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// INT8 settings, shared by `export` and `bench precision --checkpoint`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Int8Args {
     /// INT8: catalog of calibration images (labels not needed).
     #[arg(long)]
     pub calibration: Option<PathBuf>,
@@ -40,31 +59,28 @@ pub struct ExportArgs {
     /// INT8: a Conv or Gemm node to keep in float (repeatable), e.g. vae.mu.
     #[arg(long = "float-layer")]
     pub float_layers: Vec<String>,
-    /// Agreement report: run every model variant on this catalog's images and compare it with
-    /// FP32 (agreement.json and agreement.md in --out).
-    #[arg(long)]
-    pub validation: Option<PathBuf>,
-    /// Agreement report: at most this many validation images, spread evenly.
-    #[arg(long, default_value_t = 256)]
-    pub validation_size: usize,
-    /// How the agreement report runs the models.
-    #[command(flatten)]
-    pub run: RunArgs,
 }
 
-impl ExportArgs {
-    /// The library's options, with every value checked.
-    pub fn options(&self) -> anyhow::Result<ExportOptions> {
-        let precisions = Precision::parse_list(&self.precision)?;
-        let int8 = match &self.calibration {
-            Some(calibration) => Some(Int8Options {
-                calibration: calibration.clone(),
+impl Int8Args {
+    /// The library's options for the comma-separated `precision` list, with every value
+    /// checked; INT8 calibrates on `--calibration`, else on `fallback` when given.
+    pub fn options(
+        &self,
+        precision: &str,
+        fallback: Option<&Path>,
+    ) -> anyhow::Result<ExportOptions> {
+        let precisions = Precision::parse_list(precision)?;
+        let calibration = self.calibration.as_deref().or(fallback);
+        let int8 = match calibration {
+            Some(calibration) if precisions.contains(&Precision::Int8) => Some(Int8Options {
+                calibration: calibration.to_path_buf(),
                 size: self.calibration_size,
                 method: Method::parse(&self.calibration_method)?,
                 activations: ActivationType::parse(&self.activations)?,
                 formats: Int8Format::parse(&self.int8_format)?,
                 float_nodes: self.float_layers.clone(),
             }),
+            Some(_) => None,
             None if precisions.contains(&Precision::Int8) => {
                 anyhow::bail!("--precision int8 needs --calibration CATALOG (calibration images)")
             }
@@ -74,19 +90,30 @@ impl ExportArgs {
     }
 }
 
-/// Runs `deepgalaxy export`.
-pub fn run(args: &ExportArgs) -> anyhow::Result<()> {
-    let opts = args.options()?;
-    let nested = args.checkpoint.join("checkpoint");
-    let dir = if nested.is_dir() {
+/// The checkpoint folder of a training output folder, or `path` itself when it is one.
+pub fn checkpoint_folder(path: &Path) -> PathBuf {
+    let nested = path.join("checkpoint");
+    if nested.is_dir() {
         nested
     } else {
-        args.checkpoint.clone()
-    };
-    let written = deepgalaxy_export::export_checkpoint(&dir, &args.out, &opts)?;
+        path.to_path_buf()
+    }
+}
+
+/// Exports the checkpoint at `checkpoint` (a run folder or its checkpoint/) into `out` and
+/// prints what was written.
+pub fn export(checkpoint: &Path, out: &Path, opts: &ExportOptions) -> anyhow::Result<Vec<Written>> {
+    let written = deepgalaxy_export::export_checkpoint(&checkpoint_folder(checkpoint), out, opts)?;
     for w in &written {
         println!("wrote {} ({})", w.path.display(), w.precision.name());
     }
+    Ok(written)
+}
+
+/// Runs `deepgalaxy export`.
+pub fn run(args: &ExportArgs) -> anyhow::Result<()> {
+    let opts = args.int8.options(&args.precision, None)?;
+    let written = export(&args.checkpoint, &args.out, &opts)?;
     if let Some(validation) = &args.validation {
         let report = crate::agreement::report(
             &written,

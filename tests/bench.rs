@@ -83,3 +83,91 @@ fn bench_precision_is_self_consistent_and_counts_flops_by_hand() {
         "tract's count {fma} vs the hand count {hand} ({SIZE}px)"
     );
 }
+
+#[test]
+fn bench_precision_exports_a_checkpoint_calibrated_on_its_training_catalog() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tiny_catalog(tmp.path(), 16, 2);
+    let run = tmp.path().join("run");
+    let a = OsStr::new;
+    let (ok, _, err) = deepgalaxy(&[
+        a("train"),
+        a("--data"),
+        data.as_os_str(),
+        a("--out"),
+        run.as_os_str(),
+        a("--image-size"),
+        a("16"),
+        a("--epochs"),
+        a("1"),
+        a("--batch-size"),
+        a("4"),
+    ]);
+    assert!(ok, "train: {err}");
+    let out = tmp.path().join("bench");
+    let (ok, _, err) = deepgalaxy(&[
+        a("bench"),
+        a("precision"),
+        a("--checkpoint"),
+        run.as_os_str(),
+        a("--precision"),
+        a("fp32,int8"),
+        a("--data"),
+        data.as_os_str(),
+        a("--repeats"),
+        a("1"),
+        a("--batches"),
+        a("4"),
+        a("--threads"),
+        a("1"),
+        a("--out"),
+        out.as_os_str(),
+    ]);
+    assert!(ok, "{err}");
+    let r: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("results.json")).unwrap()).unwrap();
+    let precisions: Vec<&str> = r["quality"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| q["precision"].as_str().unwrap())
+        .collect();
+    assert_eq!(precisions, ["fp32", "int8"]);
+
+    // the same export by hand, calibrated on the training catalog, gives the same bytes
+    let by_hand = tmp.path().join("by-hand");
+    let (ok, _, err) = deepgalaxy(&[
+        a("export"),
+        a("--checkpoint"),
+        run.as_os_str(),
+        a("--out"),
+        by_hand.as_os_str(),
+        a("--precision"),
+        a("fp32,int8"),
+        a("--calibration"),
+        data.as_os_str(),
+    ]);
+    assert!(ok, "{err}");
+    for file in ["model.onnx", "model.int8.onnx"] {
+        assert_eq!(
+            std::fs::read(out.join("models").join(file)).unwrap(),
+            std::fs::read(by_hand.join(file)).unwrap(),
+            "{file}"
+        );
+    }
+
+    // exactly one of --checkpoint and --models
+    let (ok, _, err) = deepgalaxy(&[a("bench"), a("precision"), a("--data"), data.as_os_str()]);
+    assert!(!ok && err.contains("--checkpoint"), "{err}");
+    let (ok, _, err) = deepgalaxy(&[
+        a("bench"),
+        a("precision"),
+        a("--checkpoint"),
+        run.as_os_str(),
+        a("--models"),
+        by_hand.as_os_str(),
+        a("--data"),
+        data.as_os_str(),
+    ]);
+    assert!(!ok && err.contains("cannot be used with"), "{err}");
+}

@@ -186,20 +186,34 @@ fn load_tensors(path: &Path, device: &Device) -> Result<HashMap<String, Tensor>>
         .map_err(|e| Error::invalid(path, format!("not a readable safetensors file: {e}")))
 }
 
-/// Loads the checkpoint in `dir` (or its `.old` twin, if an interrupted save left only that).
-pub fn load(dir: &Path, device: &Device) -> Result<Checkpoint> {
+/// The folder to read for the checkpoint `dir`: `dir` itself, or its `.old` twin if an
+/// interrupted save left only that.
+fn resolve(dir: &Path) -> Result<PathBuf> {
     let old = dir.with_extension("old");
     let dir = if !dir.exists() && old.exists() {
-        old.as_path()
+        old
     } else {
-        dir
+        dir.to_path_buf()
     };
     if !dir.is_dir() {
         return Err(Error::invalid(
-            dir,
+            &dir,
             "no checkpoint here (is this a training output folder?)",
         ));
     }
+    Ok(dir)
+}
+
+/// Reads only the progress and configuration (`state.json`) of the checkpoint in `dir`, e.g.
+/// to find the catalog it was trained on.
+pub fn load_state(dir: &Path) -> Result<TrainState> {
+    read_json(&resolve(dir)?.join("state.json"))
+}
+
+/// Loads the checkpoint in `dir` (or its `.old` twin, if an interrupted save left only that).
+pub fn load(dir: &Path, device: &Device) -> Result<Checkpoint> {
+    let dir = resolve(dir)?;
+    let dir = dir.as_path();
     let spec: ModelSpec = read_json(&dir.join("spec.json"))?;
     let graph =
         Graph::build(&spec).map_err(|e| Error::invalid(dir.join("spec.json"), e.to_string()))?;
