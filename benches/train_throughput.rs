@@ -3,6 +3,7 @@
 //! ```text
 //! RAYON_NUM_THREADS=1 cargo bench --bench train_throughput
 //! RAYON_NUM_THREADS=2 cargo bench --bench train_throughput
+//! RAYON_NUM_THREADS=2 cargo bench --bench train_throughput -- simple resnet   # some backbones
 //! ```
 //!
 //! For each backbone and image size it times full training steps (all three heads, Adam, batch
@@ -114,10 +115,18 @@ fn main() {
                 .map(|n| n.get())
                 .unwrap_or(1)
         });
+    // `cargo bench --bench train_throughput -- resnet` measures only the backbones named
+    let only: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
     let batch = 16;
     println!("| backbone | size | threads | ours img/s | PyTorch img/s | PyTorch / ours |");
     println!("| --- | ---: | ---: | ---: | ---: | ---: |");
     for name in ["simple", "resnet", "efficientnet"] {
+        if !only.is_empty() && !only.iter().any(|o| o == name) {
+            continue;
+        }
         for size in [64u32, 128] {
             let spec = ModelSpec::new(
                 Backbone::by_name(name).expect("backbone"),

@@ -12,6 +12,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 
+use crate::batch_norm::batch_norm_train;
 use crate::graph::{Graph, NodeId, Op, ParamKind, BN_EPS, BN_MOMENTUM};
 use deepgalaxy_core::{Error, Result};
 
@@ -335,30 +336,24 @@ fn eval(op: &Op, x: &[&Tensor], w: &Weights, mode: &mut Mode<'_>) -> candle_core
             }
         }
         Op::BatchNorm { param, channels } => {
+            let gamma = w.param(&format!("{param}.weight"))?;
+            let beta = w.param(&format!("{param}.bias"))?;
+            if let Mode::Train(_) = mode {
+                let (n, _, h, wd) = x[0].dims4()?;
+                let (y, mean, var) = batch_norm_train(x[0], gamma, beta, BN_EPS)?;
+                update_running(w, param, &mean, &var, (n * h * wd) as f64)?;
+                return Ok(y);
+            }
             let c4 = (1, *channels, 1, 1);
-            let gamma = w.param(&format!("{param}.weight"))?.reshape(c4)?;
-            let beta = w.param(&format!("{param}.bias"))?.reshape(c4)?;
-            let (mean, var) = match mode {
-                Mode::Eval => (
-                    w.buffer(&format!("{param}.running_mean"))?
-                        .reshape(c4)?
-                        .to_dtype(x[0].dtype())?,
-                    w.buffer(&format!("{param}.running_var"))?
-                        .reshape(c4)?
-                        .to_dtype(x[0].dtype())?,
-                ),
-                Mode::Train(_) => {
-                    let (n, _, h, wd) = x[0].dims4()?;
-                    let mean = x[0].mean_keepdim((0, 2, 3))?;
-                    let var = x[0].broadcast_sub(&mean)?.sqr()?.mean_keepdim((0, 2, 3))?;
-                    update_running(w, param, &mean, &var, (n * h * wd) as f64)?;
-                    (mean, var)
-                }
+            let stat = |key: &str| -> candle_core::Result<Tensor> {
+                w.buffer(&format!("{param}.{key}"))?
+                    .reshape(c4)?
+                    .to_dtype(x[0].dtype())
             };
-            x[0].broadcast_sub(&mean)?
-                .broadcast_div(&(var + BN_EPS)?.sqrt()?)?
-                .broadcast_mul(&gamma)?
-                .broadcast_add(&beta)
+            x[0].broadcast_sub(&stat("running_mean")?)?
+                .broadcast_div(&(stat("running_var")? + BN_EPS)?.sqrt()?)?
+                .broadcast_mul(&gamma.reshape(c4)?)?
+                .broadcast_add(&beta.reshape(c4)?)
         }
         Op::Relu => x[0].relu(),
         Op::Silu => candle_nn::ops::silu(x[0]),

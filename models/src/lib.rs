@@ -10,11 +10,13 @@
 //! * [`exec`]: the candle forward pass of a graph (training and inference modes), with the
 //!   weights ([`Weights`]) initialised deterministically from a seed.
 //!
+//! * [`batch_norm`]: training-mode batch normalisation as one fused op with its backward.
 //! * [`reference`]: the deterministic tensor fill shared with the PyTorch reference scripts.
 //!
 //! This crate trains nothing and writes no files: losses, optimizers and checkpoints are
 //! `deepgalaxy-train`'s.
 
+pub mod batch_norm;
 pub mod exec;
 pub mod graph;
 pub mod reference;

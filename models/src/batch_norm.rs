@@ -1,0 +1,360 @@
+//! Batch normalisation in training mode as one fused operation with a hand-written backward.
+//!
+//! Why not candle's tensor ops: written as `mean`, `sub`, `sqr`, `mean`, `div`, `mul`, `add`,
+//! one batch norm is about ten graph nodes, and candle's backward undoes every broadcast with
+//! a strided reduction over the batch and spatial axes. A profile of a training step
+//! (`benches/README.md`, Training) put a quarter of the time in those reductions. Here the
+//! forward pass is two contiguous passes over each channel and the backward pass two more,
+//! returning the input, scale and shift gradients together (the textbook formula, e.g.
+//! Ioffe & Szegedy 2015, eq. in section 3).
+
+use std::sync::{Arc, Mutex};
+
+use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Storage, Tensor, WithDType};
+use rayon::prelude::*;
+
+/// Below this many elements the work stays on the calling thread.
+const PARALLEL_MIN: usize = 1 << 16;
+
+/// `y = (x - mean) / sqrt(var + eps) * gamma + beta` over an (N, C, H, W) `x`, with the batch
+/// mean and biased variance of each channel (over N, H and W); `gamma` and `beta` are (C).
+/// Returns `y` and the batch mean and biased variance (C), detached, for the running
+/// statistics. Differentiable in `x`, `gamma` and `beta`; f32 and f64 on the CPU.
+pub fn batch_norm_train(
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    eps: f64,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    let (_, c, _, _) = x.dims4()?;
+    let stats = Arc::new(Mutex::new(Stats::default()));
+    let y = x.contiguous()?.apply_op3(
+        &gamma.contiguous()?,
+        &beta.contiguous()?,
+        BatchNormTrain {
+            eps,
+            stats: stats.clone(),
+        },
+    )?;
+    let s = stats
+        .lock()
+        .map_err(|_| candle_core::Error::Msg("poisoned".into()))?;
+    let var: Vec<f64> = s.inv_std.iter().map(|i| 1.0 / (i * i) - eps).collect();
+    let mean = Tensor::from_slice(&s.mean, c, x.device())?.to_dtype(x.dtype())?;
+    let var = Tensor::from_slice(&var, c, x.device())?.to_dtype(x.dtype())?;
+    Ok((y, mean, var))
+}
+
+/// Per-channel batch statistics of the forward pass, kept for the backward pass.
+#[derive(Debug, Default)]
+struct Stats {
+    mean: Vec<f64>,
+    inv_std: Vec<f64>,
+}
+
+struct BatchNormTrain {
+    eps: f64,
+    stats: Arc<Mutex<Stats>>,
+}
+
+/// The contiguous slice of `storage` under `layout`, or an error.
+fn slice<'a, T: WithDType>(v: &'a [T], layout: &Layout) -> Result<&'a [T]> {
+    match layout.contiguous_offsets() {
+        Some((a, b)) => Ok(&v[a..b]),
+        None => candle_core::bail!("batch norm: the input must be contiguous"),
+    }
+}
+
+/// Calls `f(channel)` for every channel, in parallel when the tensor is large.
+fn per_channel<R: Send>(c: usize, total: usize, f: impl Fn(usize) -> R + Sync + Send) -> Vec<R> {
+    if total >= PARALLEL_MIN {
+        (0..c).into_par_iter().map(f).collect()
+    } else {
+        (0..c).map(f).collect()
+    }
+}
+
+/// Fills `out` one (H, W) plane at a time: `f(channel, plane_index, plane)`.
+fn planes_mut<T: Send>(
+    out: &mut [T],
+    c: usize,
+    hw: usize,
+    f: impl Fn(usize, usize, &mut [T]) + Sync,
+) {
+    if out.len() >= PARALLEL_MIN {
+        out.par_chunks_mut(hw)
+            .enumerate()
+            .for_each(|(i, p)| f(i % c, i, p));
+    } else {
+        out.chunks_mut(hw)
+            .enumerate()
+            .for_each(|(i, p)| f(i % c, i, p));
+    }
+}
+
+/// Sum of `g(value)` over channel `ch` of an (N, C, HW) buffer, in f64.
+fn channel_sum<T: WithDType>(
+    x: &[T],
+    c: usize,
+    hw: usize,
+    ch: usize,
+    g: impl Fn(f64, usize) -> f64,
+) -> f64 {
+    let n = x.len() / (c * hw);
+    let mut s = 0.0;
+    for b in 0..n {
+        let at = (b * c + ch) * hw;
+        for (k, v) in x[at..at + hw].iter().enumerate() {
+            s += g(v.to_f64(), at + k);
+        }
+    }
+    s
+}
+
+impl BatchNormTrain {
+    fn forward<T: WithDType>(
+        &self,
+        x: &[T],
+        dims: &[usize],
+        gamma: &[T],
+        beta: &[T],
+    ) -> Result<Vec<T>> {
+        let (c, hw) = (dims[1], dims[2] * dims[3]);
+        let m = (x.len() / c) as f64;
+        let mean = per_channel(c, x.len(), |ch| channel_sum(x, c, hw, ch, |v, _| v) / m);
+        let inv_std = per_channel(c, x.len(), |ch| {
+            let var = channel_sum(x, c, hw, ch, |v, _| (v - mean[ch]).powi(2)) / m;
+            1.0 / (var + self.eps).sqrt()
+        });
+        let mut y = vec![T::zero(); x.len()];
+        planes_mut(&mut y, c, hw, |ch, i, plane| {
+            let scale = inv_std[ch] * gamma[ch].to_f64();
+            let shift = beta[ch].to_f64() - mean[ch] * scale;
+            for (o, v) in plane.iter_mut().zip(&x[i * hw..(i + 1) * hw]) {
+                *o = T::from_f64(v.to_f64() * scale + shift);
+            }
+        });
+        *self
+            .stats
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("poisoned".into()))? = Stats { mean, inv_std };
+        Ok(y)
+    }
+
+    /// (dx, dgamma, dbeta) from the upstream gradient `dy`:
+    /// dbeta = sum(dy), dgamma = sum(dy * xhat),
+    /// dx = gamma * inv_std / M * (M * dy - dbeta - xhat * dgamma), sums over N, H, W.
+    fn backward<T: WithDType>(
+        &self,
+        x: &[T],
+        dims: &[usize],
+        gamma: &[T],
+        dy: &[T],
+    ) -> Result<(Vec<T>, Vec<T>, Vec<T>)> {
+        let (c, hw) = (dims[1], dims[2] * dims[3]);
+        let m = (x.len() / c) as f64;
+        let s = self
+            .stats
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("poisoned".into()))?;
+        let (mean, inv_std) = (&s.mean, &s.inv_std);
+        let sums = per_channel(c, x.len(), |ch| {
+            let d_beta = channel_sum(dy, c, hw, ch, |g, _| g);
+            let d_gamma = channel_sum(dy, c, hw, ch, |g, k| {
+                g * (x[k].to_f64() - mean[ch]) * inv_std[ch]
+            });
+            (d_gamma, d_beta)
+        });
+        let mut dx = vec![T::zero(); x.len()];
+        planes_mut(&mut dx, c, hw, |ch, i, plane| {
+            let (d_gamma, d_beta) = sums[ch];
+            let k = gamma[ch].to_f64() * inv_std[ch] / m;
+            let span = i * hw..(i + 1) * hw;
+            for ((o, g), v) in plane.iter_mut().zip(&dy[span.clone()]).zip(&x[span]) {
+                let xhat = (v.to_f64() - mean[ch]) * inv_std[ch];
+                *o = T::from_f64(k * (m * g.to_f64() - d_beta - xhat * d_gamma));
+            }
+        });
+        let d_gamma = sums.iter().map(|s| T::from_f64(s.0)).collect();
+        let d_beta = sums.iter().map(|s| T::from_f64(s.1)).collect();
+        Ok((dx, d_gamma, d_beta))
+    }
+}
+
+impl CustomOp3 for BatchNormTrain {
+    fn name(&self) -> &'static str {
+        "batch-norm-train"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let dims = l1.dims();
+        if dims.len() != 4
+            || l2.shape().elem_count() != dims[1]
+            || l3.shape().elem_count() != dims[1]
+        {
+            candle_core::bail!("batch norm: input {dims:?} needs per-channel scale and shift");
+        }
+        let y = match (s1, s2, s3) {
+            (CpuStorage::F32(x), CpuStorage::F32(g), CpuStorage::F32(b)) => {
+                CpuStorage::F32(self.forward(slice(x, l1)?, dims, slice(g, l2)?, slice(b, l3)?)?)
+            }
+            (CpuStorage::F64(x), CpuStorage::F64(g), CpuStorage::F64(b)) => {
+                CpuStorage::F64(self.forward(slice(x, l1)?, dims, slice(g, l2)?, slice(b, l3)?)?)
+            }
+            _ => candle_core::bail!("batch norm: f32 or f64 inputs of one type"),
+        };
+        Ok((y, l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        gamma: &Tensor,
+        _beta: &Tensor,
+        _res: &Tensor,
+        grad_res: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let dy = grad_res.contiguous()?;
+        let (xs, xl) = x.storage_and_layout();
+        let (gs, gl) = gamma.storage_and_layout();
+        let (ds, dl) = dy.storage_and_layout();
+        let dims = xl.dims();
+        let dev = x.device();
+        let c = dims[1];
+        let (dx, dg, db) = match (&*xs, &*gs, &*ds) {
+            (
+                Storage::Cpu(CpuStorage::F32(x)),
+                Storage::Cpu(CpuStorage::F32(g)),
+                Storage::Cpu(CpuStorage::F32(d)),
+            ) => {
+                let (dx, dg, db) =
+                    self.backward(slice(x, xl)?, dims, slice(g, gl)?, slice(d, dl)?)?;
+                (
+                    Tensor::from_vec(dx, dims, dev)?,
+                    Tensor::from_vec(dg, c, dev)?,
+                    Tensor::from_vec(db, c, dev)?,
+                )
+            }
+            (
+                Storage::Cpu(CpuStorage::F64(x)),
+                Storage::Cpu(CpuStorage::F64(g)),
+                Storage::Cpu(CpuStorage::F64(d)),
+            ) => {
+                let (dx, dg, db) =
+                    self.backward(slice(x, xl)?, dims, slice(g, gl)?, slice(d, dl)?)?;
+                (
+                    Tensor::from_vec(dx, dims, dev)?,
+                    Tensor::from_vec(dg, c, dev)?,
+                    Tensor::from_vec(db, c, dev)?,
+                )
+            }
+            _ => candle_core::bail!("batch norm backward: f32 or f64 CPU tensors of one type"),
+        };
+        Ok((
+            Some(dx),
+            Some(dg.reshape(gamma.shape())?),
+            Some(db.reshape(gamma.shape())?),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{DType, Device, Tensor, Var};
+
+    use super::batch_norm_train;
+
+    /// The same computation in candle's own ops, differentiated by candle.
+    fn unfused(x: &Tensor, g: &Tensor, b: &Tensor, eps: f64) -> candle_core::Result<Tensor> {
+        let c = x.dim(1)?;
+        let mean = x.mean_keepdim((0, 2, 3))?;
+        let var = x.broadcast_sub(&mean)?.sqr()?.mean_keepdim((0, 2, 3))?;
+        x.broadcast_sub(&mean)?
+            .broadcast_div(&(var + eps)?.sqrt()?)?
+            .broadcast_mul(&g.reshape((1, c, 1, 1))?)?
+            .broadcast_add(&b.reshape((1, c, 1, 1))?)
+    }
+
+    fn filled(shape: &[usize], seed: u64) -> Vec<f64> {
+        let n: usize = shape.iter().product();
+        (0..n)
+            .map(|i| {
+                (((i as u64 * 2654435761 + seed * 40503) % 1000) as f64 / 500.0 - 1.0) * 3.0 + 0.5
+            })
+            .collect()
+    }
+
+    #[test]
+    fn fused_batch_norm_matches_candle_ops_in_value_and_gradient() {
+        let dev = Device::Cpu;
+        // small (serial) and large (parallel) paths
+        for shape in [[3usize, 4, 5, 6], [8, 16, 32, 32]] {
+            let x = Var::from_vec(filled(&shape, 1), &shape[..], &dev).unwrap();
+            let g = Var::from_vec(filled(&[shape[1]], 2), shape[1], &dev).unwrap();
+            let b = Var::from_vec(filled(&[shape[1]], 3), shape[1], &dev).unwrap();
+            let w = Tensor::from_vec(filled(&shape, 4), &shape[..], &dev).unwrap();
+            let (y, mean, var) = batch_norm_train(&x, &g, &b, 1e-5).unwrap();
+            let r = unfused(&x, &g, &b, 1e-5).unwrap();
+            let diff = |a: &Tensor, b: &Tensor| -> f64 {
+                (a - b)
+                    .unwrap()
+                    .abs()
+                    .unwrap()
+                    .flatten_all()
+                    .unwrap()
+                    .max(0)
+                    .unwrap()
+                    .to_scalar::<f64>()
+                    .unwrap()
+            };
+            assert!(diff(&y, &r) < 1e-12, "forward {shape:?}: {}", diff(&y, &r));
+            let m = x.mean_keepdim((0, 2, 3)).unwrap().flatten_all().unwrap();
+            assert!(diff(&mean, &m) < 1e-12);
+            let v = x
+                .broadcast_sub(&x.mean_keepdim((0, 2, 3)).unwrap())
+                .unwrap()
+                .sqr()
+                .unwrap()
+                .mean((0, 2, 3))
+                .unwrap();
+            assert!(diff(&var, &v) < 1e-10);
+            let gy = (y * &w).unwrap().sum_all().unwrap().backward().unwrap();
+            let gr = (r * &w).unwrap().sum_all().unwrap().backward().unwrap();
+            for (name, t) in [
+                ("x", x.as_tensor()),
+                ("gamma", g.as_tensor()),
+                ("beta", b.as_tensor()),
+            ] {
+                let (a, e) = (gy.get(t).unwrap(), gr.get(t).unwrap());
+                assert!(diff(a, e) < 1e-10, "d{name} {shape:?}: {}", diff(a, e));
+            }
+            // and in f32, within float rounding
+            let x32 = x.as_tensor().to_dtype(DType::F32).unwrap();
+            let (g32, b32) = (
+                g.as_tensor().to_dtype(DType::F32).unwrap(),
+                b.as_tensor().to_dtype(DType::F32).unwrap(),
+            );
+            let (y32, _, _) = batch_norm_train(&x32, &g32, &b32, 1e-5).unwrap();
+            let r32 = unfused(&x32, &g32, &b32, 1e-5).unwrap();
+            let d32 = (y32 - r32)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .max(0)
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            assert!(d32 < 1e-4, "f32 forward {shape:?}: {d32}");
+        }
+    }
+}
