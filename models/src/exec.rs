@@ -325,6 +325,8 @@ fn eval(op: &Op, x: &[&Tensor], w: &Weights, mode: &mut Mode<'_>) -> candle_core
             let kernel = w.param(&format!("{param}.weight"))?;
             let y = if *groups > 1 && groups == c_in && c_in == c_out {
                 depthwise(x[0], kernel, *stride, *padding)?
+            } else if *groups == 1 {
+                crate::conv::conv2d(x[0], kernel, *stride, *padding)?
             } else {
                 x[0].conv2d(kernel, *padding, *stride, 1, *groups)?
             };

@@ -17,6 +17,7 @@
 //! `deepgalaxy-train`'s.
 
 pub mod batch_norm;
+mod conv;
 pub mod exec;
 pub mod graph;
 pub mod reference;

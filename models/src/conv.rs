@@ -1,0 +1,276 @@
+//! Dense 2-D convolution as im2col + one matrix product, so that forward, input gradient and
+//! kernel gradient all run in `gemm` (through candle's matmul and its autograd).
+//!
+//! Why not candle's `conv2d`: on the CPU its backward computes the input gradient with a
+//! direct-loop `conv_transpose2d` and the kernel gradient as a convolution whose "kernel" is
+//! the whole feature map, both far from gemm speed (measured in `benches/README.md`,
+//! Training). Here the only hand-written loops are [`Im2Col`] and its adjoint `Col2Im`, which
+//! copy memory; every multiply-add is in a matmul.
+
+use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor, WithDType};
+
+/// `y = conv2d(x, kernel)` for `x` (N, C, H, W) and `kernel` (O, C, kh, kw), groups 1,
+/// dilation 1: the same numbers as `Tensor::conv2d`, with a faster backward.
+pub fn conv2d(x: &Tensor, kernel: &Tensor, stride: usize, padding: usize) -> Result<Tensor> {
+    let (n, c, h, w) = x.dims4()?;
+    let (o, kc, kh, kw) = kernel.dims4()?;
+    if kc != c {
+        candle_core::bail!("conv2d: input has {c} channels, kernel expects {kc}");
+    }
+    if stride == 0 || h + 2 * padding < kh || w + 2 * padding < kw {
+        candle_core::bail!("conv2d: a {kh}x{kw} kernel does not fit a {h}x{w} input");
+    }
+    let (ho, wo) = (
+        (h + 2 * padding - kh) / stride + 1,
+        (w + 2 * padding - kw) / stride + 1,
+    );
+    // a 1x1 kernel at stride 1 needs no copy: the image already is its column matrix
+    let cols = if kh == 1 && kw == 1 && stride == 1 && padding == 0 {
+        x.reshape((n, c, h * w))?
+    } else {
+        x.contiguous()?.apply_op1(Im2Col {
+            kh,
+            kw,
+            stride,
+            padding,
+        })?
+    };
+    kernel
+        .reshape((o, c * kh * kw))?
+        .broadcast_matmul(&cols)?
+        .reshape((n, o, ho, wo))
+}
+
+/// (N, C, H, W) -> (N, C*kh*kw, Ho*Wo): row `(c, i, j)` holds input channel `c` shifted by
+/// kernel offset `(i, j)` at every output position, zero where it falls in the padding.
+#[derive(Debug, Clone, Copy)]
+struct Im2Col {
+    kh: usize,
+    kw: usize,
+    stride: usize,
+    padding: usize,
+}
+
+impl Im2Col {
+    fn out_size(&self, h: usize, w: usize) -> (usize, usize) {
+        (
+            (h + 2 * self.padding - self.kh) / self.stride + 1,
+            (w + 2 * self.padding - self.kw) / self.stride + 1,
+        )
+    }
+
+    /// Calls `f(column_index, input_index)` for every column entry that reads the input
+    /// (padding entries are skipped), for one image of `c` channels.
+    fn for_each(&self, c: usize, h: usize, w: usize, mut f: impl FnMut(usize, usize)) {
+        let (ho, wo) = self.out_size(h, w);
+        let (s, p) = (self.stride as isize, self.padding as isize);
+        for ch in 0..c {
+            for i in 0..self.kh {
+                for j in 0..self.kw {
+                    let row = ((ch * self.kh + i) * self.kw + j) * ho * wo;
+                    for oy in 0..ho {
+                        let iy = oy as isize * s + i as isize - p;
+                        if iy < 0 || iy >= h as isize {
+                            continue;
+                        }
+                        let src = (ch * h + iy as usize) * w;
+                        for ox in 0..wo {
+                            let ix = ox as isize * s + j as isize - p;
+                            if ix >= 0 && ix < w as isize {
+                                f(row + oy * wo + ox, src + ix as usize);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn forward<T: WithDType>(&self, x: &[T], dims: &[usize]) -> (Vec<T>, Shape) {
+        let (n, c, h, w) = (dims[0], dims[1], dims[2], dims[3]);
+        let (ho, wo) = self.out_size(h, w);
+        let per_out = c * self.kh * self.kw * ho * wo;
+        let mut out = vec![T::zero(); n * per_out];
+        for (b, dst) in out.chunks_mut(per_out).enumerate() {
+            let src = &x[b * c * h * w..(b + 1) * c * h * w];
+            self.for_each(c, h, w, |col, inp| dst[col] = src[inp]);
+        }
+        (out, Shape::from((n, c * self.kh * self.kw, ho * wo)))
+    }
+}
+
+/// The contiguous slice of `storage` under `layout`, or an error naming `op`.
+fn contiguous<'a, T: WithDType>(v: &'a [T], layout: &Layout, op: &str) -> Result<&'a [T]> {
+    match layout.contiguous_offsets() {
+        Some((a, b)) => Ok(&v[a..b]),
+        None => candle_core::bail!("{op}: the input must be contiguous"),
+    }
+}
+
+impl CustomOp1 for Im2Col {
+    fn name(&self) -> &'static str {
+        "im2col"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let dims = layout.dims();
+        match storage {
+            CpuStorage::F32(v) => {
+                let (out, shape) = self.forward(contiguous(v, layout, "im2col")?, dims);
+                Ok((CpuStorage::F32(out), shape))
+            }
+            CpuStorage::F64(v) => {
+                let (out, shape) = self.forward(contiguous(v, layout, "im2col")?, dims);
+                Ok((CpuStorage::F64(out), shape))
+            }
+            _ => candle_core::bail!("im2col: only f32 and f64 are supported"),
+        }
+    }
+
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
+        let (_, _, h, w) = arg.dims4()?;
+        let grad = grad_res.contiguous()?.apply_op1_no_bwd(&Col2Im {
+            im2col: *self,
+            h,
+            w,
+        })?;
+        Ok(Some(grad))
+    }
+}
+
+/// The adjoint of [`Im2Col`]: (N, C*kh*kw, Ho*Wo) -> (N, C, H, W), summing every column entry
+/// back onto the input pixel it was copied from.
+struct Col2Im {
+    im2col: Im2Col,
+    h: usize,
+    w: usize,
+}
+
+impl Col2Im {
+    fn forward<T: WithDType>(&self, cols: &[T], dims: &[usize]) -> (Vec<T>, Shape) {
+        let k = self.im2col.kh * self.im2col.kw;
+        let (n, c) = (dims[0], dims[1] / k);
+        let per_in = c * self.h * self.w;
+        let per_col = dims[1] * dims[2];
+        let mut out = vec![T::zero(); n * per_in];
+        for (b, dst) in out.chunks_mut(per_in).enumerate() {
+            let src = &cols[b * per_col..(b + 1) * per_col];
+            self.im2col
+                .for_each(c, self.h, self.w, |col, inp| dst[inp] += src[col]);
+        }
+        (out, Shape::from((n, c, self.h, self.w)))
+    }
+}
+
+impl CustomOp1 for Col2Im {
+    fn name(&self) -> &'static str {
+        "col2im"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let dims = layout.dims();
+        match storage {
+            CpuStorage::F32(v) => {
+                let (out, shape) = self.forward(contiguous(v, layout, "col2im")?, dims);
+                Ok((CpuStorage::F32(out), shape))
+            }
+            CpuStorage::F64(v) => {
+                let (out, shape) = self.forward(contiguous(v, layout, "col2im")?, dims);
+                Ok((CpuStorage::F64(out), shape))
+            }
+            _ => candle_core::bail!("col2im: only f32 and f64 are supported"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reference::det;
+    use candle_core::Var;
+
+    /// Forward and both gradients equal candle's direct convolution (float64, to 1e-10).
+    #[test]
+    fn matches_candle_conv2d_forward_and_backward() {
+        let cases = [
+            // (n, c, h, w, o, k, stride, padding)
+            (2, 3, 7, 6, 4, 3, 1, 1),
+            (2, 3, 9, 8, 5, 3, 2, 1),
+            (1, 2, 6, 6, 3, 1, 1, 0),
+            (3, 4, 8, 8, 2, 1, 2, 0),
+            (1, 1, 5, 7, 2, 5, 1, 2),
+            (2, 2, 4, 4, 3, 2, 2, 0),
+        ];
+        for &(n, c, h, w, _, k, s, p) in &cases {
+            adjoint(n, c, h, w, k, s, p);
+        }
+        for (n, c, h, w, o, k, s, p) in cases {
+            let f64 = |t: Tensor| t.to_dtype(candle_core::DType::F64).unwrap();
+            let x = Var::from_tensor(&f64(det(&[n, c, h, w], 0.3).unwrap())).unwrap();
+            let kern = Var::from_tensor(&f64(det(&[o, c, k, k], 1.1).unwrap())).unwrap();
+            let ours = conv2d(x.as_tensor(), kern.as_tensor(), s, p).unwrap();
+            let theirs = x.as_tensor().conv2d(kern.as_tensor(), p, s, 1, 1).unwrap();
+            assert_eq!(ours.dims(), theirs.dims());
+            // weight the outputs so every gradient entry differs
+            let weight = f64(det(ours.dims(), 0.7).unwrap());
+            let go = ours
+                .mul(&weight)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            let diff = |a: &Tensor, b: &Tensor| -> f64 {
+                a.sub(b)
+                    .unwrap()
+                    .abs()
+                    .unwrap()
+                    .max_all()
+                    .unwrap()
+                    .to_scalar()
+                    .unwrap()
+            };
+            let case = format!("n{n} c{c} {h}x{w} o{o} k{k} s{s} p{p}");
+            assert!(diff(&ours, &theirs) < 1e-10, "{case}: forward");
+            // candle's own backward fails when the stride leaves input rows unread (its
+            // transposed convolution comes out a row short); the adjoint test covers those
+            if (h + 2 * p - k) % s != 0 || (w + 2 * p - k) % s != 0 {
+                continue;
+            }
+            let gt = theirs
+                .mul(&weight)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            for (name, v) in [("input", &x), ("kernel", &kern)] {
+                let d = diff(go.get(v).unwrap(), gt.get(v).unwrap());
+                assert!(d < 1e-10, "{case}: {name} gradient off by {d}");
+            }
+        }
+    }
+
+    /// Col2Im is the adjoint of Im2Col: <im2col(x), c> = <x, col2im(c)> for any x and c, so
+    /// the gradient it passes back is exact.
+    fn adjoint(n: usize, c: usize, h: usize, w: usize, k: usize, s: usize, p: usize) {
+        let op = Im2Col {
+            kh: k,
+            kw: k,
+            stride: s,
+            padding: p,
+        };
+        let x = det(&[n, c, h, w], 0.2).unwrap();
+        let cols = x.apply_op1_no_bwd(&op).unwrap();
+        let r = det(cols.dims(), 1.7).unwrap();
+        let back = r.apply_op1_no_bwd(&Col2Im { im2col: op, h, w }).unwrap();
+        let dot = |a: &Tensor, b: &Tensor| -> f32 {
+            a.mul(b).unwrap().sum_all().unwrap().to_scalar().unwrap()
+        };
+        let (lhs, rhs) = (dot(&cols, &r), dot(&x, &back));
+        assert!(
+            (lhs - rhs).abs() <= 1e-4 * lhs.abs().max(1.0),
+            "k{k} s{s} p{p} on {h}x{w}: {lhs} vs {rhs}"
+        );
+    }
+}
