@@ -21,6 +21,10 @@ use deepgalaxy_train::loss;
 use deepgalaxy_train::optim::{Optimizer, OptimizerKind};
 use rand::SeedableRng;
 
+/// The allocator `deepgalaxy` itself uses (see `src/main.rs`), so the figures match the tool.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn peak_rss_mb() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
