@@ -56,7 +56,7 @@ pub struct Int8Args {
     /// INT8: graph layout, qdq, qoperator or both.
     #[arg(long, default_value = "qdq")]
     pub int8_format: String,
-    /// INT8: a Conv or Gemm node to keep in float (repeatable), e.g. vae.mu.
+    /// INT8: a Conv, Gemm or residual Add node to keep in float (repeatable), e.g. vae.mu.
     #[arg(long = "float-layer")]
     pub float_layers: Vec<String>,
 }

@@ -8,8 +8,9 @@
 //!    integer kernels need).
 //! 2. [`plan`]: which Conv and Gemm nodes are quantised (all but those kept in float), which
 //!    activations get a quantise/dequantise pair (their inputs, and their outputs unless those
-//!    feed a graph output or a Softmax, which stay in float), and which ReLUs disappear into
-//!    the grid of the output before them (a range starting at 0 clamps like a ReLU).
+//!    feed a graph output or a Softmax, which stay in float; both inputs and the output of a
+//!    residual Add), and which ReLUs disappear into the grid of the output before them (a
+//!    range starting at 0 clamps like a ReLU).
 //! 3. [`calibration_tensors`] names the tensors whose range calibration must measure
 //!    ([`crate::calibrate`]); [`quantize_qdq`] builds the graph from those ranges: weights int8
 //!    symmetric per output channel, biases int32, activations `u8` or `s8` with zero points.
@@ -161,9 +162,9 @@ pub(crate) fn weight_axis(node: &NodeProto) -> usize {
     }
 }
 
-/// Decides what to quantise; `float_nodes` names Conv/Gemm nodes to leave in float. The
-/// graph's ReLUs are fused into the node before them where the plan allows it (the graph is
-/// changed accordingly), so call this on a copy and hand the copy to [`quantize_qdq`].
+/// Decides what to quantise; `float_nodes` names Conv, Gemm or residual Add nodes to leave in
+/// float. The graph's ReLUs are fused into the node before them where the plan allows it (the
+/// graph is changed accordingly), so call this on a copy and hand the copy to [`quantize_qdq`].
 pub fn plan(model: &mut ModelProto, float_nodes: &HashSet<String>) -> Result<Plan> {
     let g = graph_mut(model)?;
     let outputs: HashSet<String> = g.output.iter().map(|o| o.name.clone()).collect();
@@ -183,25 +184,12 @@ pub fn plan(model: &mut ModelProto, float_nodes: &HashSet<String>) -> Result<Pla
     let mut fused_relus = Vec::new();
     let mut full: Vec<String> = Vec::new();
     let mut inputs: Vec<String> = Vec::new();
+    let mut add_inputs: Vec<String> = Vec::new();
     let mut remove = Vec::new();
-    for k in 0..g.node.len() {
-        let node = g.node[k].clone();
-        let weighted = matches!(node.op_type.as_str(), "Conv" | "Gemm")
-            && node.input.len() >= 2
-            && inits.contains(&node.input[1])
-            && node
-                .input
-                .get(2)
-                .is_none_or(|b| b.is_empty() || inits.contains(b))
-            && attr(&node, "transA").is_none_or(|a| a.i == 0);
-        if !weighted || float_nodes.contains(&node.name) {
-            continue;
-        }
-        quantized.push(node.name.clone());
-        if !inputs.contains(&node.input[0]) {
-            inputs.push(node.input[0].clone());
-        }
-        let out = node.output[0].clone();
+    // The output of node `k`, quantised for every reader unless a float operator reads it; a
+    // lone ReLU after it is fused (its output becomes node `k`'s).
+    let mut quantize_output = |g: &mut GraphProto, k: usize| {
+        let out = g.node[k].output[0].clone();
         let r = readers(g, &out);
         if r.len() == 1 && g.node[r[0]].op_type == "Relu" && !outputs.contains(&out) {
             let relu_out = g.node[r[0]].output[0].clone();
@@ -210,18 +198,66 @@ pub fn plan(model: &mut ModelProto, float_nodes: &HashSet<String>) -> Result<Pla
                 remove.push(r[0]);
                 g.node[k].output[0] = relu_out.clone();
                 full.push(relu_out);
-                continue;
+                return;
             }
         }
         if !float_reader(g, &out) {
             full.push(out);
         }
+    };
+    for k in 0..g.node.len() {
+        let node = g.node[k].clone();
+        if float_nodes.contains(&node.name) {
+            continue;
+        }
+        // A residual Add of two activations gets pairs on both inputs and its output, the
+        // pattern ONNX Runtime runs as QLinearAdd; in float, the integer convolutions around
+        // it would be cut off by float Adds and ReLUs and the layout transposes they force.
+        // Not after a MaxPool: ONNX Runtime would move the pair above the pooling and run it
+        // on u8 without its blocked float kernel (measured: MaxPool 30% of an INT8 ResNet).
+        let pooled = |v: &String| {
+            g.node
+                .iter()
+                .any(|n| n.op_type == "MaxPool" && n.output.contains(v))
+        };
+        let residual = node.op_type == "Add"
+            && node.input.len() == 2
+            && node
+                .input
+                .iter()
+                .all(|v| !inits.contains(v) && !float_reader(g, v) && !pooled(v));
+        if residual {
+            add_inputs.extend(node.input.iter().cloned());
+            quantize_output(g, k);
+            continue;
+        }
+        let weighted = matches!(node.op_type.as_str(), "Conv" | "Gemm")
+            && node.input.len() >= 2
+            && inits.contains(&node.input[1])
+            && node
+                .input
+                .get(2)
+                .is_none_or(|b| b.is_empty() || inits.contains(b))
+            && attr(&node, "transA").is_none_or(|a| a.i == 0);
+        if !weighted {
+            continue;
+        }
+        quantized.push(node.name.clone());
+        if !inputs.contains(&node.input[0]) {
+            inputs.push(node.input[0].clone());
+        }
+        quantize_output(g, k);
     }
     let mut i = 0;
     g.node.retain(|_| {
         i += 1;
         !remove.contains(&(i - 1))
     });
+    for t in add_inputs {
+        if !full.contains(&t) {
+            full.push(t);
+        }
+    }
     let mut activations: Vec<(String, bool)> = full.iter().map(|t| (t.clone(), true)).collect();
     for t in inputs {
         if !full.contains(&t) {
@@ -629,5 +665,84 @@ mod tests {
             e.to_string().contains("no calibrated range for `act`"),
             "{e}"
         );
+    }
+
+    /// x -> conv a -> relu -> conv b; add(b, x) -> relu -> gemm: a residual block
+    fn residual() -> ModelProto {
+        let f = float_tensor;
+        ModelProto {
+            graph: Some(GraphProto {
+                node: vec![
+                    node("Conv", "a", &["x", "a.weight"], vec![]),
+                    node("Relu", "a_act", &["a"], vec![]),
+                    node("Conv", "b", &["a_act", "b.weight"], vec![]),
+                    node("Add", "add", &["b", "x"], vec![]),
+                    node("Relu", "act", &["add"], vec![]),
+                    node("Flatten", "flat", &["act"], vec![]),
+                    node(
+                        "Gemm",
+                        "fc",
+                        &["flat", "fc.weight"],
+                        vec![attr_int("transB", 1)],
+                    ),
+                ],
+                initializer: vec![
+                    f("a.weight", &[1, 1, 1, 1], vec![0.5]),
+                    f("b.weight", &[1, 1, 1, 1], vec![-2.0]),
+                    f("fc.weight", &[2, 1], vec![1.0, -1.0]),
+                ],
+                input: vec![value_info("x", &[1, 1, 1])],
+                output: vec![value_info("fc", &[2])],
+                ..Default::default()
+            })
+            .into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_residual_add_is_quantised_on_both_inputs_and_its_relu_fused() {
+        let mut m = residual();
+        let p = plan(&mut m, &HashSet::new()).unwrap();
+        assert_eq!(p.quantized, ["a", "b", "fc"]);
+        assert_eq!(p.fused_relus, ["a_act", "act"]);
+        // x feeds conv a and the Add: quantised for both readers now
+        assert_eq!(
+            p.activations,
+            [
+                ("a_act".to_string(), true),
+                ("b".to_string(), true),
+                ("act".to_string(), true),
+                ("x".to_string(), true),
+                ("flat".to_string(), false)
+            ]
+        );
+        let ranges: BTreeMap<String, (f32, f32)> = ["x", "a_act", "b", "act", "flat"]
+            .iter()
+            .map(|t| (t.to_string(), (0.0, 2.0)))
+            .collect();
+        let q = quantize_qdq(&m, &p, &ranges, ActivationType::U8).unwrap();
+        let g = q.graph.as_ref().unwrap();
+        let add = g.node.iter().find(|n| n.name == "add").unwrap();
+        assert_eq!(add.input, ["b.dq", "x.dq"]);
+        assert_eq!(add.output, ["act"]);
+        assert!(g.node.iter().all(|n| n.op_type != "Relu"));
+        // kept in float by name: no pairs on the Add's own account, its ReLU stays
+        let mut m = residual();
+        let p = plan(&mut m, &["add".to_string()].into()).unwrap();
+        assert_eq!(p.fused_relus, ["a_act"]);
+        assert!(p.activations.contains(&("x".to_string(), false)));
+        // after a MaxPool the Add stays in float, so the pooling keeps a float consumer
+        let mut m = residual();
+        let g = m.graph.as_mut().unwrap();
+        g.node.insert(0, node("MaxPool", "pool", &["x"], vec![]));
+        for n in g.node.iter_mut().skip(1) {
+            for v in n.input.iter_mut().filter(|v| *v == "x") {
+                *v = "pool".into();
+            }
+        }
+        let p = plan(&mut m, &HashSet::new()).unwrap();
+        assert_eq!(p.fused_relus, ["a_act"]);
+        assert!(p.activations.contains(&("pool".to_string(), false)));
     }
 }

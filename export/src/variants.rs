@@ -133,7 +133,8 @@ pub struct Int8Options {
     pub activations: ActivationType,
     /// Which layouts to write.
     pub formats: Vec<Int8Format>,
-    /// Conv/Gemm nodes to keep in float, besides the defaults of [`default_float_nodes`].
+    /// Conv, Gemm or residual Add nodes to keep in float, besides the defaults of
+    /// [`default_float_nodes`].
     pub float_nodes: Vec<String>,
 }
 
