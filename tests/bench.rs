@@ -156,6 +156,39 @@ fn bench_precision_exports_a_checkpoint_calibrated_on_its_training_catalog() {
         );
     }
 
+    // a configuration too slow for --max-pass-seconds is skipped, and says so
+    let slow = tmp.path().join("slow");
+    let (ok, _, err) = deepgalaxy(&[
+        a("bench"),
+        a("precision"),
+        a("--models"),
+        by_hand.as_os_str(),
+        a("--data"),
+        data.as_os_str(),
+        a("--batches"),
+        a("4"),
+        a("--threads"),
+        a("1"),
+        a("--max-pass-seconds"),
+        a("0"),
+        a("--out"),
+        slow.as_os_str(),
+    ]);
+    assert!(ok, "{err}");
+    let r: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(slow.join("results.json")).unwrap()).unwrap();
+    let ours: Vec<&serde_json::Value> = r["throughput"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["runner"].as_str().unwrap().starts_with("deepgalaxy"))
+        .collect();
+    assert!(!ours.is_empty());
+    for t in ours {
+        let e = t["result"]["Err"].as_str().unwrap_or_default();
+        assert!(e.starts_with("skipped: a pass would take about"), "{t}");
+    }
+
     // exactly one of --checkpoint and --models
     let (ok, _, err) = deepgalaxy(&[a("bench"), a("precision"), a("--data"), data.as_os_str()]);
     assert!(!ok && err.contains("--checkpoint"), "{err}");

@@ -55,7 +55,8 @@ pub struct PrecisionArgs {
     /// Thread counts.
     #[arg(long, value_delimiter = ',', default_value = "1,2")]
     pub threads: Vec<usize>,
-    /// A configuration whose warm-up predicts a pass longer than this is skipped (reported).
+    /// A configuration whose pass over the images would take longer than this, judged from
+    /// one image before any batch is run, is skipped (and reported as skipped).
     #[arg(long, default_value_t = 60.0)]
     pub max_pass_seconds: f64,
     /// Output folder.
@@ -344,19 +345,21 @@ fn time_backend(
     )
     .map_err(|e| e.to_string())?;
     let per = data.len() / n;
-    let warm = batch.min(n);
-    // Two warm-up runs, the slower one predicting the pass: a first run can be far faster
-    // than the rest (tract's FP16 plan: ~15x on the default model, measured 2026-11-25).
+    // One image, run twice, predicts the pass before a whole batch is risked: a first run can
+    // be far faster than the rest (tract's FP16 plan: ~15x on the default model, measured
+    // 2026-11-25), and one batch of a slow configuration can take many minutes by itself.
     let mut slowest = 0f64;
     for _ in 0..2 {
         let start = std::time::Instant::now();
-        run_prepared(&model, &data[..warm * per], warm).map_err(|e| e.to_string())?;
+        run_prepared(&model, &data[..per], 1).map_err(|e| e.to_string())?;
         slowest = slowest.max(start.elapsed().as_secs_f64());
     }
-    let estimate = slowest * n as f64 / warm as f64 / threads.max(1) as f64;
+    let estimate = slowest * n as f64 / threads.max(1) as f64;
     if estimate > args.max_pass_seconds {
         return Err(format!("skipped: a pass would take about {estimate:.0} s"));
     }
+    let warm = batch.min(n);
+    run_prepared(&model, &data[..warm * per], warm).map_err(|e| e.to_string())?;
     let mut runs = Vec::new();
     let mut latencies = Vec::new();
     for _ in 0..args.repeats.max(1) {
