@@ -28,13 +28,17 @@ use deepgalaxy_train::optim::OptimizerKind;
 use deepgalaxy_train::schedule::{Schedule, ScheduleKind};
 use deepgalaxy_train::{Heads, LossWeights, TrainConfig};
 
-/// 10 snapshots 40 Myr apart (classes 0, 8, ..., 72): approach, collision and relaxation.
+/// 5 snapshots 80 Myr apart (classes 0, 16, ..., 64): approach, collision and relaxation.
+/// Snapshots 40 Myr apart made the small model split its vote between neighbouring classes
+/// (35% top-1, FP32 margins so thin that INT8 agreement ranged over 95.4-98.6% between
+/// training seeds and recipes, measured 2026-11-25); 80 Myr apart it reaches 50-61% top-1,
+/// 94% within one class, and agreement is a property of the quantisation again.
 fn simulate(out: &Path, grid: Grid, seed: u64) -> PathBuf {
     let cfg = SimulateConfig {
         grid,
         merger: MergerConfig {
-            snapshots: 10,
-            snapshot_interval_myr: 40.0,
+            snapshots: 5,
+            snapshot_interval_myr: 80.0,
             ..MergerConfig::with_particles(1000)
         },
         size: 32,
@@ -309,7 +313,7 @@ fn variants_pass_the_checker_run_in_onnx_runtime_and_agree_with_fp32() {
         eprintln!("{f}: {a:?}, {:.3} ms/image", result(f)["ms_per_image"]);
         if f.contains("fp16") {
             // measured: 100% agreement, largest probability difference 6.3e-3, worst latent
-            // cosine 0.99998 (280 images, ONNX Runtime)
+            // cosine 0.99998 (280 images, ONNX Runtime, with 10 snapshots)
             assert!(a.top1_agreement >= 0.99, "{f}: {a:?}");
             assert!(a.max_probability_diff <= 1e-2, "{f}: {a:?}");
             assert!(a.latent_cosine_min >= 0.9999, "{f}: {a:?}");
