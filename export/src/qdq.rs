@@ -727,6 +727,15 @@ mod tests {
         assert_eq!(add.input, ["b.dq", "x.dq"]);
         assert_eq!(add.output, ["act"]);
         assert!(g.node.iter().all(|n| n.op_type != "Relu"));
+        // QOperator: the Add stays a float operator, so whatever reads its output in float
+        // must read it through the grid, which is where the fused ReLU clamps
+        let q = crate::qoperator::quantize_qoperator(&m, &p, &ranges, ActivationType::U8).unwrap();
+        let g = q.graph.as_ref().unwrap();
+        let flat = g.node.iter().find(|n| n.name == "flat").unwrap();
+        assert_eq!(flat.input, ["act.dq"]);
+        assert!(g.node.iter().any(|n| n.op_type == "DequantizeLinear"
+            && n.input[0] == "act.q"
+            && n.output == ["act.dq"]));
         // kept in float by name: no pairs on the Add's own account, its ReLU stays
         let mut m = residual();
         let p = plan(&mut m, &["add".to_string()].into()).unwrap();

@@ -210,10 +210,31 @@ pub fn quantize_qoperator(
                 node.input[2] = format!("{b}.dq");
             }
         }
+        // float readers of a fully quantised activation read it dequantised, as in the QDQ
+        // graph: a ReLU fused into the grid (after a residual Add) exists only there
+        for v in node.input.iter_mut() {
+            if full.contains(v.as_str()) && dequantized.contains(v.as_str()) {
+                *v = format!("{v}.dq");
+            }
+        }
         let produced = node.output.clone();
         out.push(node);
         for t in produced {
             quantize_after(&t, &mut out, &mut inits);
+            if full.contains(t.as_str()) && float_read.contains(&t) && dequantized.insert(t.clone())
+            {
+                out.push(qdq_node(
+                    "DequantizeLinear",
+                    &format!("{t}.dequantize"),
+                    [
+                        &format!("{t}.q"),
+                        &format!("{t}.scale"),
+                        &format!("{t}.zero_point"),
+                    ],
+                    &format!("{t}.dq"),
+                    None,
+                ));
+            }
         }
     }
     for t in inits {
