@@ -55,6 +55,10 @@ pub struct PrecisionArgs {
     /// Thread counts.
     #[arg(long, value_delimiter = ',', default_value = "1,2")]
     pub threads: Vec<usize>,
+    /// Runner of the accuracy pass (every file once, batch 32, 2 threads): tract, or ort when
+    /// tract would be too slow (tract runs FP16 in software f16, ~1,300x FP32).
+    #[arg(long, default_value = "tract")]
+    pub accuracy_backend: BackendKind,
     /// A configuration whose pass over the images would take longer than this, judged from
     /// one image before any batch is run, is skipped (and reported as skipped).
     #[arg(long, default_value_t = 60.0)]
@@ -184,21 +188,16 @@ pub fn run(args: &PrecisionArgs) -> anyhow::Result<()> {
     let fma = deepgalaxy_runtime::flops::fma_per_sample(&files[0], &shape)?;
     let cpu = Cpu::detect();
 
-    // accuracy and agreement, each file once on tract
-    let ref_run = run_prepared(&reference, &data, n)?;
-    let ref_probs =
-        outputs(&reference, &ref_run, "probabilities").context("no probabilities output")?;
-    let ref_latent = outputs(&reference, &ref_run, "latent");
+    // accuracy and agreement, each file once on --accuracy-backend (the first is FP32)
+    let accuracy_run = RunOptions {
+        backend: args.accuracy_backend,
+        threads: 2,
+        batch: 32,
+    };
     let mut quality = Vec::new();
+    let mut reference_outputs = None;
     for file in &files {
-        let model = Model::open(
-            file,
-            RunOptions {
-                threads: 2,
-                batch: 32,
-                ..RunOptions::default()
-            },
-        )?;
+        let model = Model::open(file, accuracy_run)?;
         eprintln!("accuracy of {} ...", file.display());
         let run = run_prepared(&model, &data, n)?;
         let results: Vec<SampleResult> = run.samples.iter().cloned().map(Ok).collect();
@@ -211,12 +210,15 @@ pub fn run(args: &PrecisionArgs) -> anyhow::Result<()> {
             false,
         )?;
         let probs = outputs(&model, &run, "probabilities").context("no probabilities output")?;
+        let latent = outputs(&model, &run, "latent");
+        let (ref_probs, ref_latent) =
+            reference_outputs.get_or_insert_with(|| (probs.clone(), latent.clone()));
         let agree = probs
             .iter()
-            .zip(&ref_probs)
+            .zip(ref_probs.iter())
             .filter(|(a, b)| argmax(a) == argmax(b))
             .count();
-        let latent_cosine = outputs(&model, &run, "latent")
+        let latent_cosine = latent
             .zip(ref_latent.as_ref())
             .map(|(l, r)| l.iter().zip(r).map(|(a, b)| cosine(a, b)).sum::<f64>() / n as f64);
         quality.push(Quality {
@@ -335,6 +337,30 @@ fn time_backend(
     n: usize,
     args: &PrecisionArgs,
 ) -> Result<Throughput, String> {
+    let per = data.len() / n;
+    // Three single images, one after another on one thread, predict the pass before a whole
+    // batch is risked; the slowest counts. tract's FP16 plan runs the first inference on a
+    // thread ~15x faster than every later one (measured 2026-11-25), so a lone run misleads,
+    // and one batch of a slow configuration can take many minutes by itself.
+    let probe = Model::open(
+        file,
+        RunOptions {
+            backend,
+            threads: 1,
+            batch: 1,
+        },
+    )
+    .map_err(|e| e.to_string())?;
+    let k = n.min(3);
+    let slowest = run_prepared(&probe, &data[..k * per], k)
+        .map_err(|e| e.to_string())?
+        .latencies
+        .into_iter()
+        .fold(0.0, f64::max);
+    let estimate = slowest * n as f64 / threads.max(1) as f64;
+    if estimate > args.max_pass_seconds {
+        return Err(format!("skipped: a pass would take about {estimate:.0} s"));
+    }
     let model = Model::open(
         file,
         RunOptions {
@@ -344,20 +370,6 @@ fn time_backend(
         },
     )
     .map_err(|e| e.to_string())?;
-    let per = data.len() / n;
-    // One image, run twice, predicts the pass before a whole batch is risked: a first run can
-    // be far faster than the rest (tract's FP16 plan: ~15x on the default model, measured
-    // 2026-11-25), and one batch of a slow configuration can take many minutes by itself.
-    let mut slowest = 0f64;
-    for _ in 0..2 {
-        let start = std::time::Instant::now();
-        run_prepared(&model, &data[..per], 1).map_err(|e| e.to_string())?;
-        slowest = slowest.max(start.elapsed().as_secs_f64());
-    }
-    let estimate = slowest * n as f64 / threads.max(1) as f64;
-    if estimate > args.max_pass_seconds {
-        return Err(format!("skipped: a pass would take about {estimate:.0} s"));
-    }
     let warm = batch.min(n);
     run_prepared(&model, &data[..warm * per], warm).map_err(|e| e.to_string())?;
     let mut runs = Vec::new();
