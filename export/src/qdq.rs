@@ -313,6 +313,22 @@ pub(crate) fn qdq_node(
     }
 }
 
+/// A `DequantizeLinear` of activation `t` (`{t}.q` with `{t}.scale`, `{t}.zero_point`) into
+/// `output`.
+pub(crate) fn dequantize_activation(t: &str, output: &str) -> NodeProto {
+    qdq_node(
+        "DequantizeLinear",
+        &format!("{t}.dequantize"),
+        [
+            &format!("{t}.q"),
+            &format!("{t}.scale"),
+            &format!("{t}.zero_point"),
+        ],
+        output,
+        None,
+    )
+}
+
 /// The scalar `{t}.scale` and `{t}.zero_point` initialisers of activation `t`.
 pub(crate) fn activation_tensors(t: &str, a: &Affine) -> [TensorProto; 2] {
     [
@@ -444,17 +460,7 @@ pub fn quantize_qdq(
     let qdq = |t: &str, a: &Affine, out: &mut Vec<NodeProto>, inits: &mut Vec<TensorProto>| {
         inits.extend(activation_tensors(t, a));
         out.push(quantize_node(t));
-        out.push(qdq_node(
-            "DequantizeLinear",
-            &format!("{t}.dequantize"),
-            [
-                &format!("{t}.q"),
-                &format!("{t}.scale"),
-                &format!("{t}.zero_point"),
-            ],
-            &format!("{t}.dq"),
-            None,
-        ));
+        out.push(dequantize_activation(t, &format!("{t}.dq")));
     };
     // activations that are graph inputs are quantised first
     for input in &g.input {

@@ -24,8 +24,8 @@ use onnx_protobuf::{ModelProto, NodeProto};
 
 use crate::onnx::{attr_int, float_tensor};
 use crate::qdq::{
-    activation_params, activation_tensors, bias_tensors, dequantize_node, graph_mut, qdq_node,
-    quantize_node, set_initializer, weight_axis, weight_tensors, Plan,
+    activation_params, activation_tensors, bias_tensors, dequantize_activation, dequantize_node,
+    graph_mut, quantize_node, set_initializer, weight_axis, weight_tensors, Plan,
 };
 use crate::quantize::ActivationType;
 
@@ -111,17 +111,7 @@ pub fn quantize_qoperator(
             q.attribute = node.attribute.clone();
             out.push(q);
             if float_read.contains(&y) {
-                out.push(qdq_node(
-                    "DequantizeLinear",
-                    &format!("{y}.dequantize"),
-                    [
-                        &format!("{y}.q"),
-                        &format!("{y}.scale"),
-                        &format!("{y}.zero_point"),
-                    ],
-                    &y,
-                    None,
-                ));
+                out.push(dequantize_activation(&y, &y));
             }
             continue;
         }
@@ -186,17 +176,7 @@ pub fn quantize_qoperator(
             // weights and bias, exactly as in the QDQ graph
             let x = node.input[0].clone();
             if dequantized.insert(x.clone()) {
-                out.push(qdq_node(
-                    "DequantizeLinear",
-                    &format!("{x}.dequantize"),
-                    [
-                        &format!("{x}.q"),
-                        &format!("{x}.scale"),
-                        &format!("{x}.zero_point"),
-                    ],
-                    &format!("{x}.dq"),
-                    None,
-                ));
+                out.push(dequantize_activation(&x, &format!("{x}.dq")));
             }
             node.input[0] = format!("{x}.dq");
             let wname = node.input[1].clone();
@@ -223,17 +203,7 @@ pub fn quantize_qoperator(
             quantize_after(&t, &mut out, &mut inits);
             if full.contains(t.as_str()) && float_read.contains(&t) && dequantized.insert(t.clone())
             {
-                out.push(qdq_node(
-                    "DequantizeLinear",
-                    &format!("{t}.dequantize"),
-                    [
-                        &format!("{t}.q"),
-                        &format!("{t}.scale"),
-                        &format!("{t}.zero_point"),
-                    ],
-                    &format!("{t}.dq"),
-                    None,
-                ));
+                out.push(dequantize_activation(&t, &format!("{t}.dq")));
             }
         }
     }

@@ -141,7 +141,7 @@ impl BatchNormTrain {
         Ok(y)
     }
 
-    /// (dx, dgamma, dbeta) from the upstream gradient `dy`:
+    /// (dx, dgamma, dbeta) on `dev` from the upstream gradient `dy`:
     /// dbeta = sum(dy), dgamma = sum(dy * xhat),
     /// dx = gamma * inv_std / M * (M * dy - dbeta - xhat * dgamma), sums over N, H, W.
     fn backward<T: WithDType>(
@@ -150,7 +150,8 @@ impl BatchNormTrain {
         dims: &[usize],
         gamma: &[T],
         dy: &[T],
-    ) -> Result<(Vec<T>, Vec<T>, Vec<T>)> {
+        dev: &candle_core::Device,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
         let (c, hw) = (dims[1], dims[2] * dims[3]);
         let m = (x.len() / c) as f64;
         let s = self
@@ -175,9 +176,13 @@ impl BatchNormTrain {
                 *o = T::from_f64(k * (m * g.to_f64() - d_beta - xhat * d_gamma));
             }
         });
-        let d_gamma = sums.iter().map(|s| T::from_f64(s.0)).collect();
-        let d_beta = sums.iter().map(|s| T::from_f64(s.1)).collect();
-        Ok((dx, d_gamma, d_beta))
+        let d_gamma: Vec<T> = sums.iter().map(|s| T::from_f64(s.0)).collect();
+        let d_beta: Vec<T> = sums.iter().map(|s| T::from_f64(s.1)).collect();
+        Ok((
+            Tensor::from_vec(dx, dims, dev)?,
+            Tensor::from_vec(d_gamma, c, dev)?,
+            Tensor::from_vec(d_beta, c, dev)?,
+        ))
     }
 }
 
@@ -228,34 +233,17 @@ impl CustomOp3 for BatchNormTrain {
         let (ds, dl) = dy.storage_and_layout();
         let dims = xl.dims();
         let dev = x.device();
-        let c = dims[1];
         let (dx, dg, db) = match (&*xs, &*gs, &*ds) {
             (
                 Storage::Cpu(CpuStorage::F32(x)),
                 Storage::Cpu(CpuStorage::F32(g)),
                 Storage::Cpu(CpuStorage::F32(d)),
-            ) => {
-                let (dx, dg, db) =
-                    self.backward(slice(x, xl)?, dims, slice(g, gl)?, slice(d, dl)?)?;
-                (
-                    Tensor::from_vec(dx, dims, dev)?,
-                    Tensor::from_vec(dg, c, dev)?,
-                    Tensor::from_vec(db, c, dev)?,
-                )
-            }
+            ) => self.backward(slice(x, xl)?, dims, slice(g, gl)?, slice(d, dl)?, dev)?,
             (
                 Storage::Cpu(CpuStorage::F64(x)),
                 Storage::Cpu(CpuStorage::F64(g)),
                 Storage::Cpu(CpuStorage::F64(d)),
-            ) => {
-                let (dx, dg, db) =
-                    self.backward(slice(x, xl)?, dims, slice(g, gl)?, slice(d, dl)?)?;
-                (
-                    Tensor::from_vec(dx, dims, dev)?,
-                    Tensor::from_vec(dg, c, dev)?,
-                    Tensor::from_vec(db, c, dev)?,
-                )
-            }
+            ) => self.backward(slice(x, xl)?, dims, slice(g, gl)?, slice(d, dl)?, dev)?,
             _ => candle_core::bail!("batch norm backward: f32 or f64 CPU tensors of one type"),
         };
         Ok((

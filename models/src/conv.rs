@@ -85,7 +85,9 @@ impl Im2Col {
             }
         }
     }
+}
 
+impl FloatCopy for Im2Col {
     fn forward<T: WithDType>(&self, x: &[T], dims: &[usize]) -> (Vec<T>, Shape) {
         let (n, c, h, w) = (dims[0], dims[1], dims[2], dims[3]);
         let (ho, wo) = self.out_size(h, w);
@@ -107,24 +109,39 @@ fn contiguous<'a, T: WithDType>(v: &'a [T], layout: &Layout, op: &str) -> Result
     }
 }
 
+/// A copy op over f32 or f64 data, generic in the element type.
+trait FloatCopy {
+    fn forward<T: WithDType>(&self, x: &[T], dims: &[usize]) -> (Vec<T>, Shape);
+}
+
+/// Runs `op` on the contiguous f32 or f64 `storage`, or an error naming `name`.
+fn float_fwd(
+    op: &impl FloatCopy,
+    storage: &CpuStorage,
+    layout: &Layout,
+    name: &str,
+) -> Result<(CpuStorage, Shape)> {
+    let dims = layout.dims();
+    match storage {
+        CpuStorage::F32(v) => {
+            let (out, shape) = op.forward(contiguous(v, layout, name)?, dims);
+            Ok((CpuStorage::F32(out), shape))
+        }
+        CpuStorage::F64(v) => {
+            let (out, shape) = op.forward(contiguous(v, layout, name)?, dims);
+            Ok((CpuStorage::F64(out), shape))
+        }
+        _ => candle_core::bail!("{name}: only f32 and f64 are supported"),
+    }
+}
+
 impl CustomOp1 for Im2Col {
     fn name(&self) -> &'static str {
         "im2col"
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let dims = layout.dims();
-        match storage {
-            CpuStorage::F32(v) => {
-                let (out, shape) = self.forward(contiguous(v, layout, "im2col")?, dims);
-                Ok((CpuStorage::F32(out), shape))
-            }
-            CpuStorage::F64(v) => {
-                let (out, shape) = self.forward(contiguous(v, layout, "im2col")?, dims);
-                Ok((CpuStorage::F64(out), shape))
-            }
-            _ => candle_core::bail!("im2col: only f32 and f64 are supported"),
-        }
+        float_fwd(self, storage, layout, "im2col")
     }
 
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
@@ -146,7 +163,7 @@ struct Col2Im {
     w: usize,
 }
 
-impl Col2Im {
+impl FloatCopy for Col2Im {
     fn forward<T: WithDType>(&self, cols: &[T], dims: &[usize]) -> (Vec<T>, Shape) {
         let k = self.im2col.kh * self.im2col.kw;
         let (n, c) = (dims[0], dims[1] / k);
@@ -168,18 +185,7 @@ impl CustomOp1 for Col2Im {
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let dims = layout.dims();
-        match storage {
-            CpuStorage::F32(v) => {
-                let (out, shape) = self.forward(contiguous(v, layout, "col2im")?, dims);
-                Ok((CpuStorage::F32(out), shape))
-            }
-            CpuStorage::F64(v) => {
-                let (out, shape) = self.forward(contiguous(v, layout, "col2im")?, dims);
-                Ok((CpuStorage::F64(out), shape))
-            }
-            _ => candle_core::bail!("col2im: only f32 and f64 are supported"),
-        }
+        float_fwd(self, storage, layout, "col2im")
     }
 }
 

@@ -25,7 +25,7 @@ enum BenchCommand {
     /// End-to-end predict throughput per backend, batch size and thread count.
     Predict(predict::PredictBenchArgs),
     /// Throughput and accuracy of every precision on every backend.
-    Precision(precision::PrecisionArgs),
+    Precision(Box<precision::PrecisionArgs>),
     /// Seconds per simulated merger against seconds per inferred image.
     Speedup(speedup::SpeedupArgs),
 }

@@ -123,18 +123,13 @@ fn os(parts: &[&dyn AsRef<std::ffi::OsStr>]) -> Vec<OsString> {
 
 /// The held-out simulations of the training run (from its checkpoint state).
 fn held_out_simulations(run: &Path) -> anyhow::Result<Vec<String>> {
-    let path = run.join("checkpoint").join("state.json");
-    let state: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?,
-    )
-    .with_context(|| format!("{} is not JSON", path.display()))?;
-    let sims = state["split"]["val_simulations"]
-        .as_array()
-        .with_context(|| format!("{} names no held-out simulations", path.display()))?
-        .iter()
-        .filter_map(|s| s.as_str().map(String::from))
-        .collect();
-    Ok(sims)
+    let state = deepgalaxy_train::checkpoint::load_state(&run.join("checkpoint"))?;
+    anyhow::ensure!(
+        !state.split.val_simulations.is_empty(),
+        "the checkpoint in {} names no held-out simulations",
+        run.display()
+    );
+    Ok(state.split.val_simulations)
 }
 
 /// Writes the catalog of the held-out simulations beside the full one (same relative paths).
