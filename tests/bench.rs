@@ -203,4 +203,43 @@ fn bench_precision_exports_a_checkpoint_calibrated_on_its_training_catalog() {
         data.as_os_str(),
     ]);
     assert!(!ok && err.contains("cannot be used with"), "{err}");
+
+    // broken input: not a checkpoint, an unknown accuracy backend, a training catalog gone
+    // with no --calibration for INT8
+    let bench = |extra: &[&OsStr]| {
+        let mut args = vec![a("bench"), a("precision"), a("--data"), data.as_os_str()];
+        args.extend_from_slice(extra);
+        args.extend([a("--out"), slow.as_os_str()]);
+        deepgalaxy(&args)
+    };
+    let (ok, _, err) = bench(&[a("--checkpoint"), by_hand.as_os_str()]);
+    assert!(
+        !ok && err.contains("no checkpoint here") && err.contains("by-hand"),
+        "{err}"
+    );
+    let (ok, _, err) = bench(&[
+        a("--models"),
+        by_hand.as_os_str(),
+        a("--accuracy-backend"),
+        a("gpu"),
+    ]);
+    assert!(!ok && err.contains("`gpu` is not a backend"), "{err}");
+    let moved = tmp.path().join("moved.csv");
+    std::fs::rename(&data, &moved).unwrap();
+    let (ok, _, err) = deepgalaxy(&[
+        a("bench"),
+        a("precision"),
+        a("--checkpoint"),
+        run.as_os_str(),
+        a("--precision"),
+        a("fp32,int8"),
+        a("--data"),
+        moved.as_os_str(),
+        a("--out"),
+        slow.as_os_str(),
+    ]);
+    assert!(
+        !ok && err.contains("--precision int8 needs --calibration"),
+        "{err}"
+    );
 }

@@ -195,7 +195,7 @@ fn resolve(dir: &Path) -> Result<PathBuf> {
     } else {
         dir.to_path_buf()
     };
-    if !dir.is_dir() {
+    if !dir.join("state.json").is_file() {
         return Err(Error::invalid(
             &dir,
             "no checkpoint here (is this a training output folder?)",
