@@ -13,6 +13,8 @@ use std::sync::{Arc, Mutex};
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Storage, Tensor, WithDType};
 use rayon::prelude::*;
 
+use crate::storage::contiguous;
+
 /// Below this many elements the work stays on the calling thread.
 const PARALLEL_MIN: usize = 1 << 16;
 
@@ -59,10 +61,7 @@ struct BatchNormTrain {
 
 /// The contiguous slice of `storage` under `layout`, or an error.
 fn slice<'a, T: WithDType>(v: &'a [T], layout: &Layout) -> Result<&'a [T]> {
-    match layout.contiguous_offsets() {
-        Some((a, b)) => Ok(&v[a..b]),
-        None => candle_core::bail!("batch norm: the input must be contiguous"),
-    }
+    contiguous(v, layout, "batch norm")
 }
 
 /// Calls `f(channel)` for every channel, in parallel when the tensor is large.

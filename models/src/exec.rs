@@ -324,7 +324,7 @@ fn eval(op: &Op, x: &[&Tensor], w: &Weights, mode: &mut Mode<'_>) -> candle_core
         } => {
             let kernel = w.param(&format!("{param}.weight"))?;
             let y = if *groups > 1 && groups == c_in && c_in == c_out {
-                depthwise(x[0], kernel, *stride, *padding)?
+                crate::depthwise::depthwise_conv2d(x[0], kernel, *stride, *padding)?
             } else if *groups == 1 {
                 crate::conv::conv2d(x[0], kernel, *stride, *padding)?
             } else {
@@ -450,44 +450,4 @@ fn max_pool2(x: &Tensor) -> candle_core::Result<Tensor> {
         .reshape((n, c, h / 2, 2, w / 2, 2))?
         .max(5)?
         .max(3)
-}
-
-/// Depthwise convolution (groups = channels) as a sum of shifted, per-channel-scaled copies of
-/// the padded input: k*k whole-tensor operations instead of candle's one convolution per
-/// channel, which is far slower on CPU. Differentiable through candle's own ops.
-fn depthwise(
-    x: &Tensor,
-    kernel: &Tensor,
-    stride: usize,
-    padding: usize,
-) -> candle_core::Result<Tensor> {
-    let (_, c, h, w) = x.dims4()?;
-    let (_, _, k, _) = kernel.dims4()?;
-    let xp = x
-        .pad_with_zeros(2, padding, padding)?
-        .pad_with_zeros(3, padding, padding)?;
-    let (ho, wo) = (h + 2 * padding - k + 1, w + 2 * padding - k + 1);
-    let mut acc: Option<Tensor> = None;
-    for i in 0..k {
-        for j in 0..k {
-            let tap = kernel
-                .narrow(2, i, 1)?
-                .narrow(3, j, 1)?
-                .reshape((1, c, 1, 1))?;
-            let term = xp.narrow(2, i, ho)?.narrow(3, j, wo)?.broadcast_mul(&tap)?;
-            acc = Some(match acc {
-                None => term,
-                Some(a) => (a + term)?,
-            });
-        }
-    }
-    let full = acc.ok_or_else(|| candle_core::Error::Msg("empty kernel".into()))?;
-    if stride == 1 {
-        return Ok(full);
-    }
-    let dev = x.device();
-    let rows: Vec<u32> = (0..ho).step_by(stride).map(|v| v as u32).collect();
-    let cols: Vec<u32> = (0..wo).step_by(stride).map(|v| v as u32).collect();
-    full.index_select(&Tensor::new(rows.as_slice(), dev)?, 2)?
-        .index_select(&Tensor::new(cols.as_slice(), dev)?, 3)
 }

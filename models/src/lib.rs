@@ -18,10 +18,12 @@
 
 pub mod batch_norm;
 mod conv;
+mod depthwise;
 pub mod exec;
 pub mod graph;
 pub mod reference;
 pub mod spec;
+mod storage;
 
 pub use exec::{forward, Weights};
 pub use graph::{Graph, Op, Outputs};
