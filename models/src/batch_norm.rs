@@ -20,6 +20,8 @@ const PARALLEL_MIN: usize = 1 << 16;
 
 /// `y = (x - mean) / sqrt(var + eps) * gamma + beta` over an (N, C, H, W) `x`, with the batch
 /// mean and biased variance of each channel (over N, H and W); `gamma` and `beta` are (C).
+/// With `relu`, `y` is followed by a ReLU in the same pass (and its backward masks the
+/// gradient in the same pass), saving the separate activation node's passes over the tensor.
 /// Returns `y` and the batch mean and biased variance (C), detached, for the running
 /// statistics. Differentiable in `x`, `gamma` and `beta`; f32 and f64 on the CPU.
 pub fn batch_norm_train(
@@ -27,6 +29,7 @@ pub fn batch_norm_train(
     gamma: &Tensor,
     beta: &Tensor,
     eps: f64,
+    relu: bool,
 ) -> Result<(Tensor, Tensor, Tensor)> {
     let (_, c, _, _) = x.dims4()?;
     let stats = Arc::new(Mutex::new(Stats::default()));
@@ -35,6 +38,7 @@ pub fn batch_norm_train(
         &beta.contiguous()?,
         BatchNormTrain {
             eps,
+            relu,
             stats: stats.clone(),
         },
     )?;
@@ -56,6 +60,8 @@ struct Stats {
 
 struct BatchNormTrain {
     eps: f64,
+    /// A ReLU fused after the normalisation.
+    relu: bool,
     stats: Arc<Mutex<Stats>>,
 }
 
@@ -130,7 +136,8 @@ impl BatchNormTrain {
             let scale = inv_std[ch] * gamma[ch].to_f64();
             let shift = beta[ch].to_f64() - mean[ch] * scale;
             for (o, v) in plane.iter_mut().zip(&x[i * hw..(i + 1) * hw]) {
-                *o = T::from_f64(v.to_f64() * scale + shift);
+                let y = v.to_f64() * scale + shift;
+                *o = T::from_f64(if self.relu { y.max(0.0) } else { y });
             }
         });
         *self
@@ -142,13 +149,14 @@ impl BatchNormTrain {
 
     /// (dx, dgamma, dbeta) on `dev` from the upstream gradient `dy`:
     /// dbeta = sum(dy), dgamma = sum(dy * xhat),
-    /// dx = gamma * inv_std / M * (M * dy - dbeta - xhat * dgamma), sums over N, H, W.
+    /// dx = gamma * inv_std / M * (M * dy - dbeta - xhat * dgamma), sums over N, H, W;
+    /// with the fused ReLU, `dy` is first zeroed where the output `y` is not positive (as
+    /// PyTorch's ReLU gradient is at zero).
     fn backward<T: WithDType>(
         &self,
-        x: &[T],
-        dims: &[usize],
+        (x, dims): (&[T], &[usize]),
         gamma: &[T],
-        dy: &[T],
+        (y, dy): (&[T], &[T]),
         dev: &candle_core::Device,
     ) -> Result<(Tensor, Tensor, Tensor)> {
         let (c, hw) = (dims[1], dims[2] * dims[3]);
@@ -158,10 +166,12 @@ impl BatchNormTrain {
             .lock()
             .map_err(|_| candle_core::Error::Msg("poisoned".into()))?;
         let (mean, inv_std) = (&s.mean, &s.inv_std);
+        let relu = self.relu;
+        let grad = |g: f64, k: usize| if relu && y[k] <= T::zero() { 0.0 } else { g };
         let sums = per_channel(c, x.len(), |ch| {
-            let d_beta = channel_sum(dy, c, hw, ch, |g, _| g);
+            let d_beta = channel_sum(dy, c, hw, ch, grad);
             let d_gamma = channel_sum(dy, c, hw, ch, |g, k| {
-                g * (x[k].to_f64() - mean[ch]) * inv_std[ch]
+                grad(g, k) * (x[k].to_f64() - mean[ch]) * inv_std[ch]
             });
             (d_gamma, d_beta)
         });
@@ -170,9 +180,10 @@ impl BatchNormTrain {
             let (d_gamma, d_beta) = sums[ch];
             let k = gamma[ch].to_f64() * inv_std[ch] / m;
             let span = i * hw..(i + 1) * hw;
-            for ((o, g), v) in plane.iter_mut().zip(&dy[span.clone()]).zip(&x[span]) {
+            for (at, (o, v)) in plane.iter_mut().zip(&x[span.clone()]).enumerate() {
                 let xhat = (v.to_f64() - mean[ch]) * inv_std[ch];
-                *o = T::from_f64(k * (m * g.to_f64() - d_beta - xhat * d_gamma));
+                let g = grad(dy[span.start + at].to_f64(), span.start + at);
+                *o = T::from_f64(k * (m * g - d_beta - xhat * d_gamma));
             }
         });
         let d_gamma: Vec<T> = sums.iter().map(|s| T::from_f64(s.0)).collect();
@@ -223,26 +234,39 @@ impl CustomOp3 for BatchNormTrain {
         x: &Tensor,
         gamma: &Tensor,
         _beta: &Tensor,
-        _res: &Tensor,
+        res: &Tensor,
         grad_res: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let dy = grad_res.contiguous()?;
         let (xs, xl) = x.storage_and_layout();
         let (gs, gl) = gamma.storage_and_layout();
+        let (ys, yl) = res.storage_and_layout();
         let (ds, dl) = dy.storage_and_layout();
         let dims = xl.dims();
         let dev = x.device();
-        let (dx, dg, db) = match (&*xs, &*gs, &*ds) {
+        let (dx, dg, db) = match (&*xs, &*gs, &*ys, &*ds) {
             (
                 Storage::Cpu(CpuStorage::F32(x)),
                 Storage::Cpu(CpuStorage::F32(g)),
+                Storage::Cpu(CpuStorage::F32(y)),
                 Storage::Cpu(CpuStorage::F32(d)),
-            ) => self.backward(slice(x, xl)?, dims, slice(g, gl)?, slice(d, dl)?, dev)?,
+            ) => self.backward(
+                (slice(x, xl)?, dims),
+                slice(g, gl)?,
+                (slice(y, yl)?, slice(d, dl)?),
+                dev,
+            )?,
             (
                 Storage::Cpu(CpuStorage::F64(x)),
                 Storage::Cpu(CpuStorage::F64(g)),
+                Storage::Cpu(CpuStorage::F64(y)),
                 Storage::Cpu(CpuStorage::F64(d)),
-            ) => self.backward(slice(x, xl)?, dims, slice(g, gl)?, slice(d, dl)?, dev)?,
+            ) => self.backward(
+                (slice(x, xl)?, dims),
+                slice(g, gl)?,
+                (slice(y, yl)?, slice(d, dl)?),
+                dev,
+            )?,
             _ => candle_core::bail!("batch norm backward: f32 or f64 CPU tensors of one type"),
         };
         Ok((
@@ -260,14 +284,26 @@ mod tests {
     use super::batch_norm_train;
 
     /// The same computation in candle's own ops, differentiated by candle.
-    fn unfused(x: &Tensor, g: &Tensor, b: &Tensor, eps: f64) -> candle_core::Result<Tensor> {
+    fn unfused(
+        x: &Tensor,
+        g: &Tensor,
+        b: &Tensor,
+        eps: f64,
+        relu: bool,
+    ) -> candle_core::Result<Tensor> {
         let c = x.dim(1)?;
         let mean = x.mean_keepdim((0, 2, 3))?;
         let var = x.broadcast_sub(&mean)?.sqr()?.mean_keepdim((0, 2, 3))?;
-        x.broadcast_sub(&mean)?
+        let y = x
+            .broadcast_sub(&mean)?
             .broadcast_div(&(var + eps)?.sqrt()?)?
             .broadcast_mul(&g.reshape((1, c, 1, 1))?)?
-            .broadcast_add(&b.reshape((1, c, 1, 1))?)
+            .broadcast_add(&b.reshape((1, c, 1, 1))?)?;
+        if relu {
+            y.relu()
+        } else {
+            Ok(y)
+        }
     }
 
     fn filled(shape: &[usize], seed: u64) -> Vec<f64> {
@@ -282,14 +318,17 @@ mod tests {
     #[test]
     fn fused_batch_norm_matches_candle_ops_in_value_and_gradient() {
         let dev = Device::Cpu;
-        // small (serial) and large (parallel) paths
-        for shape in [[3usize, 4, 5, 6], [8, 16, 32, 32]] {
+        // small (serial) and large (parallel) paths, without and with the fused ReLU
+        let cases = [[3usize, 4, 5, 6], [8, 16, 32, 32]]
+            .into_iter()
+            .flat_map(|shape| [(shape, false), (shape, true)]);
+        for (shape, relu) in cases {
             let x = Var::from_vec(filled(&shape, 1), &shape[..], &dev).unwrap();
             let g = Var::from_vec(filled(&[shape[1]], 2), shape[1], &dev).unwrap();
             let b = Var::from_vec(filled(&[shape[1]], 3), shape[1], &dev).unwrap();
             let w = Tensor::from_vec(filled(&shape, 4), &shape[..], &dev).unwrap();
-            let (y, mean, var) = batch_norm_train(&x, &g, &b, 1e-5).unwrap();
-            let r = unfused(&x, &g, &b, 1e-5).unwrap();
+            let (y, mean, var) = batch_norm_train(&x, &g, &b, 1e-5, relu).unwrap();
+            let r = unfused(&x, &g, &b, 1e-5, relu).unwrap();
             let diff = |a: &Tensor, b: &Tensor| -> f64 {
                 (a - b)
                     .unwrap()
@@ -302,7 +341,11 @@ mod tests {
                     .to_scalar::<f64>()
                     .unwrap()
             };
-            assert!(diff(&y, &r) < 1e-12, "forward {shape:?}: {}", diff(&y, &r));
+            assert!(
+                diff(&y, &r) < 1e-12,
+                "forward {shape:?} {relu}: {}",
+                diff(&y, &r)
+            );
             let m = x.mean_keepdim((0, 2, 3)).unwrap().flatten_all().unwrap();
             assert!(diff(&mean, &m) < 1e-12);
             let v = x
@@ -321,7 +364,11 @@ mod tests {
                 ("beta", b.as_tensor()),
             ] {
                 let (a, e) = (gy.get(t).unwrap(), gr.get(t).unwrap());
-                assert!(diff(a, e) < 1e-10, "d{name} {shape:?}: {}", diff(a, e));
+                assert!(
+                    diff(a, e) < 1e-10,
+                    "d{name} {shape:?} {relu}: {}",
+                    diff(a, e)
+                );
             }
             // and in f32, within float rounding
             let x32 = x.as_tensor().to_dtype(DType::F32).unwrap();
@@ -329,8 +376,8 @@ mod tests {
                 g.as_tensor().to_dtype(DType::F32).unwrap(),
                 b.as_tensor().to_dtype(DType::F32).unwrap(),
             );
-            let (y32, _, _) = batch_norm_train(&x32, &g32, &b32, 1e-5).unwrap();
-            let r32 = unfused(&x32, &g32, &b32, 1e-5).unwrap();
+            let (y32, _, _) = batch_norm_train(&x32, &g32, &b32, 1e-5, relu).unwrap();
+            let r32 = unfused(&x32, &g32, &b32, 1e-5, relu).unwrap();
             let d32 = (y32 - r32)
                 .unwrap()
                 .abs()

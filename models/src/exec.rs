@@ -239,6 +239,13 @@ pub fn forward_from(
             }
         }
     }
+    // how many nodes (and targets) read each node: a batch norm read only by the ReLU right
+    // after it is computed with that ReLU fused in training (one pass instead of two, each
+    // way), and never stored itself
+    let mut readers = vec![0usize; graph.nodes.len()];
+    for &j in graph.nodes.iter().flat_map(|n| &n.inputs).chain(targets) {
+        readers[j] += 1;
+    }
     let mut values: Vec<Option<Tensor>> = vec![None; graph.nodes.len()];
     for (id, t) in given {
         values[*id] = Some(t.clone());
@@ -262,9 +269,15 @@ pub fn forward_from(
                 })
             })
             .collect::<Result<_>>()?;
-        let out = eval(&node.op, &inputs, weights, mode)
+        let fuse_relu = matches!(mode, Mode::Train(_))
+            && matches!(node.op, Op::BatchNorm { .. })
+            && readers[i] == 1
+            && graph.nodes.get(i + 1).is_some_and(|next| {
+                matches!(next.op, Op::Relu) && next.inputs == [i] && values[i + 1].is_none()
+            });
+        let out = eval(&node.op, &inputs, weights, mode, fuse_relu)
             .map_err(|e| Error::setting("model", format!("layer `{}`: {e}", node.name)))?;
-        values[i] = Some(out);
+        values[if fuse_relu { i + 1 } else { i }] = Some(out);
     }
     targets
         .iter()
@@ -301,7 +314,15 @@ impl Weights {
     }
 }
 
-fn eval(op: &Op, x: &[&Tensor], w: &Weights, mode: &mut Mode<'_>) -> candle_core::Result<Tensor> {
+/// The value of `op` on inputs `x`; `fused_relu` (training-mode batch norm only) applies the
+/// ReLU that follows it in the same operation.
+fn eval(
+    op: &Op,
+    x: &[&Tensor],
+    w: &Weights,
+    mode: &mut Mode<'_>,
+    fused_relu: bool,
+) -> candle_core::Result<Tensor> {
     let dev = w.device();
     match op {
         Op::Image => Err(candle_core::Error::Msg(
@@ -342,7 +363,7 @@ fn eval(op: &Op, x: &[&Tensor], w: &Weights, mode: &mut Mode<'_>) -> candle_core
             let beta = w.param(&format!("{param}.bias"))?;
             if let Mode::Train(_) = mode {
                 let (n, _, h, wd) = x[0].dims4()?;
-                let (y, mean, var) = batch_norm_train(x[0], gamma, beta, BN_EPS)?;
+                let (y, mean, var) = batch_norm_train(x[0], gamma, beta, BN_EPS, fused_relu)?;
                 update_running(w, param, &mean, &var, (n * h * wd) as f64)?;
                 return Ok(y);
             }
