@@ -381,7 +381,7 @@ fn eval(
         Op::Relu => x[0].relu(),
         Op::Silu => candle_nn::ops::silu(x[0]),
         Op::Sigmoid => candle_nn::ops::sigmoid(x[0]),
-        Op::MaxPool2 => max_pool2(x[0]),
+        Op::MaxPool2 => crate::pool::max_pool2(x[0]),
         Op::GlobalAvgPool => x[0].mean_keepdim((2, 3)),
         Op::Flatten => x[0].flatten_from(1),
         Op::Linear { param, .. } => {
@@ -405,7 +405,7 @@ fn eval(
             }
             _ => Ok(x[0].clone()),
         },
-        Op::Upsample2 => upsample2(x[0]),
+        Op::Upsample2 => crate::pool::upsample2(x[0]),
         Op::Add => x[0].add(x[1]),
         Op::Mul => x[0].broadcast_mul(x[1]),
         Op::Reshape { shape } => x[0].reshape((x[0].dim(0)?, shape[0], shape[1], shape[2])),
@@ -448,27 +448,4 @@ fn update_running(
         buffers.insert(name, new);
     }
     Ok(())
-}
-
-/// Nearest 2x upsampling as a broadcast: its backward is a sum over the broadcast axes.
-/// candle's `upsample_nearest2d` backward is a grouped convolution (one per channel, slow on
-/// CPU) and overwrites rather than adds its input's gradient.
-fn upsample2(x: &Tensor) -> candle_core::Result<Tensor> {
-    let (n, c, h, w) = x.dims4()?;
-    x.reshape((n, c, h, 1, w, 1))?
-        .broadcast_as((n, c, h, 2, w, 2))?
-        .reshape((n, c, 2 * h, 2 * w))
-}
-
-/// 2x2/2 max pooling as a maximum over a reshaped view. candle 0.11's `max_pool2d` backward
-/// scales the gradient by 1/4 (it multiplies by the window's mean of the max mask instead of
-/// dividing by the number of maxima; `models/tests/layers.rs` caught it against PyTorch); the
-/// reduction's backward is right. Ties share the gradient, where PyTorch gives it to one.
-fn max_pool2(x: &Tensor) -> candle_core::Result<Tensor> {
-    let (n, c, h, w) = x.dims4()?;
-    x.narrow(2, 0, h / 2 * 2)?
-        .narrow(3, 0, w / 2 * 2)?
-        .reshape((n, c, h / 2, 2, w / 2, 2))?
-        .max(5)?
-        .max(3)
 }

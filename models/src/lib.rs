@@ -21,6 +21,7 @@ mod conv;
 mod depthwise;
 pub mod exec;
 pub mod graph;
+mod pool;
 pub mod reference;
 pub mod spec;
 mod storage;

@@ -1,0 +1,339 @@
+//! The 2x2 block operations of the networks, each as one operation with a hand-written
+//! backward: max pooling (2x2, stride 2) and nearest-neighbour 2x upsampling.
+//!
+//! Why not candle's ops: candle 0.11's `max_pool2d` backward scales the gradient by 1/4 (it
+//! multiplies by the window's mean of the max mask; `models/tests/layers.rs` caught it against
+//! PyTorch), and its `upsample_nearest2d` backward is a grouped convolution, one per channel,
+//! that overwrites rather than adds the gradient of a tensor read twice. Written instead as
+//! reshapes, broadcasts and reductions they were right but slow: the backward of a reduction
+//! or a broadcast is several strided passes with masks. Here each is one pass per (image,
+//! channel) plane, each way.
+
+use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Storage, Tensor, WithDType};
+use rayon::prelude::*;
+
+use crate::storage::contiguous;
+
+/// 2x2 max pooling with stride 2 over an (N, C, H, W) tensor; an odd last row or column is
+/// dropped, as PyTorch does. The gradient goes to the first maximum of each window in row
+/// order, as in PyTorch.
+pub fn max_pool2(x: &Tensor) -> Result<Tensor> {
+    let (_, _, h, w) = x.dims4()?;
+    if h < 2 || w < 2 {
+        candle_core::bail!("max pool: a {h}x{w} input has no 2x2 window");
+    }
+    x.contiguous()?.apply_op1(MaxPool2)
+}
+
+/// Nearest-neighbour 2x upsampling of an (N, C, H, W) tensor to (N, C, 2H, 2W); its
+/// gradient is the sum over each 2x2 block.
+pub fn upsample2(x: &Tensor) -> Result<Tensor> {
+    x.contiguous()?.apply_op1(Upsample2)
+}
+
+/// Runs `f(input plane, output plane)` over every (H, W) -> (Ho, Wo) plane pair, in parallel.
+fn per_plane<T: WithDType>(
+    x: &[T],
+    (h, w): (usize, usize),
+    (ho, wo): (usize, usize),
+    f: impl Fn(&[T], &mut [T]) + Sync,
+) -> Vec<T> {
+    if h * w == 0 || ho * wo == 0 {
+        return Vec::new();
+    }
+    let mut out = vec![T::zero(); x.len() / (h * w) * ho * wo];
+    out.par_chunks_mut(ho * wo)
+        .zip(x.par_chunks(h * w))
+        .for_each(|(o, i)| f(i, o));
+    out
+}
+
+/// Dispatches `f` on the contiguous f32 or f64 data of `storage`.
+fn float_map(
+    storage: &CpuStorage,
+    layout: &Layout,
+    name: &str,
+    f32_fn: impl FnOnce(&[f32]) -> Vec<f32>,
+    f64_fn: impl FnOnce(&[f64]) -> Vec<f64>,
+) -> Result<CpuStorage> {
+    Ok(match storage {
+        CpuStorage::F32(v) => CpuStorage::F32(f32_fn(contiguous(v, layout, name)?)),
+        CpuStorage::F64(v) => CpuStorage::F64(f64_fn(contiguous(v, layout, name)?)),
+        _ => candle_core::bail!("{name}: only f32 and f64 are supported"),
+    })
+}
+
+struct MaxPool2;
+
+impl MaxPool2 {
+    fn forward<T: WithDType>(x: &[T], h: usize, w: usize) -> Vec<T> {
+        let (ho, wo) = (h / 2, w / 2);
+        per_plane(x, (h, w), (ho, wo), |x, y| {
+            for (oy, row) in y.chunks_mut(wo).enumerate() {
+                let (top, bottom) = (&x[2 * oy * w..], &x[(2 * oy + 1) * w..]);
+                for (ox, out) in row.iter_mut().enumerate() {
+                    let a = max(top[2 * ox], top[2 * ox + 1]);
+                    *out = max(a, max(bottom[2 * ox], bottom[2 * ox + 1]));
+                }
+            }
+        })
+    }
+
+    /// dx from the input `x`, the pooled output `y` and its gradient `dy`.
+    fn backward<T: WithDType>(x: &[T], (h, w): (usize, usize), y: &[T], dy: &[T]) -> Vec<T> {
+        let (ho, wo) = (h / 2, w / 2);
+        let mut dx = vec![T::zero(); x.len()];
+        dx.par_chunks_mut(h * w)
+            .zip(x.par_chunks(h * w))
+            .zip(y.par_chunks(ho * wo).zip(dy.par_chunks(ho * wo)))
+            .for_each(|((dx, x), (y, dy))| {
+                for oy in 0..ho {
+                    for ox in 0..wo {
+                        let at = oy * wo + ox;
+                        let window = [
+                            2 * oy * w + 2 * ox,
+                            2 * oy * w + 2 * ox + 1,
+                            (2 * oy + 1) * w + 2 * ox,
+                            (2 * oy + 1) * w + 2 * ox + 1,
+                        ];
+                        if let Some(&first) = window.iter().find(|&&k| x[k] == y[at]) {
+                            dx[first] += dy[at];
+                        }
+                    }
+                }
+            });
+        dx
+    }
+}
+
+/// The larger of two values; NaN wins, so a NaN input shows in the output as in PyTorch.
+fn max<T: WithDType>(a: T, b: T) -> T {
+    if a.to_f64().is_nan() || a >= b {
+        a
+    } else {
+        b
+    }
+}
+
+impl CustomOp1 for MaxPool2 {
+    fn name(&self) -> &'static str {
+        "max-pool-2x2"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (n, c, h, w) = layout.shape().dims4()?;
+        let y = float_map(
+            storage,
+            layout,
+            self.name(),
+            |x| Self::forward(x, h, w),
+            |x| Self::forward(x, h, w),
+        )?;
+        Ok((y, Shape::from((n, c, h / 2, w / 2))))
+    }
+
+    fn bwd(&self, arg: &Tensor, res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
+        let dy = grad_res.contiguous()?;
+        let (xs, xl) = arg.storage_and_layout();
+        let (ys, yl) = res.storage_and_layout();
+        let (ds, dl) = dy.storage_and_layout();
+        let (_, _, h, w) = xl.shape().dims4()?;
+        let name = "max-pool-2x2 backward";
+        let dev = arg.device();
+        let dx = match (&*xs, &*ys, &*ds) {
+            (
+                Storage::Cpu(CpuStorage::F32(x)),
+                Storage::Cpu(CpuStorage::F32(y)),
+                Storage::Cpu(CpuStorage::F32(d)),
+            ) => Tensor::from_vec(
+                Self::backward(
+                    contiguous(x, xl, name)?,
+                    (h, w),
+                    contiguous(y, yl, name)?,
+                    contiguous(d, dl, name)?,
+                ),
+                xl.dims(),
+                dev,
+            )?,
+            (
+                Storage::Cpu(CpuStorage::F64(x)),
+                Storage::Cpu(CpuStorage::F64(y)),
+                Storage::Cpu(CpuStorage::F64(d)),
+            ) => Tensor::from_vec(
+                Self::backward(
+                    contiguous(x, xl, name)?,
+                    (h, w),
+                    contiguous(y, yl, name)?,
+                    contiguous(d, dl, name)?,
+                ),
+                xl.dims(),
+                dev,
+            )?,
+            _ => candle_core::bail!("{name}: f32 or f64 CPU tensors of one type"),
+        };
+        Ok(Some(dx))
+    }
+}
+
+struct Upsample2;
+
+impl CustomOp1 for Upsample2 {
+    fn name(&self) -> &'static str {
+        "upsample-2x"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (n, c, h, w) = layout.shape().dims4()?;
+        fn up<T: WithDType>(x: &[T], h: usize, w: usize) -> Vec<T> {
+            per_plane(x, (h, w), (2 * h, 2 * w), |x, y| {
+                for (oy, row) in y.chunks_mut(2 * w).enumerate() {
+                    let src = &x[oy / 2 * w..(oy / 2 + 1) * w];
+                    for (pair, v) in row.chunks_mut(2).zip(src) {
+                        pair.fill(*v);
+                    }
+                }
+            })
+        }
+        let y = float_map(
+            storage,
+            layout,
+            self.name(),
+            |x| up(x, h, w),
+            |x| up(x, h, w),
+        )?;
+        Ok((y, Shape::from((n, c, 2 * h, 2 * w))))
+    }
+
+    fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(grad_res.contiguous()?.apply_op1_no_bwd(&BlockSum2)?))
+    }
+}
+
+/// The adjoint of [`Upsample2`]: (N, C, 2H, 2W) -> (N, C, H, W), each output the sum of its
+/// 2x2 block.
+struct BlockSum2;
+
+impl CustomOp1 for BlockSum2 {
+    fn name(&self) -> &'static str {
+        "block-sum-2x2"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (n, c, h2, w2) = layout.shape().dims4()?;
+        let (h, w) = (h2 / 2, w2 / 2);
+        fn sum<T: WithDType>(g: &[T], h: usize, w: usize) -> Vec<T> {
+            per_plane(g, (2 * h, 2 * w), (h, w), |g, dx| {
+                for (oy, row) in dx.chunks_mut(w).enumerate() {
+                    let (top, bottom) = (&g[2 * oy * 2 * w..], &g[(2 * oy + 1) * 2 * w..]);
+                    for (ox, out) in row.iter_mut().enumerate() {
+                        *out = top[2 * ox] + top[2 * ox + 1] + bottom[2 * ox] + bottom[2 * ox + 1];
+                    }
+                }
+            })
+        }
+        let dx = float_map(
+            storage,
+            layout,
+            self.name(),
+            |g| sum(g, h, w),
+            |g| sum(g, h, w),
+        )?;
+        Ok((dx, Shape::from((n, c, h, w))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{DType, Tensor, Var};
+
+    use super::{max_pool2, upsample2};
+    use crate::reference::det;
+
+    fn f64(t: Tensor) -> Tensor {
+        t.to_dtype(DType::F64).unwrap()
+    }
+
+    fn diff(a: &Tensor, b: &Tensor) -> f64 {
+        let d = a.sub(b).unwrap().abs().unwrap().max_all().unwrap();
+        d.to_scalar().unwrap()
+    }
+
+    /// Upsampling equals a broadcast, and its gradient the broadcast's (a sum per block).
+    #[test]
+    fn upsample_matches_a_broadcast_in_value_and_gradient() {
+        let x = Var::from_tensor(&f64(det(&[2, 3, 5, 4], 0.4).unwrap())).unwrap();
+        let ours = upsample2(x.as_tensor()).unwrap();
+        let theirs = x
+            .as_tensor()
+            .reshape((2, 3, 5, 1, 4, 1))
+            .unwrap()
+            .broadcast_as((2, 3, 5, 2, 4, 2))
+            .unwrap()
+            .reshape((2, 3, 10, 8))
+            .unwrap();
+        assert_eq!(diff(&ours, &theirs), 0.0);
+        let weight = f64(det(&[2, 3, 10, 8], 0.9).unwrap());
+        let grad = |y: &Tensor| {
+            let g = y
+                .mul(&weight)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            g.get(&x).unwrap().clone()
+        };
+        assert!(diff(&grad(&ours), &grad(&theirs)) < 1e-12);
+    }
+
+    /// Pooling equals the maximum over a reshaped view (odd edges dropped); the gradient goes
+    /// to the first maximum of each window only, also when a window ties.
+    #[test]
+    fn max_pool_matches_the_window_maximum_and_routes_the_gradient_to_the_first_maximum() {
+        let x = Var::from_tensor(&f64(det(&[2, 3, 7, 6], 0.6).unwrap())).unwrap();
+        let ours = max_pool2(x.as_tensor()).unwrap();
+        let theirs = x
+            .as_tensor()
+            .narrow(2, 0, 6)
+            .unwrap()
+            .reshape((2, 3, 3, 2, 3, 2))
+            .unwrap()
+            .max(5)
+            .unwrap()
+            .max(3)
+            .unwrap();
+        assert_eq!(diff(&ours, &theirs), 0.0);
+        // without ties the two gradients agree
+        let weight = f64(det(&[2, 3, 3, 3], 0.9).unwrap());
+        let grad = |y: &Tensor, x: &Var| {
+            let g = y
+                .mul(&weight)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            g.get(x).unwrap().clone()
+        };
+        assert!(diff(&grad(&ours, &x), &grad(&theirs, &x)) < 1e-12);
+        // a tied window: all of its gradient goes to its first entry
+        let tied = Var::from_tensor(
+            &Tensor::new(&[[[[1f64, 1.], [1., 0.]]]], &candle_core::Device::Cpu).unwrap(),
+        )
+        .unwrap();
+        let g = max_pool2(tied.as_tensor())
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let dx = g
+            .get(&tied)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f64>()
+            .unwrap();
+        assert_eq!(dx, [1.0, 0.0, 0.0, 0.0]);
+    }
+}
