@@ -20,8 +20,8 @@ const PARALLEL_MIN: usize = 1 << 16;
 
 /// `y = (x - mean) / sqrt(var + eps) * gamma + beta` over an (N, C, H, W) `x`, with the batch
 /// mean and biased variance of each channel (over N, H and W); `gamma` and `beta` are (C).
-/// With `relu`, `y` is followed by a ReLU in the same pass (and its backward masks the
-/// gradient in the same pass), saving the separate activation node's passes over the tensor.
+/// `act` is an activation applied to `y` in the same pass (and differentiated in the same
+/// backward pass), saving the separate activation node's passes over the tensor.
 /// Returns `y` and the batch mean and biased variance (C), detached, for the running
 /// statistics. Differentiable in `x`, `gamma` and `beta`; f32 and f64 on the CPU.
 pub fn batch_norm_train(
@@ -29,7 +29,7 @@ pub fn batch_norm_train(
     gamma: &Tensor,
     beta: &Tensor,
     eps: f64,
-    relu: bool,
+    act: Activation,
 ) -> Result<(Tensor, Tensor, Tensor)> {
     let (_, c, _, _) = x.dims4()?;
     let stats = Arc::new(Mutex::new(Stats::default()));
@@ -38,7 +38,7 @@ pub fn batch_norm_train(
         &beta.contiguous()?,
         BatchNormTrain {
             eps,
-            relu,
+            act,
             stats: stats.clone(),
         },
     )?;
@@ -58,10 +58,37 @@ struct Stats {
     inv_std: Vec<f64>,
 }
 
+/// An activation fused after the normalisation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    /// None.
+    Identity,
+    /// `max(z, 0)`; its gradient is zero where the output is not positive, as PyTorch's is
+    /// at zero.
+    Relu,
+    /// `z * sigmoid(z)`.
+    Silu,
+}
+
+impl Activation {
+    fn apply(self, z: f64) -> f64 {
+        match self {
+            Activation::Identity => z,
+            Activation::Relu => z.max(0.0),
+            Activation::Silu => z / (1.0 + (-z).exp()),
+        }
+    }
+
+    /// d silu / dz = s * (1 + z * (1 - s)) with s = sigmoid(z).
+    fn silu_slope(z: f64) -> f64 {
+        let s = 1.0 / (1.0 + (-z).exp());
+        s * (1.0 + z * (1.0 - s))
+    }
+}
+
 struct BatchNormTrain {
     eps: f64,
-    /// A ReLU fused after the normalisation.
-    relu: bool,
+    act: Activation,
     stats: Arc<Mutex<Stats>>,
 }
 
@@ -136,8 +163,7 @@ impl BatchNormTrain {
             let scale = inv_std[ch] * gamma[ch].to_f64();
             let shift = beta[ch].to_f64() - mean[ch] * scale;
             for (o, v) in plane.iter_mut().zip(&x[i * hw..(i + 1) * hw]) {
-                let y = v.to_f64() * scale + shift;
-                *o = T::from_f64(if self.relu { y.max(0.0) } else { y });
+                *o = T::from_f64(self.act.apply(v.to_f64() * scale + shift));
             }
         });
         *self
@@ -150,12 +176,11 @@ impl BatchNormTrain {
     /// (dx, dgamma, dbeta) on `dev` from the upstream gradient `dy`:
     /// dbeta = sum(dy), dgamma = sum(dy * xhat),
     /// dx = gamma * inv_std / M * (M * dy - dbeta - xhat * dgamma), sums over N, H, W;
-    /// with the fused ReLU, `dy` is first zeroed where the output `y` is not positive (as
-    /// PyTorch's ReLU gradient is at zero).
+    /// with a fused activation, `dy` is first taken back through it.
     fn backward<T: WithDType>(
         &self,
         (x, dims): (&[T], &[usize]),
-        gamma: &[T],
+        (gamma, beta): (&[T], &[T]),
         (y, dy): (&[T], &[T]),
         dev: &candle_core::Device,
     ) -> Result<(Tensor, Tensor, Tensor)> {
@@ -166,8 +191,25 @@ impl BatchNormTrain {
             .lock()
             .map_err(|_| candle_core::Error::Msg("poisoned".into()))?;
         let (mean, inv_std) = (&s.mean, &s.inv_std);
-        let relu = self.relu;
-        let grad = |g: f64, k: usize| if relu && y[k] <= T::zero() { 0.0 } else { g };
+        let act = self.act;
+        // dy taken back through the activation: from the output alone for the ReLU, from the
+        // normalised value recomputed from `x` for SiLU
+        let grad = |g: f64, k: usize| match act {
+            Activation::Identity => g,
+            Activation::Relu => {
+                if y[k] > T::zero() {
+                    g
+                } else {
+                    0.0
+                }
+            }
+            Activation::Silu => {
+                let ch = k / hw % c;
+                let xhat = (x[k].to_f64() - mean[ch]) * inv_std[ch];
+                let z = xhat * gamma[ch].to_f64() + beta[ch].to_f64();
+                g * Activation::silu_slope(z)
+            }
+        };
         let sums = per_channel(c, x.len(), |ch| {
             let d_beta = channel_sum(dy, c, hw, ch, grad);
             let d_gamma = channel_sum(dy, c, hw, ch, |g, k| {
@@ -233,37 +275,40 @@ impl CustomOp3 for BatchNormTrain {
         &self,
         x: &Tensor,
         gamma: &Tensor,
-        _beta: &Tensor,
+        beta: &Tensor,
         res: &Tensor,
         grad_res: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let dy = grad_res.contiguous()?;
         let (xs, xl) = x.storage_and_layout();
         let (gs, gl) = gamma.storage_and_layout();
+        let (bs, bl) = beta.storage_and_layout();
         let (ys, yl) = res.storage_and_layout();
         let (ds, dl) = dy.storage_and_layout();
         let dims = xl.dims();
         let dev = x.device();
-        let (dx, dg, db) = match (&*xs, &*gs, &*ys, &*ds) {
+        let (dx, dg, db) = match (&*xs, &*gs, &*bs, &*ys, &*ds) {
             (
                 Storage::Cpu(CpuStorage::F32(x)),
                 Storage::Cpu(CpuStorage::F32(g)),
+                Storage::Cpu(CpuStorage::F32(b)),
                 Storage::Cpu(CpuStorage::F32(y)),
                 Storage::Cpu(CpuStorage::F32(d)),
             ) => self.backward(
                 (slice(x, xl)?, dims),
-                slice(g, gl)?,
+                (slice(g, gl)?, slice(b, bl)?),
                 (slice(y, yl)?, slice(d, dl)?),
                 dev,
             )?,
             (
                 Storage::Cpu(CpuStorage::F64(x)),
                 Storage::Cpu(CpuStorage::F64(g)),
+                Storage::Cpu(CpuStorage::F64(b)),
                 Storage::Cpu(CpuStorage::F64(y)),
                 Storage::Cpu(CpuStorage::F64(d)),
             ) => self.backward(
                 (slice(x, xl)?, dims),
-                slice(g, gl)?,
+                (slice(g, gl)?, slice(b, bl)?),
                 (slice(y, yl)?, slice(d, dl)?),
                 dev,
             )?,
@@ -281,7 +326,7 @@ impl CustomOp3 for BatchNormTrain {
 mod tests {
     use candle_core::{DType, Device, Tensor, Var};
 
-    use super::batch_norm_train;
+    use super::{batch_norm_train, Activation};
 
     /// The same computation in candle's own ops, differentiated by candle.
     fn unfused(
@@ -289,7 +334,7 @@ mod tests {
         g: &Tensor,
         b: &Tensor,
         eps: f64,
-        relu: bool,
+        act: Activation,
     ) -> candle_core::Result<Tensor> {
         let c = x.dim(1)?;
         let mean = x.mean_keepdim((0, 2, 3))?;
@@ -299,10 +344,10 @@ mod tests {
             .broadcast_div(&(var + eps)?.sqrt()?)?
             .broadcast_mul(&g.reshape((1, c, 1, 1))?)?
             .broadcast_add(&b.reshape((1, c, 1, 1))?)?;
-        if relu {
-            y.relu()
-        } else {
-            Ok(y)
+        match act {
+            Activation::Identity => Ok(y),
+            Activation::Relu => y.relu(),
+            Activation::Silu => candle_nn::ops::silu(&y),
         }
     }
 
@@ -318,17 +363,18 @@ mod tests {
     #[test]
     fn fused_batch_norm_matches_candle_ops_in_value_and_gradient() {
         let dev = Device::Cpu;
-        // small (serial) and large (parallel) paths, without and with the fused ReLU
+        // small (serial) and large (parallel) paths, with each fused activation
+        let acts = [Activation::Identity, Activation::Relu, Activation::Silu];
         let cases = [[3usize, 4, 5, 6], [8, 16, 32, 32]]
             .into_iter()
-            .flat_map(|shape| [(shape, false), (shape, true)]);
-        for (shape, relu) in cases {
+            .flat_map(|shape| acts.map(|act| (shape, act)));
+        for (shape, act) in cases {
             let x = Var::from_vec(filled(&shape, 1), &shape[..], &dev).unwrap();
             let g = Var::from_vec(filled(&[shape[1]], 2), shape[1], &dev).unwrap();
             let b = Var::from_vec(filled(&[shape[1]], 3), shape[1], &dev).unwrap();
             let w = Tensor::from_vec(filled(&shape, 4), &shape[..], &dev).unwrap();
-            let (y, mean, var) = batch_norm_train(&x, &g, &b, 1e-5, relu).unwrap();
-            let r = unfused(&x, &g, &b, 1e-5, relu).unwrap();
+            let (y, mean, var) = batch_norm_train(&x, &g, &b, 1e-5, act).unwrap();
+            let r = unfused(&x, &g, &b, 1e-5, act).unwrap();
             let diff = |a: &Tensor, b: &Tensor| -> f64 {
                 (a - b)
                     .unwrap()
@@ -343,7 +389,7 @@ mod tests {
             };
             assert!(
                 diff(&y, &r) < 1e-12,
-                "forward {shape:?} {relu}: {}",
+                "forward {shape:?} {act:?}: {}",
                 diff(&y, &r)
             );
             let m = x.mean_keepdim((0, 2, 3)).unwrap().flatten_all().unwrap();
@@ -366,7 +412,7 @@ mod tests {
                 let (a, e) = (gy.get(t).unwrap(), gr.get(t).unwrap());
                 assert!(
                     diff(a, e) < 1e-10,
-                    "d{name} {shape:?} {relu}: {}",
+                    "d{name} {shape:?} {act:?}: {}",
                     diff(a, e)
                 );
             }
@@ -376,8 +422,8 @@ mod tests {
                 g.as_tensor().to_dtype(DType::F32).unwrap(),
                 b.as_tensor().to_dtype(DType::F32).unwrap(),
             );
-            let (y32, _, _) = batch_norm_train(&x32, &g32, &b32, 1e-5, relu).unwrap();
-            let r32 = unfused(&x32, &g32, &b32, 1e-5, relu).unwrap();
+            let (y32, _, _) = batch_norm_train(&x32, &g32, &b32, 1e-5, act).unwrap();
+            let r32 = unfused(&x32, &g32, &b32, 1e-5, act).unwrap();
             let d32 = (y32 - r32)
                 .unwrap()
                 .abs()

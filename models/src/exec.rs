@@ -12,7 +12,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 
-use crate::batch_norm::batch_norm_train;
+use crate::batch_norm::{batch_norm_train, Activation};
 use crate::graph::{Graph, NodeId, Op, ParamKind, BN_EPS, BN_MOMENTUM};
 use deepgalaxy_core::{Error, Result};
 
@@ -239,9 +239,9 @@ pub fn forward_from(
             }
         }
     }
-    // how many nodes (and targets) read each node: a batch norm read only by the ReLU right
-    // after it is computed with that ReLU fused in training (one pass instead of two, each
-    // way), and never stored itself
+    // how many nodes (and targets) read each node: a batch norm read only by the ReLU or SiLU
+    // right after it is computed with that activation fused in training (one pass instead of
+    // two or more, each way), and never stored itself
     let mut readers = vec![0usize; graph.nodes.len()];
     for &j in graph.nodes.iter().flat_map(|n| &n.inputs).chain(targets) {
         readers[j] += 1;
@@ -269,15 +269,30 @@ pub fn forward_from(
                 })
             })
             .collect::<Result<_>>()?;
-        let fuse_relu = matches!(mode, Mode::Train(_))
-            && matches!(node.op, Op::BatchNorm { .. })
-            && readers[i] == 1
-            && graph.nodes.get(i + 1).is_some_and(|next| {
-                matches!(next.op, Op::Relu) && next.inputs == [i] && values[i + 1].is_none()
-            });
-        let out = eval(&node.op, &inputs, weights, mode, fuse_relu)
+        let fused = match graph.nodes.get(i + 1) {
+            Some(next)
+                if matches!(mode, Mode::Train(_))
+                    && matches!(node.op, Op::BatchNorm { .. })
+                    && readers[i] == 1
+                    && next.inputs == [i]
+                    && values[i + 1].is_none() =>
+            {
+                match next.op {
+                    Op::Relu => Activation::Relu,
+                    Op::Silu => Activation::Silu,
+                    _ => Activation::Identity,
+                }
+            }
+            _ => Activation::Identity,
+        };
+        let out = eval(&node.op, &inputs, weights, mode, fused)
             .map_err(|e| Error::setting("model", format!("layer `{}`: {e}", node.name)))?;
-        values[if fuse_relu { i + 1 } else { i }] = Some(out);
+        let at = if fused == Activation::Identity {
+            i
+        } else {
+            i + 1
+        };
+        values[at] = Some(out);
     }
     targets
         .iter()
@@ -314,14 +329,14 @@ impl Weights {
     }
 }
 
-/// The value of `op` on inputs `x`; `fused_relu` (training-mode batch norm only) applies the
-/// ReLU that follows it in the same operation.
+/// The value of `op` on inputs `x`; `fused` (training-mode batch norm only) is the
+/// activation that follows it, applied in the same operation.
 fn eval(
     op: &Op,
     x: &[&Tensor],
     w: &Weights,
     mode: &mut Mode<'_>,
-    fused_relu: bool,
+    fused: Activation,
 ) -> candle_core::Result<Tensor> {
     let dev = w.device();
     match op {
@@ -363,7 +378,7 @@ fn eval(
             let beta = w.param(&format!("{param}.bias"))?;
             if let Mode::Train(_) = mode {
                 let (n, _, h, wd) = x[0].dims4()?;
-                let (y, mean, var) = batch_norm_train(x[0], gamma, beta, BN_EPS, fused_relu)?;
+                let (y, mean, var) = batch_norm_train(x[0], gamma, beta, BN_EPS, fused)?;
                 update_running(w, param, &mean, &var, (n * h * wd) as f64)?;
                 return Ok(y);
             }
