@@ -15,6 +15,7 @@
 //!
 //! It knows nothing about ONNX.
 
+pub mod allocator;
 pub mod augment;
 pub mod checkpoint;
 pub mod config;
