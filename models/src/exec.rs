@@ -393,7 +393,7 @@ fn eval(
                 .broadcast_mul(&gamma.reshape(c4)?)?
                 .broadcast_add(&beta.reshape(c4)?)
         }
-        Op::Relu => x[0].relu(),
+        Op::Relu => crate::relu::relu(x[0]),
         Op::Silu => candle_nn::ops::silu(x[0]),
         Op::Sigmoid => candle_nn::ops::sigmoid(x[0]),
         Op::MaxPool2 => crate::pool::max_pool2(x[0]),

@@ -23,6 +23,7 @@ pub mod exec;
 pub mod graph;
 mod pool;
 pub mod reference;
+mod relu;
 pub mod spec;
 mod storage;
 

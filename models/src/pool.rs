@@ -12,7 +12,7 @@
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Storage, Tensor, WithDType};
 use rayon::prelude::*;
 
-use crate::storage::contiguous;
+use crate::storage::{contiguous, float_map};
 
 /// 2x2 max pooling with stride 2 over an (N, C, H, W) tensor; an odd last row or column is
 /// dropped, as PyTorch does. The gradient goes to the first maximum of each window in row
@@ -46,21 +46,6 @@ fn per_plane<T: WithDType>(
         .zip(x.par_chunks(h * w))
         .for_each(|(o, i)| f(i, o));
     out
-}
-
-/// Dispatches `f` on the contiguous f32 or f64 data of `storage`.
-fn float_map(
-    storage: &CpuStorage,
-    layout: &Layout,
-    name: &str,
-    f32_fn: impl FnOnce(&[f32]) -> Vec<f32>,
-    f64_fn: impl FnOnce(&[f64]) -> Vec<f64>,
-) -> Result<CpuStorage> {
-    Ok(match storage {
-        CpuStorage::F32(v) => CpuStorage::F32(f32_fn(contiguous(v, layout, name)?)),
-        CpuStorage::F64(v) => CpuStorage::F64(f64_fn(contiguous(v, layout, name)?)),
-        _ => candle_core::bail!("{name}: only f32 and f64 are supported"),
-    })
 }
 
 struct MaxPool2;
