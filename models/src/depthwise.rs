@@ -37,6 +37,7 @@ pub fn depthwise_conv2d(
         kw,
         stride,
         padding,
+        stacked: false,
     };
     x.contiguous()?
         .apply_op2(&kernel.contiguous()?, Depthwise { taps })
