@@ -124,20 +124,23 @@ fn planes_mut<T: Send>(
     }
 }
 
-/// Sum of `g(value)` over channel `ch` of an (N, C, HW) buffer, in f64.
-fn channel_sum<T: WithDType>(
+/// Sums of the `S` terms `g(value, index)` over channel `ch` of an (N, C, HW) buffer, in one
+/// pass, in f64.
+fn channel_sum<T: WithDType, const S: usize>(
     x: &[T],
     c: usize,
     hw: usize,
     ch: usize,
-    g: impl Fn(f64, usize) -> f64,
-) -> f64 {
+    g: impl Fn(f64, usize) -> [f64; S],
+) -> [f64; S] {
     let n = x.len() / (c * hw);
-    let mut s = 0.0;
+    let mut s = [0.0; S];
     for b in 0..n {
         let at = (b * c + ch) * hw;
         for (k, v) in x[at..at + hw].iter().enumerate() {
-            s += g(v.to_f64(), at + k);
+            for (sum, term) in s.iter_mut().zip(g(v.to_f64(), at + k)) {
+                *sum += term;
+            }
         }
     }
     s
@@ -153,9 +156,11 @@ impl BatchNormTrain {
     ) -> Result<Vec<T>> {
         let (c, hw) = (dims[1], dims[2] * dims[3]);
         let m = (x.len() / c) as f64;
-        let mean = per_channel(c, x.len(), |ch| channel_sum(x, c, hw, ch, |v, _| v) / m);
+        let mean = per_channel(c, x.len(), |ch| {
+            channel_sum(x, c, hw, ch, |v, _| [v])[0] / m
+        });
         let inv_std = per_channel(c, x.len(), |ch| {
-            let var = channel_sum(x, c, hw, ch, |v, _| (v - mean[ch]).powi(2)) / m;
+            let var = channel_sum(x, c, hw, ch, |v, _| [(v - mean[ch]).powi(2)])[0] / m;
             1.0 / (var + self.eps).sqrt()
         });
         let mut y = vec![T::zero(); x.len()];
@@ -211,9 +216,9 @@ impl BatchNormTrain {
             }
         };
         let sums = per_channel(c, x.len(), |ch| {
-            let d_beta = channel_sum(dy, c, hw, ch, grad);
-            let d_gamma = channel_sum(dy, c, hw, ch, |g, k| {
-                grad(g, k) * (x[k].to_f64() - mean[ch]) * inv_std[ch]
+            let [d_beta, d_gamma] = channel_sum(dy, c, hw, ch, |g, k| {
+                let g = grad(g, k);
+                [g, g * (x[k].to_f64() - mean[ch]) * inv_std[ch]]
             });
             (d_gamma, d_beta)
         });
