@@ -1,4 +1,5 @@
-//! Batch normalisation in training mode as one fused operation with a hand-written backward.
+//! Batch normalisation in training mode as one fused operation with a hand-written backward,
+//! optionally with the ReLU or SiLU that follows it (see `Activation`).
 //!
 //! Why not candle's tensor ops: written as `mean`, `sub`, `sqr`, `mean`, `div`, `mul`, `add`,
 //! one batch norm is about ten graph nodes, and candle's backward undoes every broadcast with

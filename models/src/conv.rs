@@ -25,7 +25,8 @@ use crate::storage::contiguous;
 /// against 1,152 weights), that per-image gradient would be larger than the activations, so the
 /// images' transposed blocks are stacked into one (N*Ho*Wo, K) matrix: one product forward,
 /// one for each gradient, and a transpose of the output. Measured on the training benchmark:
-/// resnet at 64 px 66 -> 110 images/s.
+/// resnet at 64 px 66 -> 121 images/s, efficientnet 17 -> 37; stacking every layer instead was
+/// slower (`benches/README.md`, Training).
 pub fn conv2d(x: &Tensor, kernel: &Tensor, stride: usize, padding: usize) -> Result<Tensor> {
     let (_, c, h, w) = x.dims4()?;
     let (_, _, kh, kw) = kernel.dims4()?;
@@ -199,7 +200,7 @@ impl FloatCopy for Im2Col {
             }
         };
         // Every entry is written exactly once below (spans tile each image's block), so the
-        // buffer is not zeroed first: zeroing it was a sixth of a training step.
+        // buffer is not zeroed first: zeroing it was 6% of a training step.
         let mut out: Vec<T> = Vec::with_capacity(n * per_out);
         out.spare_capacity_mut()[..n * per_out]
             .par_chunks_mut(per_out)
