@@ -11,10 +11,10 @@
 
 use std::sync::{Arc, Mutex};
 
-use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Storage, Tensor, WithDType};
+use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
-use crate::storage::contiguous;
+use crate::storage::{on_float_tensors, on_floats, FloatFn};
 
 /// Below this many elements the work stays on the calling thread.
 const PARALLEL_MIN: usize = 1 << 16;
@@ -91,11 +91,6 @@ struct BatchNormTrain {
     eps: f64,
     act: Activation,
     stats: Arc<Mutex<Stats>>,
-}
-
-/// The contiguous slice of `storage` under `layout`, or an error.
-fn slice<'a, T: WithDType>(v: &'a [T], layout: &Layout) -> Result<&'a [T]> {
-    contiguous(v, layout, "batch norm")
 }
 
 /// Calls `f(channel)` for every channel, in parallel when the tensor is large.
@@ -244,6 +239,31 @@ impl BatchNormTrain {
     }
 }
 
+impl FloatFn<3> for (&BatchNormTrain, &[usize]) {
+    type Output = CpuStorage;
+
+    fn call<T: WithDType>(self, [x, gamma, beta]: [&[T]; 3]) -> Result<CpuStorage> {
+        Ok(T::to_cpu_storage_owned(
+            self.0.forward(x, self.1, gamma, beta)?,
+        ))
+    }
+}
+
+/// The gradients of [`BatchNormTrain`] for the tensor `x` (shape and device).
+struct BatchNormGrad<'a> {
+    op: &'a BatchNormTrain,
+    x: &'a Tensor,
+}
+
+impl FloatFn<5> for BatchNormGrad<'_> {
+    type Output = (Tensor, Tensor, Tensor);
+
+    fn call<T: WithDType>(self, [x, gamma, beta, y, dy]: [&[T]; 5]) -> Result<Self::Output> {
+        self.op
+            .backward((x, self.x.dims()), (gamma, beta), (y, dy), self.x.device())
+    }
+}
+
 impl CustomOp3 for BatchNormTrain {
     fn name(&self) -> &'static str {
         "batch-norm-train"
@@ -265,15 +285,7 @@ impl CustomOp3 for BatchNormTrain {
         {
             candle_core::bail!("batch norm: input {dims:?} needs per-channel scale and shift");
         }
-        let y = match (s1, s2, s3) {
-            (CpuStorage::F32(x), CpuStorage::F32(g), CpuStorage::F32(b)) => {
-                CpuStorage::F32(self.forward(slice(x, l1)?, dims, slice(g, l2)?, slice(b, l3)?)?)
-            }
-            (CpuStorage::F64(x), CpuStorage::F64(g), CpuStorage::F64(b)) => {
-                CpuStorage::F64(self.forward(slice(x, l1)?, dims, slice(g, l2)?, slice(b, l3)?)?)
-            }
-            _ => candle_core::bail!("batch norm: f32 or f64 inputs of one type"),
-        };
+        let y = on_floats([(s1, l1), (s2, l2), (s3, l3)], self.name(), (self, dims))?;
         Ok((y, l1.shape().clone()))
     }
 
@@ -286,40 +298,9 @@ impl CustomOp3 for BatchNormTrain {
         grad_res: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let dy = grad_res.contiguous()?;
-        let (xs, xl) = x.storage_and_layout();
-        let (gs, gl) = gamma.storage_and_layout();
-        let (bs, bl) = beta.storage_and_layout();
-        let (ys, yl) = res.storage_and_layout();
-        let (ds, dl) = dy.storage_and_layout();
-        let dims = xl.dims();
-        let dev = x.device();
-        let (dx, dg, db) = match (&*xs, &*gs, &*bs, &*ys, &*ds) {
-            (
-                Storage::Cpu(CpuStorage::F32(x)),
-                Storage::Cpu(CpuStorage::F32(g)),
-                Storage::Cpu(CpuStorage::F32(b)),
-                Storage::Cpu(CpuStorage::F32(y)),
-                Storage::Cpu(CpuStorage::F32(d)),
-            ) => self.backward(
-                (slice(x, xl)?, dims),
-                (slice(g, gl)?, slice(b, bl)?),
-                (slice(y, yl)?, slice(d, dl)?),
-                dev,
-            )?,
-            (
-                Storage::Cpu(CpuStorage::F64(x)),
-                Storage::Cpu(CpuStorage::F64(g)),
-                Storage::Cpu(CpuStorage::F64(b)),
-                Storage::Cpu(CpuStorage::F64(y)),
-                Storage::Cpu(CpuStorage::F64(d)),
-            ) => self.backward(
-                (slice(x, xl)?, dims),
-                (slice(g, gl)?, slice(b, bl)?),
-                (slice(y, yl)?, slice(d, dl)?),
-                dev,
-            )?,
-            _ => candle_core::bail!("batch norm backward: f32 or f64 CPU tensors of one type"),
-        };
+        let grad = BatchNormGrad { op: self, x };
+        let (dx, dg, db) =
+            on_float_tensors([x, gamma, beta, res, &dy], "batch norm backward", grad)?;
         Ok((
             Some(dx),
             Some(dg.reshape(gamma.shape())?),

@@ -13,7 +13,7 @@ use std::ops::Range;
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
-use crate::storage::contiguous;
+use crate::storage::{on_floats, FloatFn};
 
 /// `y = conv2d(x, kernel)` for `x` (N, C, H, W) and `kernel` (O, C, kh, kw), groups 1,
 /// dilation 1: the same numbers as `Tensor::conv2d`, with a faster backward.
@@ -56,13 +56,13 @@ fn conv2d_arranged(
         (w + 2 * padding - kw) / stride + 1,
     );
     let k = c * kh * kw;
-    let im2col = |stacked| Im2Col {
+    let window = Window {
         kh,
         kw,
         stride,
         padding,
-        stacked,
     };
+    let im2col = |stacked| Im2Col { window, stacked };
     if !stacked {
         // one product per image; a 1x1 kernel at stride 1 needs no copy: the image already
         // is its column matrix
@@ -86,18 +86,24 @@ fn conv2d_arranged(
         .reshape((n, o, ho, wo))
 }
 
-/// (N, C, H, W) -> (N, C*kh*kw, Ho*Wo): row `(c, i, j)` holds input channel `c` shifted by
-/// kernel offset `(i, j)` at every output position, zero where it falls in the padding; or,
-/// `stacked`, the transpose of each image's block, (N, Ho*Wo, C*kh*kw), whose rows stack over
-/// the batch into one matrix.
-/// Its spans also describe the taps of the depthwise convolution (`crate::depthwise`).
+/// A kernel window sliding over an image: its size, stride and zero padding. Its spans are
+/// what im2col copies, and the taps of the depthwise convolution (`crate::depthwise`).
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Im2Col {
+pub(crate) struct Window {
     pub kh: usize,
     pub kw: usize,
     pub stride: usize,
     pub padding: usize,
-    pub stacked: bool,
+}
+
+/// (N, C, H, W) -> (N, C*kh*kw, Ho*Wo): row `(c, i, j)` holds input channel `c` shifted by
+/// kernel offset `(i, j)` at every output position, zero where it falls in the padding; or,
+/// `stacked`, the transpose of each image's block, (N, Ho*Wo, C*kh*kw), whose rows stack over
+/// the batch into one matrix.
+#[derive(Debug, Clone, Copy)]
+struct Im2Col {
+    window: Window,
+    stacked: bool,
 }
 
 /// One output row `oy` of one column-matrix row `row = (c, i, j)`: the `wo` output positions
@@ -126,7 +132,7 @@ impl Span {
     }
 }
 
-impl Im2Col {
+impl Window {
     pub fn out_size(&self, h: usize, w: usize) -> (usize, usize) {
         (
             (h + 2 * self.padding - self.kh) / self.stride + 1,
@@ -187,10 +193,11 @@ impl Im2Col {
 impl FloatCopy for Im2Col {
     fn forward<T: WithDType>(&self, x: &[T], dims: &[usize]) -> (Vec<T>, Shape) {
         let (n, c, h, w) = (dims[0], dims[1], dims[2], dims[3]);
-        let (ho, wo) = self.out_size(h, w);
-        let k = c * self.kh * self.kw;
+        let window = self.window;
+        let (ho, wo) = window.out_size(h, w);
+        let k = c * window.kh * window.kw;
         let per_out = k * ho * wo;
-        let s = self.stride;
+        let s = window.stride;
         // where column entry (row, position) of an image's block lies
         let at = |row: usize, position: usize| {
             if self.stacked {
@@ -206,7 +213,7 @@ impl FloatCopy for Im2Col {
             .par_chunks_mut(per_out)
             .zip(x.par_chunks(c * h * w))
             .for_each(|(dst, src)| {
-                self.for_each_span(c, h, w, |span| {
+                window.for_each_span(c, h, w, |span| {
                     let zero = MaybeUninit::new(T::zero());
                     if !self.stacked {
                         let line = &mut dst[at(span.row, span.line)..][..wo];
@@ -266,24 +273,13 @@ trait FloatCopy {
     fn forward<T: WithDType>(&self, x: &[T], dims: &[usize]) -> (Vec<T>, Shape);
 }
 
-/// Runs `op` on the contiguous f32 or f64 `storage`, or an error naming `name`.
-fn float_fwd(
-    op: &impl FloatCopy,
-    storage: &CpuStorage,
-    layout: &Layout,
-    name: &str,
-) -> Result<(CpuStorage, Shape)> {
-    let dims = layout.dims();
-    match storage {
-        CpuStorage::F32(v) => {
-            let (out, shape) = op.forward(contiguous(v, layout, name)?, dims);
-            Ok((CpuStorage::F32(out), shape))
-        }
-        CpuStorage::F64(v) => {
-            let (out, shape) = op.forward(contiguous(v, layout, name)?, dims);
-            Ok((CpuStorage::F64(out), shape))
-        }
-        _ => candle_core::bail!("{name}: only f32 and f64 are supported"),
+/// A copy op with the dimensions of its input, run on f32 or f64 data by `on_floats`.
+impl<Op: FloatCopy> FloatFn<1> for (&Op, &[usize]) {
+    type Output = (CpuStorage, Shape);
+
+    fn call<T: WithDType>(self, [x]: [&[T]; 1]) -> Result<Self::Output> {
+        let (out, shape) = self.0.forward(x, self.1);
+        Ok((T::to_cpu_storage_owned(out), shape))
     }
 }
 
@@ -293,7 +289,7 @@ impl CustomOp1 for Im2Col {
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        float_fwd(self, storage, layout, "im2col")
+        on_floats([(storage, layout)], self.name(), (self, layout.dims()))
     }
 
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
@@ -317,9 +313,10 @@ struct Col2Im {
 
 impl FloatCopy for Col2Im {
     fn forward<T: WithDType>(&self, cols: &[T], dims: &[usize]) -> (Vec<T>, Shape) {
-        let taps = self.im2col.kh * self.im2col.kw;
-        let (ho, wo) = self.im2col.out_size(self.h, self.w);
-        let (stacked, s) = (self.im2col.stacked, self.im2col.stride);
+        let window = self.im2col.window;
+        let taps = window.kh * window.kw;
+        let (ho, wo) = window.out_size(self.h, self.w);
+        let (stacked, s) = (self.im2col.stacked, window.stride);
         let k = if stacked { dims[2] } else { dims[1] };
         let (n, c) = (dims[0], k / taps);
         let per_in = c * self.h * self.w;
@@ -327,7 +324,7 @@ impl FloatCopy for Col2Im {
         out.par_chunks_mut(per_in)
             .zip(cols.par_chunks(dims[1] * dims[2]))
             .for_each(|(dst, src)| {
-                self.im2col.for_each_span(c, self.h, self.w, |span| {
+                window.for_each_span(c, self.h, self.w, |span| {
                     let input = &mut dst[span.input(s)];
                     if stacked {
                         let values = span.out().map(|position| &src[position * k + span.row]);
@@ -348,7 +345,7 @@ impl CustomOp1 for Col2Im {
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        float_fwd(self, storage, layout, "col2im")
+        on_floats([(storage, layout)], self.name(), (self, layout.dims()))
     }
 }
 
@@ -440,13 +437,13 @@ mod tests {
         p: usize,
         stacked: bool,
     ) {
-        let op = Im2Col {
+        let window = Window {
             kh: k,
             kw: k,
             stride: s,
             padding: p,
-            stacked,
         };
+        let op = Im2Col { window, stacked };
         let x = det(&[n, c, h, w], 0.2).unwrap();
         let cols = x.apply_op1_no_bwd(&op).unwrap();
         let r = det(cols.dims(), 1.7).unwrap();

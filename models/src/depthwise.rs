@@ -6,15 +6,16 @@
 //! 2*k*k whole-tensor graph nodes whose backward undoes each broadcast with a strided
 //! reduction; at stride 2 it also computed the full stride-1 output and kept a quarter of it.
 //! That sum was the bulk of an EfficientNet training step (`benches/README.md`, Training).
-//! Here each (image, channel) plane is one task: the taps are walked as the spans of
-//! [`Im2Col`] (each span one output row of one tap), so forward, input gradient and kernel
-//! gradient are each one pass of contiguous multiply-adds per tap and row.
+//! Here each (image, channel) plane is one task: the taps are walked as the spans of the
+//! kernel window (`crate::conv::Window`, each span one output row of one tap), so forward,
+//! input gradient and kernel gradient are each one pass of contiguous multiply-adds per tap
+//! and row.
 
-use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Storage, Tensor, WithDType};
+use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
-use crate::conv::{zip_strided, Im2Col};
-use crate::storage::contiguous;
+use crate::conv::{zip_strided, Window};
+use crate::storage::{on_float_tensors, on_floats, FloatFn};
 
 /// `y = conv2d(x, kernel, groups = C)` for `x` (N, C, H, W) and `kernel` (C, 1, k, k), with the
 /// same numbers as candle's grouped `conv2d`. Differentiable in both; f32 and f64 on the CPU.
@@ -32,12 +33,11 @@ pub fn depthwise_conv2d(
     if stride == 0 || h + 2 * padding < kh || w + 2 * padding < kw {
         candle_core::bail!("depthwise conv: a {kh}x{kw} kernel does not fit a {h}x{w} input");
     }
-    let taps = Im2Col {
+    let taps = Window {
         kh,
         kw,
         stride,
         padding,
-        stacked: false,
     };
     x.contiguous()?
         .apply_op2(&kernel.contiguous()?, Depthwise { taps })
@@ -45,7 +45,7 @@ pub fn depthwise_conv2d(
 
 struct Depthwise {
     /// Kernel size, stride and padding; its spans over a one-channel image are the taps.
-    taps: Im2Col,
+    taps: Window,
 }
 
 /// The sizes of one call: `n * c` planes of `h * w` inputs and `ho * wo` outputs.
@@ -144,6 +144,34 @@ impl Depthwise {
     }
 }
 
+impl FloatFn<2> for (&Depthwise, &[usize]) {
+    type Output = CpuStorage;
+
+    fn call<T: WithDType>(self, [x, kernel]: [&[T]; 2]) -> Result<CpuStorage> {
+        Ok(T::to_cpu_storage_owned(self.0.forward(x, self.1, kernel)))
+    }
+}
+
+/// The gradients of [`Depthwise`] for the tensors `x` and `kernel` (shapes and device).
+struct DepthwiseGrad<'a> {
+    op: &'a Depthwise,
+    x: &'a Tensor,
+    kernel: &'a Tensor,
+}
+
+impl FloatFn<3> for DepthwiseGrad<'_> {
+    type Output = (Tensor, Tensor);
+
+    fn call<T: WithDType>(self, [x, kernel, dy]: [&[T]; 3]) -> Result<(Tensor, Tensor)> {
+        self.op.backward(
+            (x, self.x.dims()),
+            (kernel, self.kernel.dims()),
+            dy,
+            self.x.device(),
+        )
+    }
+}
+
 impl CustomOp2 for Depthwise {
     fn name(&self) -> &'static str {
         "depthwise-conv2d"
@@ -157,20 +185,7 @@ impl CustomOp2 for Depthwise {
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let dims = l1.dims();
-        let name = self.name();
-        let y = match (s1, s2) {
-            (CpuStorage::F32(x), CpuStorage::F32(k)) => CpuStorage::F32(self.forward(
-                contiguous(x, l1, name)?,
-                dims,
-                contiguous(k, l2, name)?,
-            )),
-            (CpuStorage::F64(x), CpuStorage::F64(k)) => CpuStorage::F64(self.forward(
-                contiguous(x, l1, name)?,
-                dims,
-                contiguous(k, l2, name)?,
-            )),
-            _ => candle_core::bail!("{name}: f32 or f64 inputs of one type"),
-        };
+        let y = on_floats([(s1, l1), (s2, l2)], self.name(), (self, dims))?;
         let p = self.planes(dims);
         Ok((y, Shape::from((dims[0], p.c, p.ho, p.wo))))
     }
@@ -183,35 +198,12 @@ impl CustomOp2 for Depthwise {
         grad_res: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let dy = grad_res.contiguous()?;
-        let (xs, xl) = x.storage_and_layout();
-        let (ks, kl) = kernel.storage_and_layout();
-        let (ds, dl) = dy.storage_and_layout();
-        let name = self.name();
-        let dev = x.device();
-        let dims = xl.dims();
-        let (dx, dk) = match (&*xs, &*ks, &*ds) {
-            (
-                Storage::Cpu(CpuStorage::F32(x)),
-                Storage::Cpu(CpuStorage::F32(k)),
-                Storage::Cpu(CpuStorage::F32(d)),
-            ) => self.backward(
-                (contiguous(x, xl, name)?, dims),
-                (contiguous(k, kl, name)?, kl.dims()),
-                contiguous(d, dl, name)?,
-                dev,
-            )?,
-            (
-                Storage::Cpu(CpuStorage::F64(x)),
-                Storage::Cpu(CpuStorage::F64(k)),
-                Storage::Cpu(CpuStorage::F64(d)),
-            ) => self.backward(
-                (contiguous(x, xl, name)?, dims),
-                (contiguous(k, kl, name)?, kl.dims()),
-                contiguous(d, dl, name)?,
-                dev,
-            )?,
-            _ => candle_core::bail!("{name} backward: f32 or f64 CPU tensors of one type"),
+        let grad = DepthwiseGrad {
+            op: self,
+            x,
+            kernel,
         };
+        let (dx, dk) = on_float_tensors([x, kernel, &dy], "depthwise-conv2d backward", grad)?;
         Ok((Some(dx), Some(dk)))
     }
 }

@@ -9,10 +9,10 @@
 //! or a broadcast is several strided passes with masks. Here each is one pass per (image,
 //! channel) plane, each way.
 
-use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Storage, Tensor, WithDType};
+use candle_core::{CpuStorage, CustomOp1, Device, Layout, Result, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
-use crate::storage::{contiguous, float_map};
+use crate::storage::{on_float_tensors, on_floats, FloatFn};
 
 /// 2x2 max pooling with stride 2 over an (N, C, H, W) tensor; an odd last row or column is
 /// dropped, as PyTorch does. The gradient goes to the first maximum of each window in row
@@ -48,10 +48,13 @@ fn per_plane<T: WithDType>(
     out
 }
 
+/// The (H, W) size of an operation's input planes, which its kernel needs besides the data.
+type Plane = (usize, usize);
+
 struct MaxPool2;
 
 impl MaxPool2 {
-    fn forward<T: WithDType>(x: &[T], h: usize, w: usize) -> Vec<T> {
+    fn forward<T: WithDType>(x: &[T], (h, w): Plane) -> Vec<T> {
         let (ho, wo) = (h / 2, w / 2);
         per_plane(x, (h, w), (ho, wo), |x, y| {
             for (oy, row) in y.chunks_mut(wo).enumerate() {
@@ -65,7 +68,7 @@ impl MaxPool2 {
     }
 
     /// dx from the input `x`, the pooled output `y` and its gradient `dy`.
-    fn backward<T: WithDType>(x: &[T], (h, w): (usize, usize), y: &[T], dy: &[T]) -> Vec<T> {
+    fn backward<T: WithDType>(x: &[T], (h, w): Plane, y: &[T], dy: &[T]) -> Vec<T> {
         let (ho, wo) = (h / 2, w / 2);
         let mut dx = vec![T::zero(); x.len()];
         dx.par_chunks_mut(h * w)
@@ -100,6 +103,30 @@ fn max<T: WithDType>(a: T, b: T) -> T {
     }
 }
 
+impl FloatFn<1> for (&MaxPool2, Plane) {
+    type Output = CpuStorage;
+
+    fn call<T: WithDType>(self, [x]: [&[T]; 1]) -> Result<CpuStorage> {
+        Ok(T::to_cpu_storage_owned(MaxPool2::forward(x, self.1)))
+    }
+}
+
+/// The input gradient of [`MaxPool2`] from its input, output and output gradient.
+struct MaxPoolGrad<'a> {
+    plane: Plane,
+    shape: &'a Shape,
+    device: &'a Device,
+}
+
+impl FloatFn<3> for MaxPoolGrad<'_> {
+    type Output = Tensor;
+
+    fn call<T: WithDType>(self, [x, y, dy]: [&[T]; 3]) -> Result<Tensor> {
+        let dx = MaxPool2::backward(x, self.plane, y, dy);
+        Tensor::from_vec(dx, self.shape, self.device)
+    }
+}
+
 impl CustomOp1 for MaxPool2 {
     fn name(&self) -> &'static str {
         "max-pool-2x2"
@@ -107,60 +134,40 @@ impl CustomOp1 for MaxPool2 {
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
         let (n, c, h, w) = layout.shape().dims4()?;
-        let y = float_map(
-            storage,
-            layout,
-            self.name(),
-            |x| Self::forward(x, h, w),
-            |x| Self::forward(x, h, w),
-        )?;
+        let y = on_floats([(storage, layout)], self.name(), (self, (h, w)))?;
         Ok((y, Shape::from((n, c, h / 2, w / 2))))
     }
 
     fn bwd(&self, arg: &Tensor, res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
-        let dy = grad_res.contiguous()?;
-        let (xs, xl) = arg.storage_and_layout();
-        let (ys, yl) = res.storage_and_layout();
-        let (ds, dl) = dy.storage_and_layout();
-        let (_, _, h, w) = xl.shape().dims4()?;
-        let name = "max-pool-2x2 backward";
-        let dev = arg.device();
-        let dx = match (&*xs, &*ys, &*ds) {
-            (
-                Storage::Cpu(CpuStorage::F32(x)),
-                Storage::Cpu(CpuStorage::F32(y)),
-                Storage::Cpu(CpuStorage::F32(d)),
-            ) => Tensor::from_vec(
-                Self::backward(
-                    contiguous(x, xl, name)?,
-                    (h, w),
-                    contiguous(y, yl, name)?,
-                    contiguous(d, dl, name)?,
-                ),
-                xl.dims(),
-                dev,
-            )?,
-            (
-                Storage::Cpu(CpuStorage::F64(x)),
-                Storage::Cpu(CpuStorage::F64(y)),
-                Storage::Cpu(CpuStorage::F64(d)),
-            ) => Tensor::from_vec(
-                Self::backward(
-                    contiguous(x, xl, name)?,
-                    (h, w),
-                    contiguous(y, yl, name)?,
-                    contiguous(d, dl, name)?,
-                ),
-                xl.dims(),
-                dev,
-            )?,
-            _ => candle_core::bail!("{name}: f32 or f64 CPU tensors of one type"),
+        let (_, _, h, w) = arg.dims4()?;
+        let grad = MaxPoolGrad {
+            plane: (h, w),
+            shape: arg.shape(),
+            device: arg.device(),
         };
-        Ok(Some(dx))
+        let dy = grad_res.contiguous()?;
+        on_float_tensors([arg, res, &dy], "max-pool-2x2 backward", grad).map(Some)
     }
 }
 
 struct Upsample2;
+
+impl FloatFn<1> for (&Upsample2, Plane) {
+    type Output = CpuStorage;
+
+    fn call<T: WithDType>(self, [x]: [&[T]; 1]) -> Result<CpuStorage> {
+        let (h, w) = self.1;
+        let y = per_plane(x, (h, w), (2 * h, 2 * w), |x, y| {
+            for (oy, row) in y.chunks_mut(2 * w).enumerate() {
+                let src = &x[oy / 2 * w..(oy / 2 + 1) * w];
+                for (pair, v) in row.chunks_mut(2).zip(src) {
+                    pair.fill(*v);
+                }
+            }
+        });
+        Ok(T::to_cpu_storage_owned(y))
+    }
+}
 
 impl CustomOp1 for Upsample2 {
     fn name(&self) -> &'static str {
@@ -169,23 +176,7 @@ impl CustomOp1 for Upsample2 {
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
         let (n, c, h, w) = layout.shape().dims4()?;
-        fn up<T: WithDType>(x: &[T], h: usize, w: usize) -> Vec<T> {
-            per_plane(x, (h, w), (2 * h, 2 * w), |x, y| {
-                for (oy, row) in y.chunks_mut(2 * w).enumerate() {
-                    let src = &x[oy / 2 * w..(oy / 2 + 1) * w];
-                    for (pair, v) in row.chunks_mut(2).zip(src) {
-                        pair.fill(*v);
-                    }
-                }
-            })
-        }
-        let y = float_map(
-            storage,
-            layout,
-            self.name(),
-            |x| up(x, h, w),
-            |x| up(x, h, w),
-        )?;
+        let y = on_floats([(storage, layout)], self.name(), (self, (h, w)))?;
         Ok((y, Shape::from((n, c, 2 * h, 2 * w))))
     }
 
@@ -198,6 +189,24 @@ impl CustomOp1 for Upsample2 {
 /// 2x2 block.
 struct BlockSum2;
 
+/// Takes the plane size of its input (2H, 2W).
+impl FloatFn<1> for (&BlockSum2, Plane) {
+    type Output = CpuStorage;
+
+    fn call<T: WithDType>(self, [g]: [&[T]; 1]) -> Result<CpuStorage> {
+        let (h, w) = (self.1 .0 / 2, self.1 .1 / 2);
+        let dx = per_plane(g, (2 * h, 2 * w), (h, w), |g, dx| {
+            for (oy, row) in dx.chunks_mut(w).enumerate() {
+                let (top, bottom) = (&g[2 * oy * 2 * w..], &g[(2 * oy + 1) * 2 * w..]);
+                for (ox, out) in row.iter_mut().enumerate() {
+                    *out = top[2 * ox] + top[2 * ox + 1] + bottom[2 * ox] + bottom[2 * ox + 1];
+                }
+            }
+        });
+        Ok(T::to_cpu_storage_owned(dx))
+    }
+}
+
 impl CustomOp1 for BlockSum2 {
     fn name(&self) -> &'static str {
         "block-sum-2x2"
@@ -205,25 +214,8 @@ impl CustomOp1 for BlockSum2 {
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
         let (n, c, h2, w2) = layout.shape().dims4()?;
-        let (h, w) = (h2 / 2, w2 / 2);
-        fn sum<T: WithDType>(g: &[T], h: usize, w: usize) -> Vec<T> {
-            per_plane(g, (2 * h, 2 * w), (h, w), |g, dx| {
-                for (oy, row) in dx.chunks_mut(w).enumerate() {
-                    let (top, bottom) = (&g[2 * oy * 2 * w..], &g[(2 * oy + 1) * 2 * w..]);
-                    for (ox, out) in row.iter_mut().enumerate() {
-                        *out = top[2 * ox] + top[2 * ox + 1] + bottom[2 * ox] + bottom[2 * ox + 1];
-                    }
-                }
-            })
-        }
-        let dx = float_map(
-            storage,
-            layout,
-            self.name(),
-            |g| sum(g, h, w),
-            |g| sum(g, h, w),
-        )?;
-        Ok((dx, Shape::from((n, c, h, w))))
+        let dx = on_floats([(storage, layout)], self.name(), (self, (h2, w2)))?;
+        Ok((dx, Shape::from((n, c, h2 / 2, w2 / 2))))
     }
 }
 

@@ -9,7 +9,7 @@
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
-use crate::storage::{contiguous, float_map};
+use crate::storage::{on_floats, FloatFn};
 
 /// Elements per parallel task.
 const CHUNK: usize = 1 << 14;
@@ -21,19 +21,26 @@ pub fn relu(x: &Tensor) -> Result<Tensor> {
 
 struct Relu;
 
+impl FloatFn<1> for &Relu {
+    type Output = CpuStorage;
+
+    fn call<T: WithDType>(self, [x]: [&[T]; 1]) -> Result<CpuStorage> {
+        let y = x
+            .par_iter()
+            .with_min_len(CHUNK)
+            .map(|&v| if v > T::zero() { v } else { T::zero() })
+            .collect();
+        Ok(T::to_cpu_storage_owned(y))
+    }
+}
+
 impl CustomOp1 for Relu {
     fn name(&self) -> &'static str {
         "relu"
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        fn apply<T: WithDType>(x: &[T]) -> Vec<T> {
-            x.par_iter()
-                .with_min_len(CHUNK)
-                .map(|&v| if v > T::zero() { v } else { T::zero() })
-                .collect()
-        }
-        let y = float_map(storage, layout, self.name(), apply, apply)?;
+        let y = on_floats([(storage, layout)], self.name(), self)?;
         Ok((y, layout.shape().clone()))
     }
 
@@ -49,6 +56,20 @@ impl CustomOp1 for Relu {
 /// `dy` where the ReLU's output `y` is positive, else zero.
 struct ReluGrad;
 
+impl FloatFn<2> for &ReluGrad {
+    type Output = CpuStorage;
+
+    fn call<T: WithDType>(self, [dy, y]: [&[T]; 2]) -> Result<CpuStorage> {
+        let dx = dy
+            .par_iter()
+            .zip(y)
+            .with_min_len(CHUNK)
+            .map(|(&g, &v)| if v > T::zero() { g } else { T::zero() })
+            .collect();
+        Ok(T::to_cpu_storage_owned(dx))
+    }
+}
+
 impl CustomOp2 for ReluGrad {
     fn name(&self) -> &'static str {
         "relu-grad"
@@ -61,23 +82,7 @@ impl CustomOp2 for ReluGrad {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        fn mask<T: WithDType>(dy: &[T], y: &[T]) -> Vec<T> {
-            dy.par_iter()
-                .zip(y)
-                .with_min_len(CHUNK)
-                .map(|(&g, &v)| if v > T::zero() { g } else { T::zero() })
-                .collect()
-        }
-        let name = self.name();
-        let dx = match (s1, s2) {
-            (CpuStorage::F32(g), CpuStorage::F32(y)) => {
-                CpuStorage::F32(mask(contiguous(g, l1, name)?, contiguous(y, l2, name)?))
-            }
-            (CpuStorage::F64(g), CpuStorage::F64(y)) => {
-                CpuStorage::F64(mask(contiguous(g, l1, name)?, contiguous(y, l2, name)?))
-            }
-            _ => candle_core::bail!("{name}: f32 or f64 inputs of one type"),
-        };
+        let dx = on_floats([(s1, l1), (s2, l2)], self.name(), self)?;
         Ok((dx, l1.shape().clone()))
     }
 }
