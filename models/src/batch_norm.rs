@@ -314,6 +314,7 @@ mod tests {
     use candle_core::{DType, Device, Tensor, Var};
 
     use super::{batch_norm_train, Activation};
+    use crate::testing::max_diff;
 
     /// The same computation in candle's own ops, differentiated by candle.
     fn unfused(
@@ -362,25 +363,13 @@ mod tests {
             let w = Tensor::from_vec(filled(&shape, 4), &shape[..], &dev).unwrap();
             let (y, mean, var) = batch_norm_train(&x, &g, &b, 1e-5, act).unwrap();
             let r = unfused(&x, &g, &b, 1e-5, act).unwrap();
-            let diff = |a: &Tensor, b: &Tensor| -> f64 {
-                (a - b)
-                    .unwrap()
-                    .abs()
-                    .unwrap()
-                    .flatten_all()
-                    .unwrap()
-                    .max(0)
-                    .unwrap()
-                    .to_scalar::<f64>()
-                    .unwrap()
-            };
             assert!(
-                diff(&y, &r) < 1e-12,
+                max_diff(&y, &r) < 1e-12,
                 "forward {shape:?} {act:?}: {}",
-                diff(&y, &r)
+                max_diff(&y, &r)
             );
             let m = x.mean_keepdim((0, 2, 3)).unwrap().flatten_all().unwrap();
-            assert!(diff(&mean, &m) < 1e-12);
+            assert!(max_diff(&mean, &m) < 1e-12);
             let v = x
                 .broadcast_sub(&x.mean_keepdim((0, 2, 3)).unwrap())
                 .unwrap()
@@ -388,7 +377,7 @@ mod tests {
                 .unwrap()
                 .mean((0, 2, 3))
                 .unwrap();
-            assert!(diff(&var, &v) < 1e-10);
+            assert!(max_diff(&var, &v) < 1e-10);
             let gy = (y * &w).unwrap().sum_all().unwrap().backward().unwrap();
             let gr = (r * &w).unwrap().sum_all().unwrap().backward().unwrap();
             for (name, t) in [
@@ -398,9 +387,9 @@ mod tests {
             ] {
                 let (a, e) = (gy.get(t).unwrap(), gr.get(t).unwrap());
                 assert!(
-                    diff(a, e) < 1e-10,
+                    max_diff(a, e) < 1e-10,
                     "d{name} {shape:?} {act:?}: {}",
-                    diff(a, e)
+                    max_diff(a, e)
                 );
             }
             // and in f32, within float rounding

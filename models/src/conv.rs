@@ -353,6 +353,7 @@ impl CustomOp1 for Col2Im {
 mod tests {
     use super::*;
     use crate::reference::det;
+    use crate::testing::{det64, max_diff, weighted_grads};
     use candle_core::Var;
 
     /// Forward and both gradients equal candle's direct convolution (float64, to 1e-10), in
@@ -378,47 +379,23 @@ mod tests {
         }
         let both = cases.iter().flat_map(|&case| [(case, false), (case, true)]);
         for ((n, c, h, w, o, k, s, p), stacked) in both {
-            let f64 = |t: Tensor| t.to_dtype(candle_core::DType::F64).unwrap();
-            let x = Var::from_tensor(&f64(det(&[n, c, h, w], 0.3).unwrap())).unwrap();
-            let kern = Var::from_tensor(&f64(det(&[o, c, k, k], 1.1).unwrap())).unwrap();
+            let x = Var::from_tensor(&det64(&[n, c, h, w], 0.3)).unwrap();
+            let kern = Var::from_tensor(&det64(&[o, c, k, k], 1.1)).unwrap();
             let ours = conv2d_arranged(x.as_tensor(), kern.as_tensor(), s, p, stacked).unwrap();
             let theirs = x.as_tensor().conv2d(kern.as_tensor(), p, s, 1, 1).unwrap();
             assert_eq!(ours.dims(), theirs.dims());
-            // weight the outputs so every gradient entry differs
-            let weight = f64(det(ours.dims(), 0.7).unwrap());
-            let go = ours
-                .mul(&weight)
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .backward()
-                .unwrap();
-            let diff = |a: &Tensor, b: &Tensor| -> f64 {
-                a.sub(b)
-                    .unwrap()
-                    .abs()
-                    .unwrap()
-                    .max_all()
-                    .unwrap()
-                    .to_scalar()
-                    .unwrap()
-            };
+            let weight = det64(ours.dims(), 0.7);
+            let go = weighted_grads(&ours, &weight);
             let case = format!("n{n} c{c} {h}x{w} o{o} k{k} s{s} p{p} stacked {stacked}");
-            assert!(diff(&ours, &theirs) < 1e-10, "{case}: forward");
+            assert!(max_diff(&ours, &theirs) < 1e-10, "{case}: forward");
             // candle's own backward fails when the stride leaves input rows unread (its
             // transposed convolution comes out a row short); the adjoint test covers those
             if (h + 2 * p - k) % s != 0 || (w + 2 * p - k) % s != 0 {
                 continue;
             }
-            let gt = theirs
-                .mul(&weight)
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .backward()
-                .unwrap();
+            let gt = weighted_grads(&theirs, &weight);
             for (name, v) in [("input", &x), ("kernel", &kern)] {
-                let d = diff(go.get(v).unwrap(), gt.get(v).unwrap());
+                let d = max_diff(go.get(v).unwrap(), gt.get(v).unwrap());
                 assert!(d < 1e-10, "{case}: {name} gradient off by {d}");
             }
         }

@@ -210,10 +210,10 @@ impl CustomOp2 for Depthwise {
 
 #[cfg(test)]
 mod tests {
-    use candle_core::{DType, Tensor, Var};
+    use candle_core::Var;
 
     use super::depthwise_conv2d;
-    use crate::reference::det;
+    use crate::testing::{det64, max_diff, weighted_grads};
 
     /// Forward and both gradients equal candle's grouped convolution (float64, to 1e-10).
     #[test]
@@ -228,30 +228,20 @@ mod tests {
             (1, 3, 5, 5, 1, 1, 0),
         ];
         for (n, c, h, w, k, s, p) in cases {
-            let f64 = |t: Tensor| t.to_dtype(DType::F64).unwrap();
-            let x = Var::from_tensor(&f64(det(&[n, c, h, w], 0.3).unwrap())).unwrap();
-            let kern = Var::from_tensor(&f64(det(&[c, 1, k, k], 1.1).unwrap())).unwrap();
+            let x = Var::from_tensor(&det64(&[n, c, h, w], 0.3)).unwrap();
+            let kern = Var::from_tensor(&det64(&[c, 1, k, k], 1.1)).unwrap();
             let ours = depthwise_conv2d(x.as_tensor(), kern.as_tensor(), s, p).unwrap();
             let theirs = x.as_tensor().conv2d(kern.as_tensor(), p, s, 1, c).unwrap();
             assert_eq!(ours.dims(), theirs.dims());
-            let weight = f64(det(ours.dims(), 0.7).unwrap());
-            let grads = |y: &Tensor| {
-                y.mul(&weight)
-                    .unwrap()
-                    .sum_all()
-                    .unwrap()
-                    .backward()
-                    .unwrap()
-            };
-            let (go, gt) = (grads(&ours), grads(&theirs));
-            let diff = |a: &Tensor, b: &Tensor| -> f64 {
-                let d = a.sub(b).unwrap().abs().unwrap().max_all().unwrap();
-                d.to_scalar().unwrap()
-            };
+            let weight = det64(ours.dims(), 0.7);
+            let (go, gt) = (
+                weighted_grads(&ours, &weight),
+                weighted_grads(&theirs, &weight),
+            );
             let case = format!("n{n} c{c} {h}x{w} k{k} s{s} p{p}");
-            assert!(diff(&ours, &theirs) < 1e-10, "{case}: forward");
+            assert!(max_diff(&ours, &theirs) < 1e-10, "{case}: forward");
             for (name, v) in [("input", &x), ("kernel", &kern)] {
-                let d = diff(go.get(v).unwrap(), gt.get(v).unwrap());
+                let d = max_diff(go.get(v).unwrap(), gt.get(v).unwrap());
                 assert!(d < 1e-10, "{case}: {name} gradient off by {d}");
             }
         }

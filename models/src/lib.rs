@@ -26,6 +26,8 @@ pub mod reference;
 mod relu;
 pub mod spec;
 mod storage;
+#[cfg(test)]
+mod testing;
 
 pub use exec::{forward, Weights};
 pub use graph::{Graph, Op, Outputs};

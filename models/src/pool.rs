@@ -221,24 +221,15 @@ impl CustomOp1 for BlockSum2 {
 
 #[cfg(test)]
 mod tests {
-    use candle_core::{DType, Tensor, Var};
+    use candle_core::{Tensor, Var};
 
     use super::{max_pool2, upsample2};
-    use crate::reference::det;
-
-    fn f64(t: Tensor) -> Tensor {
-        t.to_dtype(DType::F64).unwrap()
-    }
-
-    fn diff(a: &Tensor, b: &Tensor) -> f64 {
-        let d = a.sub(b).unwrap().abs().unwrap().max_all().unwrap();
-        d.to_scalar().unwrap()
-    }
+    use crate::testing::{det64, max_diff, weighted_grads};
 
     /// Upsampling equals a broadcast, and its gradient the broadcast's (a sum per block).
     #[test]
     fn upsample_matches_a_broadcast_in_value_and_gradient() {
-        let x = Var::from_tensor(&f64(det(&[2, 3, 5, 4], 0.4).unwrap())).unwrap();
+        let x = Var::from_tensor(&det64(&[2, 3, 5, 4], 0.4)).unwrap();
         let ours = upsample2(x.as_tensor()).unwrap();
         let theirs = x
             .as_tensor()
@@ -248,26 +239,17 @@ mod tests {
             .unwrap()
             .reshape((2, 3, 10, 8))
             .unwrap();
-        assert_eq!(diff(&ours, &theirs), 0.0);
-        let weight = f64(det(&[2, 3, 10, 8], 0.9).unwrap());
-        let grad = |y: &Tensor| {
-            let g = y
-                .mul(&weight)
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .backward()
-                .unwrap();
-            g.get(&x).unwrap().clone()
-        };
-        assert!(diff(&grad(&ours), &grad(&theirs)) < 1e-12);
+        assert_eq!(max_diff(&ours, &theirs), 0.0);
+        let weight = det64(&[2, 3, 10, 8], 0.9);
+        let grad = |y: &Tensor| weighted_grads(y, &weight).get(&x).unwrap().clone();
+        assert!(max_diff(&grad(&ours), &grad(&theirs)) < 1e-12);
     }
 
     /// Pooling equals the maximum over a reshaped view (odd edges dropped); the gradient goes
     /// to the first maximum of each window only, also when a window ties.
     #[test]
     fn max_pool_matches_the_window_maximum_and_routes_the_gradient_to_the_first_maximum() {
-        let x = Var::from_tensor(&f64(det(&[2, 3, 7, 6], 0.6).unwrap())).unwrap();
+        let x = Var::from_tensor(&det64(&[2, 3, 7, 6], 0.6)).unwrap();
         let ours = max_pool2(x.as_tensor()).unwrap();
         let theirs = x
             .as_tensor()
@@ -279,20 +261,11 @@ mod tests {
             .unwrap()
             .max(3)
             .unwrap();
-        assert_eq!(diff(&ours, &theirs), 0.0);
+        assert_eq!(max_diff(&ours, &theirs), 0.0);
         // without ties the two gradients agree
-        let weight = f64(det(&[2, 3, 3, 3], 0.9).unwrap());
-        let grad = |y: &Tensor, x: &Var| {
-            let g = y
-                .mul(&weight)
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .backward()
-                .unwrap();
-            g.get(x).unwrap().clone()
-        };
-        assert!(diff(&grad(&ours, &x), &grad(&theirs, &x)) < 1e-12);
+        let weight = det64(&[2, 3, 3, 3], 0.9);
+        let grad = |y: &Tensor| weighted_grads(y, &weight).get(&x).unwrap().clone();
+        assert!(max_diff(&grad(&ours), &grad(&theirs)) < 1e-12);
         // a tied window: all of its gradient goes to its first entry
         let tied = Var::from_tensor(
             &Tensor::new(&[[[[1f64, 1.], [1., 0.]]]], &candle_core::Device::Cpu).unwrap(),
