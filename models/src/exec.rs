@@ -269,19 +269,9 @@ pub fn forward_from(
                 })
             })
             .collect::<Result<_>>()?;
-        let fused = match graph.nodes.get(i + 1) {
-            Some(next)
-                if matches!(mode, Mode::Train(_))
-                    && matches!(node.op, Op::BatchNorm { .. })
-                    && readers[i] == 1
-                    && next.inputs == [i]
-                    && values[i + 1].is_none() =>
-            {
-                match next.op {
-                    Op::Relu => Activation::Relu,
-                    Op::Silu => Activation::Silu,
-                    _ => Activation::Identity,
-                }
+        let fused = match mode {
+            Mode::Train(_) if values.get(i + 1).is_some_and(Option::is_none) => {
+                fusable_activation(graph, i, &readers)
             }
             _ => Activation::Identity,
         };
@@ -326,6 +316,23 @@ impl Weights {
             .get(name)
             .cloned()
             .ok_or_else(|| missing("buffer", name))
+    }
+}
+
+/// The activation that batch-norm node `i` can compute itself: the ReLU or SiLU node right
+/// after it, when that node is its only reader (`readers` counts the nodes and targets reading
+/// each node).
+fn fusable_activation(graph: &Graph, i: usize, readers: &[usize]) -> Activation {
+    let (Some(node), Some(next)) = (graph.nodes.get(i), graph.nodes.get(i + 1)) else {
+        return Activation::Identity;
+    };
+    if !matches!(node.op, Op::BatchNorm { .. }) || readers[i] != 1 || next.inputs != [i] {
+        return Activation::Identity;
+    }
+    match next.op {
+        Op::Relu => Activation::Relu,
+        Op::Silu => Activation::Silu,
+        _ => Activation::Identity,
     }
 }
 

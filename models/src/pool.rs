@@ -194,7 +194,8 @@ impl FloatFn<1> for (&BlockSum2, Plane) {
     type Output = CpuStorage;
 
     fn call<T: WithDType>(self, [g]: [&[T]; 1]) -> Result<CpuStorage> {
-        let (h, w) = (self.1 .0 / 2, self.1 .1 / 2);
+        let (h2, w2) = self.1;
+        let (h, w) = (h2 / 2, w2 / 2);
         let dx = per_plane(g, (2 * h, 2 * w), (h, w), |g, dx| {
             for (oy, row) in dx.chunks_mut(w).enumerate() {
                 let (top, bottom) = (&g[2 * oy * 2 * w..], &g[(2 * oy + 1) * 2 * w..]);
