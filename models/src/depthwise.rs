@@ -246,4 +246,18 @@ mod tests {
             }
         }
     }
+
+    /// A kernel that is not one filter per channel, or larger than the padded input, is an
+    /// error naming the shapes.
+    #[test]
+    fn mismatched_kernels_are_errors() {
+        let x = det64(&[1, 3, 4, 4], 0.1);
+        let err = depthwise_conv2d(&x, &det64(&[2, 1, 3, 3], 0.2), 1, 1).unwrap_err();
+        assert!(err.to_string().contains("(3, 1, k, k) kernel"), "{err}");
+        let err = depthwise_conv2d(&x, &det64(&[3, 1, 7, 7], 0.2), 1, 0).unwrap_err();
+        assert!(
+            err.to_string().contains("does not fit a 4x4 input"),
+            "{err}"
+        );
+    }
 }

@@ -287,4 +287,14 @@ mod tests {
             .unwrap();
         assert_eq!(dx, [1.0, 0.0, 0.0, 0.0]);
     }
+
+    /// An input smaller than the window is an error, not an empty output.
+    #[test]
+    fn pooling_an_input_smaller_than_the_window_is_an_error() {
+        let err = max_pool2(&det64(&[1, 2, 1, 5], 0.3)).unwrap_err();
+        assert!(
+            err.to_string().contains("1x5 input has no 2x2 window"),
+            "{err}"
+        );
+    }
 }
