@@ -358,7 +358,8 @@ fn driver() {
             vec![(2.0, efficiency)],
         ),
     ];
-    let png = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/mpi_scaling.png");
+    let png =
+        deepgalaxy_core::source_dir(env!("CARGO_MANIFEST_DIR")).join("benches/mpi_scaling.png");
     deepgalaxy_train::plots::scaling(
         &png,
         "Scaling efficiency: ring-allreduce model (lines) vs measurements (points)",

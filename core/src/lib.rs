@@ -33,6 +33,18 @@ pub mod preprocess;
 /// a system font library.
 pub const FONT_TTF: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
 
+/// The source directory of the package being built or tested: `CARGO_MANIFEST_DIR` at run time
+/// (set by `cargo test`, `cargo bench` and `cargo run`), else `compiled_in`, the caller's
+/// `env!("CARGO_MANIFEST_DIR")`. Run time first because cargo reuses an unchanged test binary
+/// for a clone of the workspace at another path (CI's fresh clone with a shared target
+/// directory), and the path compiled into that binary may no longer exist. Used to find the
+/// peer scripts and bench outputs in the source tree.
+pub fn source_dir(compiled_in: &str) -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from(compiled_in))
+}
+
 pub use card::ModelCard;
 pub use catalog::{Catalog, CatalogRecord};
 pub use error::{Error, Result};

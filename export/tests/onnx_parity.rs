@@ -269,7 +269,8 @@ fn tract_agrees_with_candle_for_every_backbone_and_file() {
 fn onnx_runtime_agrees_with_candle_for_every_backbone_and_file() {
     let python = std::env::var_os("DEEPGALAXY_PYTHON")
         .expect("the `peers` feature needs DEEPGALAXY_PYTHON (a Python with onnx and onnxruntime)");
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/peers/onnx_peer.py");
+    let script =
+        deepgalaxy_core::source_dir(env!("CARGO_MANIFEST_DIR")).join("../tests/peers/onnx_peer.py");
     let tmp = tempfile::tempdir().unwrap();
     for (name, case, path) in exported_cases(tmp.path()) {
         let target = case.target;
@@ -285,7 +286,7 @@ fn onnx_runtime_agrees_with_candle_for_every_backbone_and_file() {
             .collect();
         std::fs::write(&raw, data).unwrap();
         let mut cmd = std::process::Command::new(&python);
-        cmd.arg(script).arg(&path).arg(case.input).arg(&raw);
+        cmd.arg(&script).arg(&path).arg(case.input).arg(&raw);
         for d in case.value.dims() {
             cmd.arg(d.to_string());
         }

@@ -6,7 +6,7 @@
 //! it is unset the test fails: a missing peer is a failure, never a skip.
 #![cfg(feature = "peers")]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 use deepgalaxy_core::{Image, SampleType};
@@ -26,7 +26,7 @@ fn python() -> PathBuf {
 }
 
 fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/peers/ssim_peer.py")
+    deepgalaxy_core::source_dir(env!("CARGO_MANIFEST_DIR")).join("../tests/peers/ssim_peer.py")
 }
 
 /// A smooth "galaxy": two elliptical Gaussian blobs on a faint background, in [0, scale].

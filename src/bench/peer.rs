@@ -6,8 +6,10 @@ use std::process::Command;
 
 use super::timing::{quantile, Throughput};
 
-/// The peer script, in the source tree this binary was built from.
-pub const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/predict_peer.py");
+/// The peer script, in the source tree this binary is run (under cargo) or was built from.
+fn script() -> PathBuf {
+    deepgalaxy_core::source_dir(env!("CARGO_MANIFEST_DIR")).join("benches/predict_peer.py")
+}
 
 /// A Python interpreter with onnxruntime, or why there is none.
 pub fn python() -> Result<PathBuf, String> {
@@ -37,11 +39,15 @@ pub fn python() -> Result<PathBuf, String> {
 /// Runs the peer script with `args` and reads its throughput.
 pub fn run(args: &[String]) -> Result<Throughput, String> {
     let py = python()?;
-    if !std::path::Path::new(SCRIPT).is_file() {
-        return Err(format!("{SCRIPT} is missing (run from a source checkout)"));
+    let script = script();
+    if !script.is_file() {
+        return Err(format!(
+            "{} is missing (run from a source checkout)",
+            script.display()
+        ));
     }
     let out = Command::new(&py)
-        .arg(SCRIPT)
+        .arg(&script)
         .args(args)
         .output()
         .map_err(|e| format!("cannot run {}: {e}", py.display()))?;

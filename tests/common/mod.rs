@@ -14,7 +14,7 @@ use rand::SeedableRng;
 
 /// The repository root.
 pub fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    deepgalaxy_core::source_dir(env!("CARGO_MANIFEST_DIR"))
 }
 
 /// The Python interpreter of the peer-check venv, from `DEEPGALAXY_PYTHON`. Under the `peers`
