@@ -1,32 +1,37 @@
-//! Dense 2-D convolution as im2col + one matrix product, so that forward, input gradient and
-//! kernel gradient all run in `gemm` (through candle's matmul and its autograd).
+//! Dense 2-D convolution as one op: im2col, then matrix products in `gemm`, forward and for
+//! both gradients.
 //!
 //! Why not candle's `conv2d`: on the CPU its backward computes the input gradient with a
 //! direct-loop `conv_transpose2d` and the kernel gradient as a convolution whose "kernel" is
 //! the whole feature map, both far from gemm speed (measured in `benches/README.md`,
-//! Training). Here the only hand-written loops are [`Im2Col`] and its adjoint `Col2Im`, which
-//! copy memory; every multiply-add is in a matmul.
+//! Training). Why one op rather than im2col, reshapes and candle's `matmul` as graph nodes:
+//! candle's backward gives every node's input a zeroed gradient buffer and adds into it, and
+//! the column matrix is 9 times the activations for a 3x3 kernel; that zeroing and adding was
+//! a fifth of a training step. Here the only hand-written loops are [`Im2Col`] and its adjoint
+//! `Col2Im`, which copy memory; every multiply-add is in `crate::matrix`'s products.
 
 use std::mem::MaybeUninit;
 use std::ops::Range;
+use std::sync::Mutex;
 
-use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor, WithDType};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
-use crate::storage::{on_floats, FloatFn};
+use crate::matrix::{add_product, product, product_into, transpose_blocks, Mat};
+use crate::storage::{on_float_tensors, on_floats, FloatFn};
 
 /// `y = conv2d(x, kernel)` for `x` (N, C, H, W) and `kernel` (O, C, kh, kw), groups 1,
 /// dilation 1: the same numbers as `Tensor::conv2d`, with a faster backward.
 ///
 /// Two arrangements of the products, chosen by shape. Where an image has at least as many
 /// output positions as the kernel has weights per filter (the early, large layers), one
-/// product per image on its (K, Ho*Wo) column block; the kernel gradient then comes out per
-/// image and is summed over the batch. Where it has fewer (the deep layers, e.g. 4 positions
-/// against 1,152 weights), that per-image gradient would be larger than the activations, so the
-/// images' transposed blocks are stacked into one (N*Ho*Wo, K) matrix: one product forward,
-/// one for each gradient, and a transpose of the output. Measured on the training benchmark:
-/// resnet at 64 px 66 -> 121 images/s, efficientnet 17 -> 37; stacking every layer instead was
-/// slower (`benches/README.md`, Training).
+/// product per image on its (K, Ho*Wo) column block, the kernel gradient summed over the
+/// images in place. Where it has fewer (the deep layers, e.g. 4 positions against 1,152
+/// weights), per-image products would be thin, so the images' transposed blocks are stacked
+/// into one (N*Ho*Wo, K) matrix: one product forward, one for each gradient, and a transpose
+/// of the output and of its gradient. Measured on the training benchmark: resnet at 64 px
+/// 66 -> 121 images/s, efficientnet 17 -> 37; stacking every layer instead was slower
+/// (`benches/README.md`, Training).
 pub fn conv2d(x: &Tensor, kernel: &Tensor, stride: usize, padding: usize) -> Result<Tensor> {
     let (_, c, h, w) = x.dims4()?;
     let (_, _, kh, kw) = kernel.dims4()?;
@@ -43,47 +48,234 @@ fn conv2d_arranged(
     padding: usize,
     stacked: bool,
 ) -> Result<Tensor> {
-    let (n, c, h, w) = x.dims4()?;
-    let (o, kc, kh, kw) = kernel.dims4()?;
+    let (_, c, h, w) = x.dims4()?;
+    let (_, kc, kh, kw) = kernel.dims4()?;
     if kc != c {
         candle_core::bail!("conv2d: input has {c} channels, kernel expects {kc}");
     }
     if stride == 0 || h + 2 * padding < kh || w + 2 * padding < kw {
         candle_core::bail!("conv2d: a {kh}x{kw} kernel does not fit a {h}x{w} input");
     }
-    let (ho, wo) = (
-        (h + 2 * padding - kh) / stride + 1,
-        (w + 2 * padding - kw) / stride + 1,
-    );
-    let k = c * kh * kw;
     let window = Window {
         kh,
         kw,
         stride,
         padding,
     };
-    let im2col = |stacked| Im2Col { window, stacked };
-    if !stacked {
-        // one product per image; a 1x1 kernel at stride 1 needs no copy: the image already
-        // is its column matrix
-        let cols = if kh == 1 && kw == 1 && stride == 1 && padding == 0 {
-            x.reshape((n, c, h * w))?
-        } else {
-            x.contiguous()?.apply_op1(im2col(false))?
-        };
-        return kernel
-            .reshape((o, k))?
-            .broadcast_matmul(&cols)?
-            .reshape((n, o, ho, wo));
+    let op = Conv2d {
+        im2col: Im2Col { window, stacked },
+        cols: Mutex::new(None),
+    };
+    x.contiguous()?.apply_op2(&kernel.contiguous()?, op)
+}
+
+/// The convolution op over (x, kernel). The column matrix of the forward pass is kept for the
+/// kernel gradient (autograd's saved tensor); the backward pass takes it, or recomputes it if
+/// it is gone.
+struct Conv2d {
+    im2col: Im2Col,
+    cols: Mutex<Option<CpuStorage>>,
+}
+
+/// The sizes of one convolution: batch, input planes and kernel, output plane.
+#[derive(Clone, Copy)]
+struct Sizes {
+    n: usize,
+    /// output channels
+    o: usize,
+    /// weights per filter, C*kh*kw
+    k: usize,
+    /// output positions per image, Ho*Wo
+    hw: usize,
+}
+
+impl Conv2d {
+    fn sizes(&self, x: &[usize], kernel: &[usize]) -> Sizes {
+        let (ho, wo) = self.im2col.window.out_size(x[2], x[3]);
+        Sizes {
+            n: x[0],
+            o: kernel[0],
+            k: kernel[1] * kernel[2] * kernel[3],
+            hw: ho * wo,
+        }
     }
-    x.contiguous()?
-        .apply_op1(im2col(true))?
-        .reshape((n * ho * wo, k))?
-        .matmul(&kernel.reshape((o, k))?.t()?)?
-        .reshape((n, ho * wo, o))?
-        .transpose(1, 2)?
-        .contiguous()?
-        .reshape((n, o, ho, wo))
+
+    /// A 1x1 kernel at stride 1 without padding, one product per image: each image already is
+    /// its column block, so no copy is made.
+    fn is_pointwise(&self) -> bool {
+        let Window {
+            kh,
+            kw,
+            stride,
+            padding,
+        } = self.im2col.window;
+        (kh, kw, stride, padding) == (1, 1, 1, 0) && !self.im2col.stacked
+    }
+}
+
+/// The forward pass on one float type: x and kernel with their dimensions.
+struct ConvForward<'a> {
+    op: &'a Conv2d,
+    x_dims: &'a [usize],
+    k_dims: &'a [usize],
+}
+
+impl FloatFn<2> for ConvForward<'_> {
+    type Output = (CpuStorage, Shape);
+
+    fn call<T: WithDType>(self, [x, kernel]: [&[T]; 2]) -> Result<Self::Output> {
+        let op = self.op;
+        let Sizes { n, o, k, hw } = op.sizes(self.x_dims, self.k_dims);
+        let (ho, wo) = op.im2col.window.out_size(self.x_dims[2], self.x_dims[3]);
+        let shape = Shape::from((n, o, ho, wo));
+        let cols = match op.is_pointwise() {
+            true => None,
+            false => Some(op.im2col.forward(x, self.x_dims).0),
+        };
+        let columns = cols.as_deref().unwrap_or(x);
+        let w = Mat::new(kernel, o, k);
+        let out = if op.im2col.stacked {
+            // (N*HW, K) x (K, O), then each image's (HW, O) block to (O, HW)
+            let rows = product(Mat::new(columns, n * hw, k), w.t())?;
+            transpose_blocks(&rows, hw, o)?
+        } else {
+            let mut out = Vec::with_capacity(n * o * hw);
+            for (i, dst) in out.spare_capacity_mut()[..n * o * hw]
+                .chunks_mut(o * hw)
+                .enumerate()
+            {
+                product_into(dst, w, Mat::new(&columns[i * k * hw..], k, hw))?;
+            }
+            // SAFETY: each of the `n` chunks of `o * hw` was initialised by `product_into`.
+            unsafe { out.set_len(n * o * hw) };
+            out
+        };
+        if let Some(cols) = cols {
+            *op.cols.lock().map_err(|_| poisoned())? = Some(T::to_cpu_storage_owned(cols));
+        }
+        Ok((T::to_cpu_storage_owned(out), shape))
+    }
+}
+
+fn poisoned() -> candle_core::Error {
+    candle_core::Error::Msg("conv2d: a thread panicked holding the column matrix".into())
+}
+
+/// The backward pass on one float type: from x, kernel and the output gradient, the input and
+/// kernel gradients.
+struct ConvBackward<'a> {
+    op: &'a Conv2d,
+    x_dims: &'a [usize],
+    k_dims: &'a [usize],
+    /// the forward pass's column matrix, if it was kept
+    cols: Option<&'a CpuStorage>,
+}
+
+impl FloatFn<3> for ConvBackward<'_> {
+    type Output = (Tensor, Tensor);
+
+    fn call<T: WithDType>(self, [x, kernel, grad]: [&[T]; 3]) -> Result<Self::Output> {
+        let op = self.op;
+        let Sizes { n, o, k, hw } = op.sizes(self.x_dims, self.k_dims);
+        let recomputed;
+        let columns = match (op.is_pointwise(), self.cols) {
+            (true, _) => x,
+            (false, Some(kept)) => kept.as_slice::<T>()?,
+            (false, None) => {
+                recomputed = op.im2col.forward(x, self.x_dims).0;
+                &recomputed
+            }
+        };
+        let w = Mat::new(kernel, o, k);
+        let mut d_kernel = vec![T::zero(); o * k];
+        let d_cols = if op.im2col.stacked {
+            // the output gradient as (N*HW, O) rows, like the forward product's
+            let rows = transpose_blocks(grad, o, hw)?;
+            let rows = Mat::new(&rows, n * hw, o);
+            add_product(&mut d_kernel, rows.t(), Mat::new(columns, n * hw, k))?;
+            product(rows, w)?
+        } else {
+            let mut d_cols = Vec::with_capacity(n * k * hw);
+            for (i, dst) in d_cols.spare_capacity_mut()[..n * k * hw]
+                .chunks_mut(k * hw)
+                .enumerate()
+            {
+                let g = Mat::new(&grad[i * o * hw..], o, hw);
+                add_product(
+                    &mut d_kernel,
+                    g,
+                    Mat::new(&columns[i * k * hw..], k, hw).t(),
+                )?;
+                product_into(dst, w.t(), g)?;
+            }
+            // SAFETY: each of the `n` chunks of `k * hw` was initialised by `product_into`.
+            unsafe { d_cols.set_len(n * k * hw) };
+            d_cols
+        };
+        let dev = &candle_core::Device::Cpu;
+        let d_x = match op.is_pointwise() {
+            true => d_cols,
+            false => {
+                let (c, h, wd) = (self.x_dims[1], self.x_dims[2], self.x_dims[3]);
+                let dims = match op.im2col.stacked {
+                    true => [n, hw, k],
+                    false => [n, k, hw],
+                };
+                let col2im = Col2Im {
+                    im2col: op.im2col,
+                    h,
+                    w: wd,
+                };
+                let (d_x, _) = col2im.forward(&d_cols, &dims);
+                debug_assert_eq!(d_x.len(), n * c * h * wd);
+                d_x
+            }
+        };
+        Ok((
+            Tensor::from_vec(d_x, self.x_dims, dev)?,
+            Tensor::from_vec(d_kernel, self.k_dims, dev)?,
+        ))
+    }
+}
+
+impl CustomOp2 for Conv2d {
+    fn name(&self) -> &'static str {
+        "conv2d"
+    }
+
+    fn cpu_fwd(
+        &self,
+        x: &CpuStorage,
+        x_layout: &Layout,
+        kernel: &CpuStorage,
+        k_layout: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let forward = ConvForward {
+            op: self,
+            x_dims: x_layout.dims(),
+            k_dims: k_layout.dims(),
+        };
+        on_floats([(x, x_layout), (kernel, k_layout)], self.name(), forward)
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        kernel: &Tensor,
+        _res: &Tensor,
+        grad_res: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let grad = grad_res.contiguous()?;
+        let cols = self.cols.lock().map_err(|_| poisoned())?.take();
+        let backward = ConvBackward {
+            op: self,
+            x_dims: x.dims(),
+            k_dims: kernel.dims(),
+            cols: cols.as_ref(),
+        };
+        let (d_x, d_kernel) = on_float_tensors([x, kernel, &grad], "conv2d backward", backward)?;
+        Ok((Some(d_x), Some(d_kernel)))
+    }
 }
 
 /// A kernel window sliding over an image: its size, stride and zero padding. Its spans are
@@ -394,9 +586,14 @@ mod tests {
                 continue;
             }
             let gt = weighted_grads(&theirs, &weight);
+            // a second backward pass finds the column matrix taken by the first, and
+            // recomputes it
+            let again = weighted_grads(&ours, &weight);
             for (name, v) in [("input", &x), ("kernel", &kern)] {
                 let d = max_diff(go.get(v).unwrap(), gt.get(v).unwrap());
                 assert!(d < 1e-10, "{case}: {name} gradient off by {d}");
+                let d = max_diff(go.get(v).unwrap(), again.get(v).unwrap());
+                assert_eq!(d, 0.0, "{case}: {name} gradient of a second backward pass");
             }
         }
     }

@@ -21,6 +21,7 @@ mod conv;
 mod depthwise;
 pub mod exec;
 pub mod graph;
+mod matrix;
 mod pool;
 pub mod reference;
 mod relu;
