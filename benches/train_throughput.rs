@@ -74,14 +74,16 @@ fn ours(graph: &Graph, batch: usize, steps: usize) -> f64 {
         let grads = l.backward().expect("backward");
         opt.step(&vars, &grads, 1e-3).expect("step");
     };
-    for _ in 0..2 {
-        step();
-    }
-    let t = Instant::now();
-    for _ in 0..steps {
-        step();
-    }
-    (batch * steps) as f64 / t.elapsed().as_secs_f64()
+    deepgalaxy_train::trainer::in_pool(|| {
+        for _ in 0..2 {
+            step();
+        }
+        let t = Instant::now();
+        for _ in 0..steps {
+            step();
+        }
+        (batch * steps) as f64 / t.elapsed().as_secs_f64()
+    })
 }
 
 fn torch(graph: &Graph, batch: usize, threads: usize, steps: usize) -> Option<f64> {
@@ -89,10 +91,11 @@ fn torch(graph: &Graph, batch: usize, threads: usize, steps: usize) -> Option<f6
     let dir = tempfile::tempdir().ok()?;
     let path = dir.path().join("graph.json");
     std::fs::write(&path, serde_json::to_string(graph).ok()?).ok()?;
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/torch_train.py");
+    let script =
+        deepgalaxy_core::source_dir(env!("CARGO_MANIFEST_DIR")).join("benches/torch_train.py");
     let out = std::process::Command::new(py)
+        .arg(script)
         .args([
-            script,
             path.to_str()?,
             &batch.to_string(),
             &threads.to_string(),

@@ -17,6 +17,8 @@
 
 mod step;
 
+pub use step::in_pool;
+
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -440,14 +442,16 @@ impl Run {
             return Ok(None);
         }
         let mine = &val[part(val.len(), comm.rank(), comm.size())];
-        let local = evaluate(
-            &self.graph,
-            &self.weights,
-            &self.data,
-            mine,
-            self.state.config.batch_size,
-            &self.device,
-        );
+        let local = step::in_pool(|| {
+            evaluate(
+                &self.graph,
+                &self.weights,
+                &self.data,
+                mine,
+                self.state.config.batch_size,
+                &self.device,
+            )
+        });
         let (m, confusion) = agree(comm, "in validation", local)?;
         Ok(Some(reduce_metrics(comm, m, confusion)))
     }
