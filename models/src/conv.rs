@@ -20,10 +20,22 @@ use rayon::prelude::*;
 use crate::matrix::{add_product, product, product_into, transpose_blocks, Mat};
 use crate::storage::{on_float_tensors, on_floats, FloatFn};
 
+/// Up to this many output channels a dense convolution is computed plane by plane
+/// (`crate::planar`) rather than by im2col and matrix products: with so few output rows the
+/// product is cheap and writing and reading the column matrix is the cost. Measured on the
+/// training benchmark (two threads, images/s) with the limit at 0 / 1 / 8 / 16: simple 64 px
+/// 141 / 162 / 165 / 145, resnet 128 px 55 / 67 / 69 / 55, efficientnet 128 px 17.0 at 0 and
+/// 19.3 at 8. Taking single-channel inputs (the first layer) plane by plane as well was no
+/// faster.
+const PLANAR_MAX_OUTPUTS: usize = 8;
+
 /// `y = conv2d(x, kernel)` for `x` (N, C, H, W) and `kernel` (O, C, kh, kw), groups 1,
 /// dilation 1: the same numbers as `Tensor::conv2d`, with a faster backward.
 ///
-/// Two arrangements of the products, chosen by shape. Where an image has at least as many
+/// With at most [`PLANAR_MAX_OUTPUTS`] output channels it is computed plane by plane.
+/// Otherwise by im2col and matrix products, in one of two arrangements.
+///
+/// The two arrangements of the products are chosen by shape. Where an image has at least as many
 /// output positions as the kernel has weights per filter (the early, large layers), one
 /// product per image on its (K, Ho*Wo) column block, the kernel gradient summed over the
 /// images in place. Where it has fewer (the deep layers, e.g. 4 positions against 1,152
@@ -34,7 +46,10 @@ use crate::storage::{on_float_tensors, on_floats, FloatFn};
 /// (`benches/README.md`, Training).
 pub fn conv2d(x: &Tensor, kernel: &Tensor, stride: usize, padding: usize) -> Result<Tensor> {
     let (_, c, h, w) = x.dims4()?;
-    let (_, _, kh, kw) = kernel.dims4()?;
+    let (o, _, kh, kw) = kernel.dims4()?;
+    if o <= PLANAR_MAX_OUTPUTS {
+        return crate::planar::planar_conv2d(x, kernel, stride, padding, 1);
+    }
     let positions = ((h + 2 * padding).saturating_sub(kh) / stride.max(1) + 1)
         * ((w + 2 * padding).saturating_sub(kw) / stride.max(1) + 1);
     conv2d_arranged(x, kernel, stride, padding, positions < c * kh * kw)
@@ -279,7 +294,7 @@ impl CustomOp2 for Conv2d {
 }
 
 /// A kernel window sliding over an image: its size, stride and zero padding. Its spans are
-/// what im2col copies, and the taps of the depthwise convolution (`crate::depthwise`).
+/// what im2col copies, and the taps of the plane-by-plane convolution (`crate::planar`).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Window {
     pub kh: usize,

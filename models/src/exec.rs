@@ -357,7 +357,6 @@ fn eval(
         }
         Op::Conv {
             param,
-            c_in,
             c_out,
             stride,
             padding,
@@ -366,12 +365,10 @@ fn eval(
             ..
         } => {
             let kernel = w.param(&format!("{param}.weight"))?;
-            let y = if *groups > 1 && groups == c_in && c_in == c_out {
-                crate::depthwise::depthwise_conv2d(x[0], kernel, *stride, *padding)?
-            } else if *groups == 1 {
+            let y = if *groups == 1 {
                 crate::conv::conv2d(x[0], kernel, *stride, *padding)?
             } else {
-                x[0].conv2d(kernel, *padding, *stride, 1, *groups)?
+                crate::planar::planar_conv2d(x[0], kernel, *stride, *padding, *groups)?
             };
             if *bias {
                 let b = w.param(&format!("{param}.bias"))?;

@@ -18,10 +18,10 @@
 
 pub mod batch_norm;
 mod conv;
-mod depthwise;
 pub mod exec;
 pub mod graph;
 mod matrix;
+mod planar;
 mod pool;
 pub mod reference;
 mod relu;
