@@ -68,15 +68,7 @@ fn conv2d_arranged(
     if kc != c {
         candle_core::bail!("conv2d: input has {c} channels, kernel expects {kc}");
     }
-    if stride == 0 || h + 2 * padding < kh || w + 2 * padding < kw {
-        candle_core::bail!("conv2d: a {kh}x{kw} kernel does not fit a {h}x{w} input");
-    }
-    let window = Window {
-        kh,
-        kw,
-        stride,
-        padding,
-    };
+    let window = Window::fitted((kh, kw), stride, padding, (h, w))?;
     let op = Conv2d {
         im2col: Im2Col { window, stacked },
         cols: Mutex::new(None),
@@ -340,6 +332,27 @@ impl Span {
 }
 
 impl Window {
+    /// The window of a `kernel` (kh, kw) at `stride` with `padding` over an `input` (h, w);
+    /// an error when the kernel does not fit the padded input or the stride is 0.
+    pub fn fitted(
+        (kh, kw): (usize, usize),
+        stride: usize,
+        padding: usize,
+        (h, w): (usize, usize),
+    ) -> Result<Window> {
+        if stride == 0 || h + 2 * padding < kh || w + 2 * padding < kw {
+            candle_core::bail!(
+                "conv2d: a {kh}x{kw} kernel at stride {stride} does not fit a {h}x{w} input"
+            );
+        }
+        Ok(Window {
+            kh,
+            kw,
+            stride,
+            padding,
+        })
+    }
+
     pub fn out_size(&self, h: usize, w: usize) -> (usize, usize) {
         (
             (h + 2 * self.padding - self.kh) / self.stride + 1,

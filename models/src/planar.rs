@@ -44,15 +44,7 @@ pub fn planar_conv2d(
             c / groups.max(1)
         );
     }
-    if stride == 0 || h + 2 * padding < kh || w + 2 * padding < kw {
-        candle_core::bail!("conv2d: a {kh}x{kw} kernel does not fit a {h}x{w} input");
-    }
-    let taps = Window {
-        kh,
-        kw,
-        stride,
-        padding,
-    };
+    let taps = Window::fitted((kh, kw), stride, padding, (h, w))?;
     x.contiguous()?
         .apply_op2(&kernel.contiguous()?, Planar { taps, groups })
 }
