@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
-use crate::storage::{on_float_tensors, on_floats, FloatFn};
+use crate::storage::{on_float_tensors, on_floats, saved, FloatFn};
 
 /// Below this many elements the work stays on the calling thread.
 const PARALLEL_MIN: usize = 1 << 16;
@@ -43,9 +43,7 @@ pub fn batch_norm_train(
             stats: stats.clone(),
         },
     )?;
-    let s = stats
-        .lock()
-        .map_err(|_| candle_core::Error::Msg("poisoned".into()))?;
+    let s = saved(&stats, "batch norm")?;
     let var: Vec<f64> = s.inv_std.iter().map(|i| 1.0 / (i * i) - eps).collect();
     let mean = Tensor::from_slice(&s.mean, c, x.device())?.to_dtype(x.dtype())?;
     let var = Tensor::from_slice(&var, c, x.device())?.to_dtype(x.dtype())?;
@@ -167,10 +165,7 @@ impl BatchNormTrain {
                 *o = T::from_f64(self.act.apply(v.to_f64() * scale + shift));
             }
         });
-        *self
-            .stats
-            .lock()
-            .map_err(|_| candle_core::Error::Msg("poisoned".into()))? = Stats { mean, inv_std };
+        *saved(&self.stats, "batch norm")? = Stats { mean, inv_std };
         Ok(y)
     }
 
@@ -187,10 +182,7 @@ impl BatchNormTrain {
     ) -> Result<(Tensor, Tensor, Tensor)> {
         let (c, hw) = (dims[1], dims[2] * dims[3]);
         let m = (x.len() / c) as f64;
-        let s = self
-            .stats
-            .lock()
-            .map_err(|_| candle_core::Error::Msg("poisoned".into()))?;
+        let s = saved(&self.stats, "batch norm")?;
         let (mean, inv_std) = (&s.mean, &s.inv_std);
         let act = self.act;
         // dy taken back through the activation: from the output alone for the ReLU, from the

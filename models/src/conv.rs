@@ -18,7 +18,7 @@ use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tenso
 use rayon::prelude::*;
 
 use crate::matrix::{add_product, product, product_into, transpose_blocks, Mat};
-use crate::storage::{on_float_tensors, on_floats, FloatFn};
+use crate::storage::{on_float_tensors, on_floats, saved, FloatFn};
 
 /// Up to this many output channels a dense convolution is computed plane by plane
 /// (`crate::planar`) rather than by im2col and matrix products: with so few output rows the
@@ -92,6 +92,9 @@ struct Sizes {
     o: usize,
     /// weights per filter, C*kh*kw
     k: usize,
+    /// output rows and columns
+    ho: usize,
+    wo: usize,
     /// output positions per image, Ho*Wo
     hw: usize,
 }
@@ -103,6 +106,8 @@ impl Conv2d {
             n: x[0],
             o: kernel[0],
             k: kernel[1] * kernel[2] * kernel[3],
+            ho,
+            wo,
             hw: ho * wo,
         }
     }
@@ -132,8 +137,14 @@ impl FloatFn<2> for ConvForward<'_> {
 
     fn call<T: WithDType>(self, [x, kernel]: [&[T]; 2]) -> Result<Self::Output> {
         let op = self.op;
-        let Sizes { n, o, k, hw } = op.sizes(self.x_dims, self.k_dims);
-        let (ho, wo) = op.im2col.window.out_size(self.x_dims[2], self.x_dims[3]);
+        let Sizes {
+            n,
+            o,
+            k,
+            ho,
+            wo,
+            hw,
+        } = op.sizes(self.x_dims, self.k_dims);
         let shape = Shape::from((n, o, ho, wo));
         let cols = match op.is_pointwise() {
             true => None,
@@ -158,14 +169,10 @@ impl FloatFn<2> for ConvForward<'_> {
             out
         };
         if let Some(cols) = cols {
-            *op.cols.lock().map_err(|_| poisoned())? = Some(T::to_cpu_storage_owned(cols));
+            *saved(&op.cols, "conv2d")? = Some(T::to_cpu_storage_owned(cols));
         }
         Ok((T::to_cpu_storage_owned(out), shape))
     }
-}
-
-fn poisoned() -> candle_core::Error {
-    candle_core::Error::Msg("conv2d: a thread panicked holding the column matrix".into())
 }
 
 /// The backward pass on one float type: from x, kernel and the output gradient, the input and
@@ -183,7 +190,7 @@ impl FloatFn<3> for ConvBackward<'_> {
 
     fn call<T: WithDType>(self, [x, kernel, grad]: [&[T]; 3]) -> Result<Self::Output> {
         let op = self.op;
-        let Sizes { n, o, k, hw } = op.sizes(self.x_dims, self.k_dims);
+        let Sizes { n, o, k, hw, .. } = op.sizes(self.x_dims, self.k_dims);
         let recomputed;
         let columns = match (op.is_pointwise(), self.cols) {
             (true, _) => x,
@@ -273,7 +280,7 @@ impl CustomOp2 for Conv2d {
         grad_res: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let grad = grad_res.contiguous()?;
-        let cols = self.cols.lock().map_err(|_| poisoned())?.take();
+        let cols = saved(&self.cols, "conv2d")?.take();
         let backward = ConvBackward {
             op: self,
             x_dims: x.dims(),

@@ -3,8 +3,20 @@
 //! f32 or f64 data by [`on_floats`] (forward passes, which receive storage) or
 //! [`on_float_tensors`] (backward passes, which receive tensors).
 
+use std::sync::{Mutex, MutexGuard};
+
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, DType, Layout, Result, Storage, Tensor, WithDType};
+
+/// What an op's forward pass saved for its backward pass (batch statistics, a column
+/// matrix), locked; an error naming `op` if a thread panicked holding it.
+pub(crate) fn saved<'a, S>(state: &'a Mutex<S>, op: &str) -> Result<MutexGuard<'a, S>> {
+    state.lock().map_err(|_| {
+        candle_core::Error::Msg(format!(
+            "{op}: a thread panicked holding the state saved for the backward pass"
+        ))
+    })
+}
 
 /// The contiguous slice of `storage` under `layout`, or an error naming `op`.
 pub(crate) fn contiguous<'a, T: WithDType>(

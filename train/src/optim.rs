@@ -155,14 +155,7 @@ impl Optimizer {
                     weight_decay,
                 } => {
                     let g = decay(g, p, *weight_decay)?;
-                    let h = AdamStep {
-                        lr,
-                        b1: *beta1,
-                        b2: *beta2,
-                        eps: *eps,
-                        t,
-                    };
-                    adam(state, p, &g, &h)?
+                    adam(state, p, &g, &AdamStep::new(lr, (*beta1, *beta2), *eps, t))?
                 }
                 OptimizerKind::AdamW {
                     beta1,
@@ -171,14 +164,7 @@ impl Optimizer {
                     weight_decay,
                 } => {
                     let p = (p * (1.0 - lr * weight_decay))?;
-                    let h = AdamStep {
-                        lr,
-                        b1: *beta1,
-                        b2: *beta2,
-                        eps: *eps,
-                        t,
-                    };
-                    adam(state, &p, g, &h)?
+                    adam(state, &p, g, &AdamStep::new(lr, (*beta1, *beta2), *eps, t))?
                 }
                 OptimizerKind::AdaDelta { rho, eps } => {
                     let (sq, acc) = match state.as_slice() {
@@ -253,6 +239,12 @@ struct AdamStep {
     b2: f64,
     eps: f64,
     t: i32,
+}
+
+impl AdamStep {
+    fn new(lr: f64, (b1, b2): (f64, f64), eps: f64, t: i32) -> Self {
+        AdamStep { lr, b1, b2, eps, t }
+    }
 }
 
 /// One Adam step for one variable, in a single pass over its elements; returns the new value
