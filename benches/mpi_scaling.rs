@@ -145,6 +145,7 @@ fn worker(data: &Path) {
         },
         seed: 1,
         parallel: Parallel::default(),
+        overwrite: false,
     };
     let steps = Steps(Mutex::new(Vec::new()));
     let stop = AtomicBool::new(false);

@@ -62,114 +62,118 @@ pub enum StretchArg {
 /// Train the encoder with its classifier, autoencoder and VAE heads.
 #[derive(Debug, clap::Args)]
 pub struct TrainArgs {
-    /// A catalog.csv or an original-layout HDF5 file.
+    /// A catalog.csv or an original-layout HDF5 file. With --resume: the run's data at a new
+    /// path, if it moved (it must be the same file).
     #[arg(long, required_unless_present = "resume")]
     pub data: Option<PathBuf>,
     /// Output folder: checkpoint/, metrics.jsonl, metrics.csv, curves.png, confusion.png.
     #[arg(long)]
     pub out: PathBuf,
     /// Encoder: simple, resnet (ResNet-18 layout, width 0.25) or efficientnet (B0, 0.5/0.5).
-    #[arg(long, default_value = "simple")]
+    #[arg(long, default_value = "simple", conflicts_with = "resume")]
     pub backbone: String,
     /// Image side the network sees (a multiple of the backbone's stride: 16 simple, 32 others).
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, conflicts_with = "resume")]
     pub image_size: u32,
     /// Input channels (1 grey, 3 RGB).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, conflicts_with = "resume")]
     pub channels: u32,
     /// Preprocessing stretch.
-    #[arg(long, value_enum, default_value = "linear")]
+    #[arg(long, value_enum, default_value = "linear", conflicts_with = "resume")]
     pub stretch: StretchArg,
-    /// Epochs in total.
-    #[arg(long, default_value_t = 10)]
-    pub epochs: usize,
+    /// Epochs in total [default: 10; with --resume: the run's own].
+    #[arg(long)]
+    pub epochs: Option<usize>,
     /// Images per step.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 16, conflicts_with = "resume")]
     pub batch_size: usize,
     /// Stop after this many optimizer steps (a checkpoint is written).
     #[arg(long)]
     pub max_steps: Option<u64>,
     /// Heads in the loss: any of classifier,autoencoder,vae.
-    #[arg(long, default_value = "classifier,autoencoder,vae")]
+    #[arg(long, default_value = "classifier,autoencoder,vae", conflicts_with = "resume")]
     pub heads: String,
     /// Keep the encoder fixed (train the heads only).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "resume")]
     pub freeze_encoder: bool,
     /// Start from the weights of an exported model (every initialiser whose name and shape
     /// match; the loaded and skipped ones are listed).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "resume")]
     pub init_from: Option<PathBuf>,
     /// Progressive unfreezing: start with the encoder frozen and open one more stage, from the
     /// top down, every K epochs.
-    #[arg(long, value_name = "K")]
+    #[arg(long, value_name = "K", conflicts_with = "resume")]
     pub unfreeze_every: Option<usize>,
     /// Validation split.
-    #[arg(long, value_enum, default_value = "by-simulation")]
+    #[arg(long, value_enum, default_value = "by-simulation", conflicts_with = "resume")]
     pub split: SplitArg,
     /// Fraction held out (of the simulations, for by-simulation).
-    #[arg(long, default_value_t = 0.2)]
+    #[arg(long, default_value_t = 0.2, conflicts_with = "resume")]
     pub val_fraction: f64,
     /// Simulations to hold out, by name (e.g. s_1_m_1,s_0.75_m_1.25), instead of drawing
     /// `--val-fraction` of them at random.
-    #[arg(long, value_delimiter = ',', conflicts_with = "val_fraction")]
+    #[arg(long, value_delimiter = ',', conflicts_with = "val_fraction", conflicts_with = "resume")]
     pub val_simulations: Vec<String>,
     /// adam, adamw, sgd (momentum 0.9) or adadelta (the paper's, with --lr 8).
-    #[arg(long, default_value = "adam")]
+    #[arg(long, default_value = "adam", conflicts_with = "resume")]
     pub optimizer: String,
     /// Learning rate (default: 1e-3 for Adam/AdamW, 0.01 SGD, 1.0 AdaDelta).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "resume")]
     pub lr: Option<f64>,
     /// Learning-rate schedule.
-    #[arg(long, value_enum, default_value = "cosine")]
+    #[arg(long, value_enum, default_value = "cosine", conflicts_with = "resume")]
     pub schedule: ScheduleArg,
     /// Linear warm-up steps.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, conflicts_with = "resume")]
     pub warmup: u64,
     /// KL weight of the VAE.
-    #[arg(long, default_value_t = LossWeights::default().beta)]
+    #[arg(long, default_value_t = LossWeights::default().beta, conflicts_with = "resume")]
     pub beta: f64,
     /// Label smoothing of the cross-entropy.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, conflicts_with = "resume")]
     pub label_smoothing: f64,
     /// Ordinal targets: each label becomes a Gaussian of this width (in classes) over its
     /// neighbouring snapshots (0: one-hot).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, conflicts_with = "resume")]
     pub label_sigma: f64,
     /// VAE latent size (16 or 32 in the paper).
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 16, conflicts_with = "resume")]
     pub latent_dim: usize,
     /// Dropout before the classifier.
-    #[arg(long, default_value_t = 0.2)]
+    #[arg(long, default_value_t = 0.2, conflicts_with = "resume")]
     pub dropout: f32,
     /// Turn off flips and quarter turns.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "resume")]
     pub no_augment: bool,
     /// Gaussian noise added to training images (pixel units, 0-1).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, conflicts_with = "resume")]
     pub noise: f32,
     /// Seed of every random choice.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, conflicts_with = "resume")]
     pub seed: u64,
-    /// Continue the run in --out from its checkpoint (its settings; --epochs and --max-steps
-    /// may extend it).
+    /// Continue the run in --out from its checkpoint, with its own settings: only --epochs,
+    /// --max-steps and --data (the same data moved) may be given, and change only themselves.
     #[arg(long)]
     pub resume: bool,
+    /// Replace the run already in --out (without it, a folder holding a run is refused).
+    #[arg(long, conflicts_with = "resume")]
+    pub overwrite: bool,
     /// Data-parallel training over MPI: launch with `mpirun -np N` (or `srun`); the global
     /// batch is N x --batch-size. Needs a build with the `mpi` feature.
     #[arg(long)]
     pub distributed: bool,
     /// Learning-rate scaling with the number of ranks.
-    #[arg(long, value_enum, default_value = "none")]
+    #[arg(long, value_enum, default_value = "none", conflicts_with = "resume")]
     pub lr_scaling: LrScalingArg,
     /// Linear warm-up over this many epochs (the longer of this and --warmup applies).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, conflicts_with = "resume")]
     pub warmup_epochs: f64,
     /// Split each rank's batch into this many micro-batches with their own batch-norm
     /// statistics (1 process with --micro-batches N computes what N ranks do).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, conflicts_with = "resume")]
     pub micro_batches: usize,
     /// Gradient fusion bucket size for allreduce, in MiB.
-    #[arg(long, default_value_t = 25.0)]
+    #[arg(long, default_value_t = 25.0, conflicts_with = "resume")]
     pub bucket_mib: f64,
 }
 
@@ -281,8 +285,9 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     let comm = comm.as_ref();
     let outcome = if args.resume {
         let extend = Extend {
-            epochs: Some(args.epochs),
+            epochs: args.epochs,
             max_steps: args.max_steps.map(Some),
+            data: args.data.clone(),
         };
         deepgalaxy_train::resume_with(&args.out, &extend, &bars, &stop, comm)?
     } else {
@@ -301,7 +306,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     if comm.rank() != 0 {
         return Ok(());
     }
-    let ck = args.out.join("checkpoint");
+    let ck = deepgalaxy_train::checkpoint::checkpoint_dir(&args.out);
     match outcome {
         Outcome::Finished => println!("finished; checkpoint in {}", ck.display()),
         Outcome::StepLimit => println!("stopped at the step limit; checkpoint in {}", ck.display()),
@@ -313,7 +318,11 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Epochs of a new run when --epochs is not given.
+const DEFAULT_EPOCHS: usize = 10;
+
 fn build(args: &TrainArgs, data: PathBuf) -> anyhow::Result<(ModelSpec, TrainConfig)> {
+    let epochs = args.epochs.unwrap_or(DEFAULT_EPOCHS);
     let channels = args.channels as usize;
     let preprocess = Preprocess {
         size: args.image_size,
@@ -338,7 +347,7 @@ fn build(args: &TrainArgs, data: PathBuf) -> anyhow::Result<(ModelSpec, TrainCon
     let cfg = TrainConfig {
         data,
         out: args.out.clone(),
-        epochs: args.epochs,
+        epochs,
         batch_size: args.batch_size,
         max_steps: args.max_steps,
         heads: Heads::parse(&args.heads)?,
@@ -358,7 +367,7 @@ fn build(args: &TrainArgs, data: PathBuf) -> anyhow::Result<(ModelSpec, TrainCon
             kind: match args.schedule {
                 ScheduleArg::Constant => ScheduleKind::Constant,
                 ScheduleArg::Step => ScheduleKind::Step {
-                    every_epochs: (args.epochs as u64 / 4).max(1),
+                    every_epochs: (epochs as u64 / 4).max(1),
                     gamma: 0.5,
                 },
                 ScheduleArg::Cosine => ScheduleKind::Cosine { min_lr: 0.0 },
@@ -386,6 +395,7 @@ fn build(args: &TrainArgs, data: PathBuf) -> anyhow::Result<(ModelSpec, TrainCon
             warmup_epochs: args.warmup_epochs,
             bucket_mib: args.bucket_mib,
         },
+        overwrite: args.overwrite,
     };
     Ok((spec, cfg))
 }

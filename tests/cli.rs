@@ -199,6 +199,76 @@ fn train_refuses_bad_input_with_clear_errors() {
 }
 
 #[test]
+fn train_resume_changes_only_the_flags_given_and_never_replaces_a_run_silently() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tiny_catalog(tmp.path(), 16, 2);
+    let run = tmp.path().join("run");
+    let a = OsStr::new;
+    let new_run = |extra: &[&OsStr]| {
+        let mut args = vec![
+            a("train"),
+            a("--data"),
+            data.as_os_str(),
+            a("--out"),
+            run.as_os_str(),
+            a("--image-size"),
+            a("16"),
+            a("--batch-size"),
+            a("4"),
+        ];
+        args.extend_from_slice(extra);
+        deepgalaxy(&args)
+    };
+    let (ok, _, err) = new_run(&[a("--epochs"), a("3"), a("--max-steps"), a("1")]);
+    assert!(ok, "{err}");
+    let state = || {
+        let text = std::fs::read_to_string(run.join("checkpoint/state.json")).unwrap();
+        serde_json::from_str::<serde_json::Value>(&text).unwrap()
+    };
+    let model = || std::fs::read(run.join("checkpoint/model.safetensors")).unwrap();
+    let before = model();
+
+    // a second new run into the same folder is refused, naming it; nothing changes
+    let (ok, _, err) = new_run(&[a("--epochs"), a("1")]);
+    assert!(
+        !ok && err.contains("already holds a training run") && err.contains("run"),
+        "{err}"
+    );
+    assert_eq!(model(), before);
+
+    // a flag that defines the run cannot be changed on resume
+    let (ok, _, err) = deepgalaxy(&[
+        a("train"),
+        a("--resume"),
+        a("--out"),
+        run.as_os_str(),
+        a("--lr"),
+        a("0.5"),
+    ]);
+    assert!(!ok && err.contains("--lr") && err.contains("--resume"), "{err}");
+    assert_eq!(model(), before);
+
+    // without --epochs the run keeps its own 3 (the flag's default for new runs is 10)
+    let (ok, _, err) = deepgalaxy(&[
+        a("train"),
+        a("--resume"),
+        a("--out"),
+        run.as_os_str(),
+        a("--max-steps"),
+        a("2"),
+    ]);
+    assert!(ok, "{err}");
+    let s = state();
+    assert_eq!((s["config"]["epochs"].as_u64(), s["step"].as_u64()), (Some(3), Some(2)));
+
+    // --overwrite starts afresh
+    let (ok, _, err) = new_run(&[a("--epochs"), a("1"), a("--max-steps"), a("1"), a("--overwrite")]);
+    assert!(ok, "{err}");
+    let s = state();
+    assert_eq!((s["config"]["epochs"].as_u64(), s["step"].as_u64()), (Some(1), Some(1)));
+}
+
+#[test]
 fn train_export_and_inspect_a_model_end_to_end() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tiny_catalog(tmp.path(), 24, 3);

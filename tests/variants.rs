@@ -112,6 +112,7 @@ fn trained() -> &'static Trained {
             augment: deepgalaxy_train::augment::Augment::none(),
             seed: 5,
             parallel: Default::default(),
+            overwrite: false,
         };
         let quiet = deepgalaxy_train::trainer::Quiet;
         deepgalaxy_train::train(spec, cfg, &quiet, &AtomicBool::new(false)).expect("training");

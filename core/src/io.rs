@@ -36,6 +36,21 @@ pub fn write_atomic(
         .and_then(|_| tmp.as_file().sync_all())
         .map_err(|e| Error::io(path, e))?;
     tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
+    sync_dir(dir)
+}
+
+/// Flushes a folder's entries (names created, renamed or removed in it) to disk, so that a
+/// rename is durable: without it a crash can bring back the old name after the new file's
+/// data was synced. A no-op where folders cannot be opened (not Unix).
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| Error::io(dir, e))?;
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
     Ok(())
 }
 

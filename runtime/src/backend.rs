@@ -62,6 +62,16 @@ pub enum BackendKind {
 }
 
 impl BackendKind {
+    /// The engines this build can run: tract always, ONNX Runtime with the `ort` feature.
+    /// Benchmarks loop over these, so a build without ONNX Runtime measures what it has.
+    pub fn available() -> &'static [BackendKind] {
+        if cfg!(feature = "ort") {
+            &[BackendKind::Tract, BackendKind::Ort]
+        } else {
+            &[BackendKind::Tract]
+        }
+    }
+
     /// The name used on the command line and in reports.
     pub fn name(self) -> &'static str {
         match self {

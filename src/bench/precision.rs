@@ -236,7 +236,7 @@ pub fn run(args: &PrecisionArgs) -> anyhow::Result<()> {
     for file in &files {
         for &batch in &args.batches {
             for &threads in &args.threads {
-                for backend in [BackendKind::Tract, BackendKind::Ort] {
+                for &backend in BackendKind::available() {
                     let result = time_backend(file, backend, batch, threads, &data, n, args);
                     eprintln!(
                         "{} {} batch {batch} threads {threads}: {}",

@@ -57,7 +57,7 @@ pub fn run(args: &PredictBenchArgs) -> anyhow::Result<()> {
     let mut rows = Vec::new();
     for batch in [1usize, 32] {
         for threads in [1usize, 2] {
-            for backend in [BackendKind::Tract, BackendKind::Ort] {
+            for &backend in BackendKind::available() {
                 let result = Model::open(
                     &args.model,
                     RunOptions {

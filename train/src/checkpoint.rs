@@ -19,6 +19,7 @@ use crate::config::TrainConfig;
 use crate::metrics::EvalMetrics;
 use crate::optim::Optimizer;
 use crate::split::Split;
+use deepgalaxy_core::io::sync_dir;
 use deepgalaxy_core::{Error, Result};
 
 /// The position of the training's random generator.
@@ -97,6 +98,10 @@ pub struct TrainState {
     pub class_t_myr: Vec<f64>,
     /// Per-epoch metrics.
     pub history: Vec<EpochRecord>,
+    /// How the configuration's paths are stored (see [`PATHS_RELATIVE_TO_RUN`]; 0 in files
+    /// written before it existed). In memory the paths are always usable as they are.
+    #[serde(default)]
+    pub paths: u32,
 }
 
 /// A loaded checkpoint.
@@ -121,16 +126,38 @@ pub fn checkpoint_dir(out: &Path) -> PathBuf {
 fn save_tensors(path: &Path, tensors: impl IntoIterator<Item = (String, Tensor)>) -> Result<()> {
     let map: HashMap<String, Tensor> = tensors.into_iter().collect();
     candle_core::safetensors::save(&map, path)
-        .map_err(|e| Error::invalid(path, format!("cannot write safetensors: {e}")))
+        .map_err(|e| Error::invalid(path, format!("cannot write safetensors: {e}")))?;
+    sync_file(path)
 }
 
 fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     let text = serde_json::to_string_pretty(value)
         .map_err(|e| Error::invalid(path, format!("cannot serialise: {e}")))?;
-    std::fs::write(path, text).map_err(|e| Error::io(path, e))
+    std::fs::write(path, text).map_err(|e| Error::io(path, e))?;
+    sync_file(path)
 }
 
-/// Saves a checkpoint atomically into `dir`.
+/// Forces a written file's data to disk, so that the folder renamed into place later cannot
+/// hold an empty or partial file after a crash.
+fn sync_file(path: &Path) -> Result<()> {
+    std::fs::File::open(path)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| Error::io(path, e))
+}
+
+/// The version of `state.json`'s path convention: from 2 on, `config.data`, `config.out` and
+/// `config.init_from` are stored relative to the run folder (the checkpoint's parent), so a
+/// run folder can be moved or copied and resumed from any working directory. Files written
+/// before (no `paths` field) hold the paths as they were given on the command line.
+pub const PATHS_RELATIVE_TO_RUN: u32 = 2;
+
+/// Saves a checkpoint atomically into `dir` (normally `<run>/checkpoint`).
+///
+/// The files are written and synced in a temporary folder beside `dir`; then the complete
+/// checkpoint already at `dir` (if any) becomes `dir.old`, the new folder is renamed to `dir`
+/// and `dir.old` is removed, with the parent folder synced after every rename. A process
+/// killed at any moment leaves `dir` or `dir.old` complete, and [`load`] reads whichever is
+/// there. Temporary folders left by a killed save are removed.
 pub fn save(
     dir: &Path,
     spec: &ModelSpec,
@@ -140,8 +167,9 @@ pub fn save(
 ) -> Result<()> {
     let parent = dir.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+    remove_stale_temporaries(parent)?;
     let tmp = tempfile::Builder::new()
-        .prefix(".checkpoint-")
+        .prefix(TEMP_PREFIX)
         .tempdir_in(parent)
         .map_err(|e| Error::io(parent, e))?;
     save_tensors(&tmp.path().join("model.safetensors"), weights.tensors())?;
@@ -150,13 +178,18 @@ pub fn save(
         optimizer.tensors(),
     )?;
     write_json(&tmp.path().join("spec.json"), spec)?;
-    write_json(&tmp.path().join("state.json"), state)?;
+    write_json(&tmp.path().join("state.json"), &relative_paths(state, parent)?)?;
+    sync_dir(tmp.path())?;
     let old = dir.with_extension("old");
-    if old.exists() {
-        std::fs::remove_dir_all(&old).map_err(|e| Error::io(&old, e))?;
-    }
+    // `dir` exists only as a complete checkpoint (it is only ever made by the rename below);
+    // when it is missing, a save was interrupted between the renames and `old` is the only
+    // complete checkpoint: it stays until the new one is in place
     if dir.exists() {
+        if old.exists() {
+            std::fs::remove_dir_all(&old).map_err(|e| Error::io(&old, e))?;
+        }
         std::fs::rename(dir, &old).map_err(|e| Error::io(dir, e))?;
+        sync_dir(parent)?;
     }
     let fresh = tmp.keep();
     // temporary folders are created private (0700); a checkpoint is an ordinary folder
@@ -167,10 +200,82 @@ pub fn save(
             .map_err(|e| Error::io(&fresh, e))?;
     }
     std::fs::rename(&fresh, dir).map_err(|e| Error::io(dir, e))?;
+    sync_dir(parent)?;
     if old.exists() {
         std::fs::remove_dir_all(&old).map_err(|e| Error::io(&old, e))?;
+        sync_dir(parent)?;
     }
     Ok(())
+}
+
+/// Prefix of the temporary folders a save writes into.
+const TEMP_PREFIX: &str = ".checkpoint-";
+
+/// Removes the temporary folders of saves that were killed before their rename (they hold
+/// partial checkpoints nobody reads).
+fn remove_stale_temporaries(parent: &Path) -> Result<()> {
+    let entries = std::fs::read_dir(parent).map_err(|e| Error::io(parent, e))?;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let stale = name.to_str().is_some_and(|n| n.starts_with(TEMP_PREFIX))
+            && entry.file_type().is_ok_and(|t| t.is_dir());
+        if stale {
+            let path = entry.path();
+            std::fs::remove_dir_all(&path).map_err(|e| Error::io(&path, e))?;
+        }
+    }
+    Ok(())
+}
+
+/// `state` with its configuration's paths relative to the run folder `run` (see
+/// [`PATHS_RELATIVE_TO_RUN`]).
+fn relative_paths(state: &TrainState, run: &Path) -> Result<TrainState> {
+    let run_abs = std::fs::canonicalize(run).map_err(|e| Error::io(run, e))?;
+    let rel = |p: &Path| -> PathBuf {
+        // a path that cannot be resolved now (e.g. the data was removed) is kept as given
+        match std::fs::canonicalize(p) {
+            Ok(abs) => relative_to(&abs, &run_abs),
+            Err(_) => p.to_path_buf(),
+        }
+    };
+    let mut s = state.clone();
+    s.paths = PATHS_RELATIVE_TO_RUN;
+    s.config.data = rel(&state.config.data);
+    s.config.out = PathBuf::from(".");
+    s.config.init_from = state.config.init_from.as_deref().map(rel);
+    Ok(s)
+}
+
+/// `path` relative to `base` (both absolute and free of `.`/`..`), climbing with `..` where
+/// they part; `path` itself when they share no root (another drive on Windows).
+fn relative_to(path: &Path, base: &Path) -> PathBuf {
+    let (p, b): (Vec<_>, Vec<_>) = (path.components().collect(), base.components().collect());
+    let common = p.iter().zip(&b).take_while(|(x, y)| x == y).count();
+    if common == 0 {
+        return path.to_path_buf();
+    }
+    let mut out = PathBuf::new();
+    for _ in common..b.len() {
+        out.push("..");
+    }
+    for c in &p[common..] {
+        out.push(c);
+    }
+    if out.as_os_str().is_empty() {
+        out.push(".");
+    }
+    out
+}
+
+/// Undoes [`relative_paths`]: the configuration's paths resolved against the run folder
+/// `run`, and `out` set to `run` itself (wherever the run folder is now).
+fn resolve_paths(mut state: TrainState, run: &Path) -> TrainState {
+    if state.paths >= PATHS_RELATIVE_TO_RUN {
+        state.config.data = run.join(&state.config.data);
+        state.config.init_from = state.config.init_from.map(|p| run.join(p));
+    }
+    state.config.out = run.to_path_buf();
+    state
 }
 
 fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
@@ -184,6 +289,25 @@ fn load_tensors(path: &Path, device: &Device) -> Result<HashMap<String, Tensor>>
     }
     candle_core::safetensors::load(path, device)
         .map_err(|e| Error::invalid(path, format!("not a readable safetensors file: {e}")))
+}
+
+/// Refuses to start a new run in `out` when it already holds one, naming it: its checkpoint
+/// would be replaced at the first save.
+pub fn refuse_existing_run(out: &Path) -> Result<()> {
+    let dir = checkpoint_dir(out);
+    if !(dir.exists() || dir.with_extension("old").exists()) {
+        return Ok(());
+    }
+    let progress = match load_state(&dir) {
+        Ok(s) => format!(" (epoch {} of {}, step {})", s.epoch, s.config.epochs, s.step),
+        Err(_) => String::new(),
+    };
+    Err(Error::invalid(
+        out,
+        format!(
+            "already holds a training run{progress}; continue it with --resume, or pass --overwrite to replace it"
+        ),
+    ))
 }
 
 /// The folder to read for the checkpoint `dir`: `dir` itself, or its `.old` twin if an
@@ -204,10 +328,19 @@ fn resolve(dir: &Path) -> Result<PathBuf> {
     Ok(dir)
 }
 
+/// The run folder a checkpoint folder belongs to (its parent).
+fn run_folder(dir: &Path) -> PathBuf {
+    match dir.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
 /// Reads only the progress and configuration (`state.json`) of the checkpoint in `dir`, e.g.
-/// to find the catalog it was trained on.
+/// to find the catalog it was trained on; its paths are resolved against the run folder.
 pub fn load_state(dir: &Path) -> Result<TrainState> {
-    read_json(&resolve(dir)?.join("state.json"))
+    let state = read_json(&resolve(dir)?.join("state.json"))?;
+    Ok(resolve_paths(state, &run_folder(dir)))
 }
 
 /// Loads the checkpoint in `dir` (or its `.old` twin, if an interrupted save left only that).
@@ -226,6 +359,7 @@ pub fn load(dir: &Path, device: &Device) -> Result<Checkpoint> {
     )?;
     let optimizer = load_tensors(&dir.join("optimizer.safetensors"), device)?;
     let state: TrainState = read_json(&dir.join("state.json"))?;
+    let state = resolve_paths(state, &run_folder(dir));
     Ok(Checkpoint {
         spec,
         graph,

@@ -131,6 +131,10 @@ pub struct TrainConfig {
     /// from checkpoints written before it existed: one process).
     #[serde(default)]
     pub parallel: Parallel,
+    /// Replace a run already in `out` instead of refusing to start. An instruction for this
+    /// start only: never saved, so a resumed run does not inherit it.
+    #[serde(skip)]
+    pub overwrite: bool,
 }
 
 impl TrainConfig {

@@ -64,6 +64,11 @@ pub struct Sample {
     pub pixels: Pixels,
 }
 
+/// The largest class count a dataset may have: labels run from 0 to `MAX_CLASSES - 1`. The
+/// paper has 71; a larger label is almost always a wrong column or a typo, and the largest
+/// label sets the size of the classifier.
+pub const MAX_CLASSES: usize = 1024;
+
 /// A labeled dataset in memory.
 pub struct Dataset {
     /// The images.
@@ -116,6 +121,17 @@ impl Dataset {
                 format!(
                     "{} distinct label(s): a classifier needs at least two classes",
                     labels.len()
+                ),
+            ));
+        }
+        if let Some(s) = samples.iter().find(|s| s.label as usize >= MAX_CLASSES) {
+            return Err(Error::invalid(
+                source,
+                format!(
+                    "`{}` has label {}: labels run from 0 to {} (at most {MAX_CLASSES} classes)",
+                    s.id,
+                    s.label,
+                    MAX_CLASSES - 1
                 ),
             ));
         }
@@ -212,16 +228,23 @@ fn load_catalog(
     let catalog = Catalog::read(path)?;
     let total = catalog.records.len();
     for (i, r) in catalog.records.iter().enumerate() {
-        if r.label.is_none() {
-            return Err(Error::Catalog {
-                path: path.into(),
-                row: i + 1,
-                what: format!(
-                    "`{}` has no label: training needs a `label` column",
-                    r.id_str
-                ),
-            });
-        }
+        let what = match r.label {
+            None => format!(
+                "`{}` has no label: training needs a `label` column",
+                r.id_str
+            ),
+            Some(l) if l as usize >= MAX_CLASSES => format!(
+                "`{}` has label {l}: labels run from 0 to {} (at most {MAX_CLASSES} classes)",
+                r.id_str,
+                MAX_CLASSES - 1
+            ),
+            Some(_) => continue,
+        };
+        return Err(Error::Catalog {
+            path: path.into(),
+            row: i + 1,
+            what,
+        });
     }
     let all: Vec<usize> = (0..total).collect();
     let pixels = load_images(&catalog, &all, p, progress)?;
@@ -335,6 +358,37 @@ mod tests {
             sample(3, Some(8.0)),
         ];
         assert_eq!(class_times(&s, 5), vec![2.0, 4.0, 6.0, 8.0, 10.0]);
+    }
+
+    #[test]
+    fn labels_past_the_class_limit_are_refused_naming_the_row() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = Preprocess::default();
+        // empty files: the labels are refused before any image is decoded
+        for f in ["a.png", "b.png"] {
+            std::fs::write(tmp.path().join(f), b"").unwrap();
+        }
+        for label in ["1024", "9999", "500000000", "4294967295"] {
+            let path = tmp.path().join("catalog.csv");
+            let text = format!("id_str,file_loc,label\na,a.png,0\nb,b.png,{label}\n");
+            std::fs::write(&path, text).unwrap();
+            let err = match Dataset::load(&path, &p, &|_, _| {}) {
+                Err(e) => e.to_string(),
+                Ok(_) => panic!("label {label} accepted"),
+            };
+            assert!(
+                err.contains("catalog.csv, row 2")
+                    && err.contains(&format!("label {label}: labels run from 0 to 1023")),
+                "{err}"
+            );
+        }
+        let mut s = vec![sample(0, None), sample(1024, None)];
+        s[1].id = "far".into();
+        let err = match Dataset::from_samples(s, p, Path::new("x.h5")) {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("accepted"),
+        };
+        assert!(err.contains("x.h5: `far` has label 1024"), "{err}");
     }
 
     #[test]

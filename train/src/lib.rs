@@ -10,6 +10,7 @@
 //!   against PyTorch), learning-rate schedules with warm-up.
 //! * [`trainer`]: the loop, validation ([`metrics`]), metrics files ([`report`]), PNG plots
 //!   ([`plots`]) and atomic [`checkpoint`]s with bit-exact resume.
+//! * [`memory`]: what a configuration needs, checked before anything is loaded.
 //! * [`distributed`]: data parallelism over MPI ranks (feature `mpi`) behind a small
 //!   [`distributed::Collective`] trait, with a single-process implementation always compiled.
 //!
@@ -22,6 +23,7 @@ pub mod config;
 pub mod data;
 pub mod distributed;
 pub mod loss;
+pub mod memory;
 pub mod metrics;
 pub mod optim;
 pub mod plots;

@@ -136,6 +136,10 @@ fn start(
     rank: usize,
 ) -> Result<Run> {
     cfg.validate()?;
+    if !cfg.overwrite {
+        checkpoint::refuse_existing_run(&cfg.out)?;
+    }
+    crate::memory::check_fits(&spec, &cfg)?;
     let device = Device::Cpu;
     let data = Dataset::load(&cfg.data, &spec.preprocess, &|d, t| observer.loading(d, t))?;
     let mut spec = spec;
@@ -176,6 +180,7 @@ fn start(
         rng: RngState::of(&ChaCha8Rng::seed_from_u64(cfg.seed.wrapping_add(1))),
         split,
         history: vec![],
+        paths: 0,
     };
     let optimizer = Optimizer::new(cfg.optimizer.clone());
     Ok(Run {
@@ -190,17 +195,21 @@ fn start(
     })
 }
 
-/// Changes a resumed run may make: train longer, or stop at another step.
+/// Changes a resumed run may make: train longer, stop at another step, or find its data
+/// where it now is. Everything else about the run stays as its checkpoint says.
 #[derive(Debug, Clone, Default)]
 pub struct Extend {
     /// New total number of epochs.
     pub epochs: Option<usize>,
     /// New step limit (`Some(None)` removes it).
     pub max_steps: Option<Option<u64>>,
+    /// The training data at another path (it must be the same file: its SHA-256 is checked).
+    pub data: Option<std::path::PathBuf>,
 }
 
 /// Continues the run whose checkpoint is in `out`, with the configuration it was started with
-/// (changed only as `extend` says).
+/// (changed only as `extend` says). The checkpoint is saved back into `out`, wherever the run
+/// was first started.
 pub fn resume(
     out: &Path,
     extend: &Extend,
@@ -234,12 +243,23 @@ fn reopen(
     let device = Device::Cpu;
     let ck = checkpoint::load(&checkpoint_dir(out), &device)?;
     let mut state = ck.state;
+    // the run saves where it was found, not where its state says it was started
+    state.config.out = out.to_path_buf();
     if let Some(e) = extend.epochs {
         state.config.epochs = e;
     }
     if let Some(m) = extend.max_steps {
         state.config.max_steps = m;
     }
+    if let Some(d) = &extend.data {
+        state.config.data = d.clone();
+    }
+    let state_file = checkpoint_dir(out).join("state.json");
+    let invalid = |what: String| Error::invalid(&state_file, what);
+    state
+        .config
+        .validate()
+        .map_err(|e| invalid(e.to_string()))?;
     let cfg = &state.config;
     if cfg.parallel.ranks != comm.size() {
         return Err(Error::setting(
@@ -253,6 +273,12 @@ fn reopen(
             ),
         ));
     }
+    if !cfg.data.is_file() {
+        return Err(invalid(format!(
+            "the training data {} is not there; if it moved, give its new path with --data",
+            cfg.data.display()
+        )));
+    }
     let digest = deepgalaxy_core::card::digest_file(&cfg.data)?;
     if digest != state.training_digest {
         return Err(Error::invalid(
@@ -263,6 +289,7 @@ fn reopen(
     let data = Dataset::load(&cfg.data, &ck.spec.preprocess, &|d, t| {
         observer.loading(d, t)
     })?;
+    check_resumable(&state, &ck.spec, &data).map_err(invalid)?;
     let optimizer = Optimizer::load(cfg.optimizer.clone(), state.step, ck.optimizer);
     Ok(Run {
         spec: ck.spec,
@@ -274,6 +301,56 @@ fn reopen(
         device,
         rank: comm.rank(),
     })
+}
+
+/// Checks that a checkpoint's progress fits its model and data, so that a damaged or edited
+/// `state.json` is refused before training instead of panicking in the middle of it.
+fn check_resumable(
+    state: &TrainState,
+    spec: &ModelSpec,
+    data: &Dataset,
+) -> std::result::Result<(), String> {
+    let n = data.samples.len();
+    let split = &state.split;
+    if let Some(&i) = split.train.iter().chain(&split.val).find(|&&i| i >= n) {
+        return Err(format!(
+            "the split names image {i}, but the data holds {n} images"
+        ));
+    }
+    if split.train.len() < 2 {
+        return Err("the split has fewer than two training images".into());
+    }
+    if spec.num_classes != data.num_classes {
+        return Err(format!(
+            "the model has {} classes and the data {}",
+            spec.num_classes, data.num_classes
+        ));
+    }
+    if state.class_t_myr.len() != spec.num_classes {
+        return Err(format!(
+            "class_t_myr holds {} times for {} classes",
+            state.class_t_myr.len(),
+            spec.num_classes
+        ));
+    }
+    if state.history.len() != state.epoch {
+        return Err(format!(
+            "{} epoch(s) done but {} in the history",
+            state.epoch,
+            state.history.len()
+        ));
+    }
+    let per_epoch = split
+        .train
+        .len()
+        .div_ceil(state.config.batch_size * state.config.parallel.ranks.max(1));
+    if state.batch_in_epoch > per_epoch {
+        return Err(format!(
+            "batch {} of the epoch is past its {per_epoch} batches",
+            state.batch_in_epoch
+        ));
+    }
+    Ok(())
 }
 
 /// The encoder stages kept fixed in `epoch` (1-based): all of them with `freeze_encoder`; with

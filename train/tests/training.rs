@@ -127,6 +127,7 @@ fn a_non_finite_loss_stops_and_keeps_the_last_good_checkpoint() {
     let before = model_bytes(&out);
     let cfg = TrainConfig {
         epochs: 3,
+        overwrite: true,
         optimizer: OptimizerKind::by_name("sgd").unwrap(),
         schedule: Schedule {
             lr: 1e30,

@@ -93,6 +93,7 @@ pub fn config(data: &Path, out: &Path) -> TrainConfig {
         },
         seed: 7,
         parallel: Default::default(),
+        overwrite: false,
     }
 }
 
