@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Peak resident memory of `predict` over 1,000 and 10,000 images (it must be flat in the
-# count: images are decoded a bounded number at a time) and of `index` over a whole catalog.
+# count: images are decoded a bounded number at a time) and of `index` over a catalog of the
+# paper grid's size (INDEX_ROWS, default 35,784 = 36 simulations x 71 snapshots x 14 cameras).
 #
 #   benches/peak_memory.sh MODEL.onnx CATALOG.csv [OUT_DIR]
 #
 # The image folders are made of hard links to the catalog's images (cycled), so they cost no
-# disk. Needs GNU time (/usr/bin/time, Debian package `time`) and a release build
+# disk; the index catalog repeats the catalog's rows (new ids) up to INDEX_ROWS. Needs GNU time (/usr/bin/time, Debian package `time`) and a release build
 # (`cargo build --release`); BIN overrides the binary.
 set -euo pipefail
 MODEL=$1
@@ -35,5 +36,8 @@ for n in 1000 10000; do
   fi
   echo "predict over $n images: $(peak "$BIN" predict --model "$MODEL" "$dir" --output "$OUT/predict-$n.csv")"
 done
-rows=$(($(wc -l < "$CATALOG") - 1))
-echo "index over $rows images: $(peak "$BIN" index --model "$MODEL" --data "$CATALOG" --output "$OUT/library.idx")"
+rows=${INDEX_ROWS:-35784}
+big="$base/catalog-$rows.csv"
+awk -F, -v OFS=, -v n="$rows" 'NR == 1 { print; next } { line[++k] = $0 }
+  END { for (i = 0; i < n; i++) { $0 = line[i % k + 1]; $1 = $1 "_r" i; print } }' "$CATALOG" > "$big"
+echo "index over $rows images: $(peak "$BIN" index --model "$MODEL" --data "$big" --output "$OUT/library.idx")"
