@@ -174,8 +174,10 @@ fn data_unit_bytes(hdu: &HDU) -> Option<u64> {
 fn header_error(path: &Path, hdu: usize, e: &fitsrs::error::Error) -> Error {
     use fitsrs::error::Error as F;
     let msg = e.to_string();
-    let what = if matches!(e, F::Io(std::io::ErrorKind::UnexpectedEof) | F::FailReadingNextBytes)
-    {
+    let what = if matches!(
+        e,
+        F::Io(std::io::ErrorKind::UnexpectedEof) | F::FailReadingNextBytes
+    ) {
         "the header has no END card: the file ends inside the header (truncated, or not FITS)"
             .to_string()
     } else if msg.contains("expected one of") || msg.contains("8, 16, 32, 64, -32") {
@@ -237,7 +239,11 @@ fn decode_hdu(
     let raw = count
         .checked_mul(size)
         .and_then(|n| data.get(..n))
-        .ok_or_else(|| fits_err(format!("data unit truncated: {count} pixels of {size} bytes")))?;
+        .ok_or_else(|| {
+            fits_err(format!(
+                "data unit truncated: {count} pixels of {size} bytes"
+            ))
+        })?;
     let bscale = number(header, "BSCALE").unwrap_or(1.0);
     let bzero = number(header, "BZERO").unwrap_or(0.0);
     let blank = number(header, "BLANK");
@@ -311,7 +317,10 @@ mod tests {
 
     #[test]
     fn scaled_values_are_read() {
-        let data: Vec<u8> = [1i16, -2, 300, 7].iter().flat_map(|v| v.to_be_bytes()).collect();
+        let data: Vec<u8> = [1i16, -2, 300, 7]
+            .iter()
+            .flat_map(|v| v.to_be_bytes())
+            .collect();
         let f = fits_file(
             &[
                 SIMPLE,
@@ -410,7 +419,10 @@ mod tests {
         let e = read_bytes(Path::new("bad.fits"), &f, &small)
             .unwrap_err()
             .to_string();
-        assert!(e.starts_with("bad.fits, HDU 0: the image is 2 x 2 pixels"), "{e}");
+        assert!(
+            e.starts_with("bad.fits, HDU 0: the image is 2 x 2 pixels"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -457,8 +469,22 @@ mod tests {
             "GCOUNT", "END",
         ];
         let values = [
-            "0", "-1", "1", "2", "3", "8", "-64", "4294967296", "9223372036854775807",
-            "18446744073709551615", "2305843009213693952", "1E300", "-1E300", "NaN", "T", "'x'",
+            "0",
+            "-1",
+            "1",
+            "2",
+            "3",
+            "8",
+            "-64",
+            "4294967296",
+            "9223372036854775807",
+            "18446744073709551615",
+            "2305843009213693952",
+            "1E300",
+            "-1E300",
+            "NaN",
+            "T",
+            "'x'",
             "",
         ];
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(2880);

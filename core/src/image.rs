@@ -237,7 +237,13 @@ pub fn decode_with(path: &Path, bytes: &[u8], limits: &Limits) -> Result<Image> 
 fn planar<T: Copy + Into<f32>>(raw: &[T], stride: usize, keep: usize, n: usize) -> Vec<f32> {
     let mut out = Vec::with_capacity(keep * n);
     for c in 0..keep {
-        out.extend(raw.iter().skip(c).step_by(stride).take(n).map(|&v| v.into()));
+        out.extend(
+            raw.iter()
+                .skip(c)
+                .step_by(stride)
+                .take(n)
+                .map(|&v| v.into()),
+        );
     }
     out
 }
@@ -271,7 +277,11 @@ mod tests {
         for &b in bytes {
             c ^= u32::from(b);
             for _ in 0..8 {
-                c = if c & 1 == 1 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
+                c = if c & 1 == 1 {
+                    0xEDB8_8320 ^ (c >> 1)
+                } else {
+                    c >> 1
+                };
             }
         }
         !c
@@ -333,7 +343,10 @@ mod tests {
             "big.png: not a PNG, JPEG, TIFF or FITS file (it starts with \
              [00 00 00 00 20 74 68 69], which is none of their signatures)"
         );
-        assert_eq!(Format::sniff(b"SIMPLE  =                    T"), Some(Format::Fits));
+        assert_eq!(
+            Format::sniff(b"SIMPLE  =                    T"),
+            Some(Format::Fits)
+        );
         assert_eq!(Format::sniff(b"\xff\xd8\xff\xe0"), Some(Format::Jpeg));
         assert_eq!(Format::sniff(b"MM\0*"), Some(Format::Tiff));
         assert_eq!(Format::sniff(b"SIMPLE"), None);
@@ -359,7 +372,10 @@ mod tests {
         let e = decode_with(Path::new("huge.png"), &huge, &Limits::default())
             .unwrap_err()
             .to_string();
-        assert!(e.contains("20000 x 20000 pixels, more than the limit of 67108864"), "{e}");
+        assert!(
+            e.contains("20000 x 20000 pixels, more than the limit of 67108864"),
+            "{e}"
+        );
         // the byte limit holds too: 64 x 64 RGB as f32 is 49152 bytes
         let rgb = encode(
             &::image::RgbImage::from_pixel(64, 64, ::image::Rgb([1, 2, 3])),
@@ -383,7 +399,8 @@ mod tests {
             ::image::Luma([(x * 2000 + y * 30) as u16])
         });
         let rgb = ::image::RgbImage::from_fn(20, 16, |x, y| ::image::Rgb([x as u8, y as u8, 9]));
-        let rgba = ::image::RgbaImage::from_fn(8, 8, |x, y| ::image::Rgba([x as u8, y as u8, 1, 2]));
+        let rgba =
+            ::image::RgbaImage::from_fn(8, 8, |x, y| ::image::Rgba([x as u8, y as u8, 1, 2]));
         let seeds = [
             grey_png(32, 32),
             encode(&grey16, ::image::ImageFormat::Png),

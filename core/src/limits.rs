@@ -131,7 +131,10 @@ mod tests {
             .check_image(Path::new("a.png"), 3, 10, 10)
             .unwrap_err()
             .to_string();
-        assert!(e.contains("3 x 10 x 10 samples") && e.contains(ENV_MAX_IMAGE_BYTES), "{e}");
+        assert!(
+            e.contains("3 x 10 x 10 samples") && e.contains(ENV_MAX_IMAGE_BYTES),
+            "{e}"
+        );
         // sizes whose product overflows are refused, not wrapped
         assert!(l.check_image(Path::new("a"), 1, u64::MAX, 2).is_err());
     }
