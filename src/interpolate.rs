@@ -10,6 +10,10 @@ use deepgalaxy_runtime::model::Model;
 
 use crate::run_args::ModelArgs;
 
+/// Most points `--steps` accepts: a row of 64 tiles is already wider than a screen, and the
+/// decoder's output for them is held at once (100000 steps made tract ask for 8 GB).
+pub const MAX_STEPS: u64 = 64;
+
 /// Decode images along the line between two latents.
 #[derive(Debug, clap::Args)]
 pub struct InterpolateArgs {
@@ -22,8 +26,9 @@ pub struct InterpolateArgs {
     pub a: PathBuf,
     /// The second image.
     pub b: PathBuf,
-    /// Decoded points from A's latent to B's, both ends included (at least 2).
-    #[arg(long, default_value_t = 8)]
+    /// Decoded points from A's latent to B's, both ends included: 2 to 64 (all are decoded
+    /// in one run and drawn side by side).
+    #[arg(long, default_value_t = 8, value_parser = crate::run_args::in_range(2, MAX_STEPS))]
     pub steps: usize,
     /// The PNG to write.
     #[arg(long, default_value = "interpolation.png")]
@@ -43,9 +48,6 @@ fn embed(model: &Model, path: &Path) -> anyhow::Result<(Image, Vec<f32>)> {
 
 /// Runs `interpolate`.
 pub fn run(args: &InterpolateArgs) -> anyhow::Result<()> {
-    if args.steps < 2 {
-        anyhow::bail!("--steps must be at least 2 (both ends), not {}", args.steps);
-    }
     let model = args.model.run.open(&args.model.model)?;
     let decoder = args.model.run.open(&args.decoder)?;
     if decoder.card().training_digest != model.card().training_digest

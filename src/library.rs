@@ -84,6 +84,12 @@ pub fn index(args: &IndexArgs) -> anyhow::Result<()> {
     }
     let index = LatentIndex::new(dim, model.identity(), vectors, entries)?;
     index.save(&args.output)?;
+    if let Err(e) = index.check_files_inside(&args.output) {
+        eprintln!(
+            "note: {e}; `search` will read such images only with --allow-paths-outside-index \
+             (write the index beside the catalog to avoid this)"
+        );
+    }
     eprintln!(
         "wrote {} ({} latents of size {dim})",
         args.output.display(),
@@ -114,8 +120,8 @@ pub struct SearchArgs {
     /// Query images: files, folders, glob patterns or catalogs.
     #[arg(required = true)]
     pub queries: Vec<String>,
-    /// Neighbours per query.
-    #[arg(short, long, default_value_t = 6)]
+    /// Neighbours per query (at least 1).
+    #[arg(short, long, default_value_t = 6, value_parser = crate::run_args::in_range(1, u64::MAX))]
     pub k: usize,
     /// Write a gallery PNG: each query beside its neighbours with class, time, distance, SSIM.
     #[arg(long)]
@@ -126,6 +132,11 @@ pub struct SearchArgs {
     /// Search structure.
     #[arg(long, value_enum, default_value = "auto")]
     pub strategy: StrategyArg,
+    /// Read library images wherever the index's entries say, even outside the index's folder
+    /// (absolute paths, `..`). Off by default: an index from someone else could otherwise make
+    /// `search` read any file.
+    #[arg(long)]
+    pub allow_paths_outside_index: bool,
 }
 
 /// One query's results, as written to `--output`.
@@ -172,6 +183,12 @@ pub fn search(args: &SearchArgs) -> anyhow::Result<()> {
     let model = args.model.run.open(&args.model.model)?;
     let index = LatentIndex::load(&args.index, Some(latent_dim(&model)?))?;
     check_compatible(&index, &args.index, &model)?;
+    if !args.allow_paths_outside_index {
+        index.check_files_inside(&args.index).context(
+            "refusing to read library images outside the index's folder \
+             (if you trust this index, pass --allow-paths-outside-index)",
+        )?;
+    }
     let strategy = match args.strategy {
         StrategyArg::Auto => Strategy::Auto,
         StrategyArg::KdTree => Strategy::KdTree,
@@ -275,6 +292,9 @@ fn print_result(item: &InputItem, rec: &Recommendation) {
             n.id,
             n.distance
         );
+        if let Some(e) = &n.ssim_error {
+            eprintln!("note: no SSIM for neighbour {}: {e}", n.id);
+        }
     }
 }
 

@@ -17,8 +17,8 @@ pub struct PredictArgs {
     /// Images: files, folders (searched recursively), glob patterns or catalogs (.csv).
     #[arg(required = true)]
     pub inputs: Vec<String>,
-    /// Classes listed per image, most probable first.
-    #[arg(short, long, default_value_t = 3)]
+    /// Classes listed per image, most probable first (at least 1).
+    #[arg(short, long, default_value_t = 3, value_parser = crate::run_args::in_range(1, u64::MAX))]
     pub k: usize,
     /// Also write each image's latent vector (the VAE mean).
     #[arg(long)]

@@ -27,16 +27,29 @@ pub struct RunArgs {
     /// and set ORT_DYLIB_PATH).
     #[arg(long, default_value = "tract")]
     pub backend: BackendKind,
-    /// Threads (tract: one single-threaded run per thread; ort: intra-op threads).
-    #[arg(long, default_value_t = default_threads())]
+    /// Threads (tract: one single-threaded run per thread; ort: intra-op threads), 1 to 256.
+    #[arg(long, default_value_t = default_threads(), value_parser = in_range(1, MAX_THREADS))]
     pub threads: usize,
-    /// Images per inference run.
-    #[arg(long, default_value_t = 8)]
+    /// Images per inference run, 1 to 1024 (the images of a few runs are held in memory at
+    /// once).
+    #[arg(long, default_value_t = 8, value_parser = in_range(1, MAX_BATCH))]
     pub batch_size: usize,
 }
 
+/// Most threads `--threads` accepts.
+pub const MAX_THREADS: u64 = 256;
+/// Most images per run `--batch-size` accepts: inference holds a few batches of preprocessed
+/// images at once, so this bounds its memory whatever the number of inputs.
+pub const MAX_BATCH: u64 = 1024;
+
+/// A parser for a whole number in `lo..=hi`; clap refuses anything else with a message giving
+/// the range.
+pub fn in_range(lo: u64, hi: u64) -> clap::builder::RangedU64ValueParser<usize> {
+    clap::builder::RangedU64ValueParser::<usize>::new().range(lo..=hi)
+}
+
 fn default_threads() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_THREADS as usize))
 }
 
 impl RunArgs {
@@ -46,8 +59,8 @@ impl RunArgs {
             path,
             RunOptions {
                 backend: self.backend,
-                threads: self.threads.max(1),
-                batch: self.batch_size.max(1),
+                threads: self.threads,
+                batch: self.batch_size,
             },
         )
         .with_context(|| format!("cannot open the model {}", path.display()))

@@ -131,12 +131,33 @@ fn index_search_cluster_and_interpolate() {
     ]);
     assert!(ok, "index: {err}");
     assert!(err.contains("30 latents of size 8"), "{err}");
-    // a library image is its own nearest neighbour: distance ~0, SSIM 1
+    // the images lie outside lib/: index says so, and search reads them only when allowed
+    assert!(
+        err.contains("names the image") && err.contains("--allow-paths-outside-index"),
+        "{err}"
+    );
     let query = tmp.path().join("g4.png");
+    let (ok, _, err) = run(&[
+        a("search"),
+        a("--model"),
+        m.model.as_os_str(),
+        a("--index"),
+        idx.as_os_str(),
+        query.as_os_str(),
+    ]);
+    assert!(!ok);
+    assert!(
+        err.contains("refusing to read library images outside the index's folder")
+            && err.contains("entry 0 (`g0`) names the image")
+            && err.contains("g0.png"),
+        "{err}"
+    );
+    // a library image is its own nearest neighbour: distance ~0, SSIM 1
     let results = tmp.path().join("search.json");
     let gallery = tmp.path().join("gallery.png");
     let (ok, out, err) = run(&[
         a("search"),
+        a("--allow-paths-outside-index"),
         a("--model"),
         m.model.as_os_str(),
         a("--index"),
@@ -368,6 +389,107 @@ fn onnx_runtime_agrees_with_tract_and_a_missing_library_is_explained() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         !out.status.success() && err.contains("is not a file"),
+        "{err}"
+    );
+}
+
+/// Counts of zero (and more interpolation steps than can be drawn) are refused when the
+/// arguments are parsed, with the range, instead of being silently replaced or run out of
+/// memory.
+#[test]
+fn zero_counts_and_huge_steps_are_refused_when_parsing() {
+    let model = ["--model", "m.onnx"];
+    let cases: [(&[&str], &str, &str); 9] = [
+        (&["predict", "-k", "0", "x.png"], "0", "--k <K>"),
+        (
+            &["predict", "--batch-size", "0", "x.png"],
+            "0",
+            "--batch-size <BATCH_SIZE>",
+        ),
+        (
+            &["predict", "--threads", "0", "x.png"],
+            "0",
+            "--threads <THREADS>",
+        ),
+        (
+            &["predict", "--batch-size", "100000", "x.png"],
+            "100000",
+            "--batch-size <BATCH_SIZE>",
+        ),
+        (
+            &["embed", "--threads", "0", "x.png"],
+            "0",
+            "--threads <THREADS>",
+        ),
+        (
+            &[
+                "index",
+                "--batch-size",
+                "0",
+                "--data",
+                "c.csv",
+                "--output",
+                "i.idx",
+            ],
+            "0",
+            "--batch-size <BATCH_SIZE>",
+        ),
+        (
+            &["search", "-k", "0", "--index", "i.idx", "x.png"],
+            "0",
+            "--k <K>",
+        ),
+        (
+            &[
+                "interpolate",
+                "--steps",
+                "100000",
+                "--decoder",
+                "d.onnx",
+                "a.png",
+                "b.png",
+            ],
+            "100000",
+            "--steps <STEPS>",
+        ),
+        (
+            &[
+                "interpolate",
+                "--steps",
+                "1",
+                "--decoder",
+                "d.onnx",
+                "a.png",
+                "b.png",
+            ],
+            "1",
+            "--steps <STEPS>",
+        ),
+    ];
+    for (args, value, flag) in cases {
+        let mut all: Vec<&OsStr> = vec![OsStr::new(args[0])];
+        all.extend(model.iter().map(OsStr::new));
+        all.extend(args[1..].iter().map(OsStr::new));
+        let (ok, _, err) = run(&all);
+        assert!(!ok, "{args:?}");
+        assert!(
+            err.contains(&format!("invalid value '{value}' for '{flag}'"))
+                && err.contains("is not in"),
+            "{args:?}: {err}"
+        );
+    }
+    let (ok, _, err) = run(&[
+        OsStr::new("bench"),
+        OsStr::new("predict"),
+        OsStr::new("--model"),
+        OsStr::new("m.onnx"),
+        OsStr::new("--data"),
+        OsStr::new("x"),
+        OsStr::new("--images"),
+        OsStr::new("0"),
+    ]);
+    assert!(
+        !ok && err.contains("invalid value '0' for '--images <IMAGES>'"),
         "{err}"
     );
 }

@@ -15,6 +15,12 @@ use crate::{Error, Result};
 /// Version of the card layout; bumped when a field changes meaning.
 pub const CARD_VERSION: u32 = 1;
 
+/// The most input values per image (`size x size x channels`) a model card may ask for:
+/// 2^24, e.g. 4096 x 4096 grey or 2048 x 2048 RGB (64 MiB as `f32`). A model file comes from
+/// someone else; without this bound a 1.6 KB card asking for 8192 x 8192 RGB made every input
+/// image cost gigabytes once preprocessed and batched.
+pub const MAX_INPUT_VALUES: u64 = 1 << 24;
+
 /// Prefix of every metadata key the card owns.
 pub const KEY_PREFIX: &str = "deepgalaxy.";
 
@@ -96,7 +102,21 @@ impl ModelCard {
                 ),
             ));
         }
-        self.preprocess.validate()
+        self.preprocess.validate()?;
+        let (size, channels) = (
+            u64::from(self.preprocess.size),
+            u64::from(self.preprocess.channels),
+        );
+        if size * size * channels > MAX_INPUT_VALUES {
+            return Err(Error::setting(
+                "model card",
+                format!(
+                    "input of {size} x {size} x {channels} values is more than the \
+                     {MAX_INPUT_VALUES} per image a model may ask for"
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// The card as ONNX `metadata_props` key/value pairs (values are JSON).
@@ -236,6 +256,29 @@ mod tests {
         );
         let e = ModelCard::from_metadata([("other", "1")], Path::new("x.onnx")).unwrap_err();
         assert!(e.to_string().contains("no deepgalaxy model card"));
+    }
+
+    #[test]
+    fn cards_asking_for_huge_inputs_are_refused() {
+        let mut c = card();
+        c.preprocess.size = 8192;
+        c.preprocess.channels = 3;
+        c.preprocess.normalization.mean = vec![0.5; 3];
+        c.preprocess.normalization.std = vec![0.25; 3];
+        let props = c.to_metadata().unwrap();
+        let e = ModelCard::from_metadata(
+            props.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            Path::new("big.onnx"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            e,
+            "big.onnx: invalid model card: input of 8192 x 8192 x 3 values is more than the \
+             16777216 per image a model may ask for"
+        );
+        c.preprocess.size = 2048;
+        assert!(c.validate().is_ok());
     }
 
     #[test]

@@ -105,7 +105,7 @@ pub fn inspect(path: &Path) -> Result<Summary> {
         "hdf5" => summarise_hdf5(path),
         _ => {
             let image = crate::image::load(path)?;
-            let hdus = if crate::image::is_fits_path(path) {
+            let hdus = if matches!(image.sample, crate::SampleType::Fits { .. }) {
                 Some(crate::fits::list_hdus(path)?)
             } else {
                 None
@@ -116,12 +116,12 @@ pub fn inspect(path: &Path) -> Result<Summary> {
 }
 
 fn summarise_image(image: &Image, hdus: Option<Vec<crate::fits::HduInfo>>) -> ImageSummary {
-    let finite: Vec<f32> = image
+    // one pass without copying the samples: an image may be as large as the limits allow
+    let (sum, finite) = image
         .data
         .iter()
-        .copied()
         .filter(|v| v.is_finite())
-        .collect();
+        .fold((0f64, 0usize), |(s, n), &v| (s + v as f64, n + 1));
     let range = image.finite_range();
     ImageSummary {
         channels: image.channels,
@@ -130,9 +130,8 @@ fn summarise_image(image: &Image, hdus: Option<Vec<crate::fits::HduInfo>>) -> Im
         dtype: image.sample.name(),
         min: range.map(|r| r.0),
         max: range.map(|r| r.1),
-        mean: (!finite.is_empty())
-            .then(|| finite.iter().map(|&v| v as f64).sum::<f64>() / finite.len() as f64),
-        missing: image.data.len() - finite.len(),
+        mean: (finite > 0).then(|| sum / finite as f64),
+        missing: image.data.len() - finite,
         hdus,
     }
 }

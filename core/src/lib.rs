@@ -12,6 +12,9 @@
 //! * [`hdf5`] (feature `hdf5`): the original DeepGalaxy HDF5 layout, read and written.
 //! * [`card`]: the model card that export writes into ONNX `metadata_props` and runtime reads.
 //! * [`inspect`]: what a file holds, for `deepgalaxy inspect`.
+//! * [`limits`]: how much one input file may make the program read and allocate (overridable
+//!   through `DEEPGALAXY_MAX_*` environment variables); [`io::read_bytes`] reads regular files
+//!   only, up to the limit.
 //! * [`Error`]: every error names the file (and row or HDU) and what is wrong.
 //!
 //! Outputs are written through [`io::write_atomic`] (temporary file, then rename), so a crash
@@ -26,6 +29,7 @@ pub mod hdf5;
 pub mod image;
 pub mod inspect;
 pub mod io;
+pub mod limits;
 pub mod preprocess;
 
 /// DejaVu Sans (free license in `core/assets/DejaVuSans-LICENSE.txt`), embedded so that every

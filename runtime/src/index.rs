@@ -25,7 +25,9 @@
 //! well. Every error names the file and the problem; nothing panics. Vectors must be finite.
 //!
 //! `file` is stored as given: relative paths are relative to the folder holding the index
-//! (see [`LatentIndex::resolve_file`]), so a library folder can be moved as a whole.
+//! (see [`LatentIndex::resolve_file`]), so a library folder can be moved as a whole. Before
+//! reading the images of an index it did not just build, a caller checks with
+//! [`LatentIndex::check_files_inside`] that they stay inside that folder.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -167,6 +169,43 @@ impl LatentIndex {
                 .parent()
                 .unwrap_or_else(|| Path::new(""))
                 .join(file)
+        }
+    }
+
+    /// Checks that every entry's image lies inside the folder holding the index at
+    /// `index_path`: its `file` is relative and does not climb out with `..`. An index may come
+    /// from someone else, and `search` reads the images its entries name; unchecked, an entry
+    /// could make it read any file on the machine (`/etc/shadow`, `/dev/zero`). The error
+    /// names the first entry that does not. (The check is on the names: a symbolic link inside
+    /// the folder is followed, as the user who placed it there intended.)
+    pub fn check_files_inside(&self, index_path: &Path) -> Result<()> {
+        use std::path::Component;
+        let inside = |file: &Path| {
+            let mut depth = 0usize;
+            file.components().all(|c| match c {
+                Component::Normal(_) => {
+                    depth += 1;
+                    true
+                }
+                Component::CurDir => true,
+                Component::ParentDir => depth.checked_sub(1).map(|d| depth = d).is_some(),
+                Component::RootDir | Component::Prefix(_) => false,
+            })
+        };
+        match self
+            .entries
+            .iter()
+            .enumerate()
+            .find(|(_, e)| !inside(Path::new(&e.file)))
+        {
+            Some((i, e)) => Err(Error::invalid(
+                index_path,
+                format!(
+                    "entry {i} (`{}`) names the image `{}`, outside the index's folder",
+                    e.id_str, e.file
+                ),
+            )),
+            None => Ok(()),
         }
     }
 
@@ -455,6 +494,30 @@ mod tests {
         assert_eq!(back.resolve_file(&path, 1), PathBuf::from("/data/ü/1.png"));
         // only the index itself in the folder: the temporary file was renamed
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn entries_outside_the_index_folder_are_named() {
+        let s = sample(3, 4);
+        let with = |file: &str| {
+            let mut entries = s.entries().to_vec();
+            entries[1].file = file.into();
+            LatentIndex::new(4, s.model().clone(), s.vectors().to_vec(), entries).unwrap()
+        };
+        let idx = Path::new("lib/library.idx");
+        for ok in ["images/1.png", "./a/../b.png", "a/b/../../c.png"] {
+            assert!(with(ok).check_files_inside(idx).is_ok(), "{ok}");
+        }
+        for bad in ["/etc/shadow", "/dev/zero", "../secret.png", "a/../../b.png"] {
+            let e = with(bad).check_files_inside(idx).unwrap_err().to_string();
+            assert_eq!(
+                e,
+                format!(
+                    "lib/library.idx: entry 1 (`s_1_m_0.5_cam01`) names the image `{bad}`, \
+                     outside the index's folder"
+                )
+            );
+        }
     }
 
     #[test]

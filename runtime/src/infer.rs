@@ -29,6 +29,10 @@ struct Prepared {
 
 /// Runs `model` on every item, `model.options().batch` at a time. Results come back in input
 /// order; `progress(done)` is called as images finish (from any thread).
+///
+/// Memory does not grow with the number of items: one batch is decoded at a time (one image
+/// per rayon thread, each within [`deepgalaxy_core::limits`]) and kept only as model input, and
+/// at most `2 x workers` prepared batches wait in the bounded channel for a worker.
 pub fn run_items(
     model: &Model,
     items: &[InputItem],

@@ -2,6 +2,7 @@
 //! (searched recursively for images), glob patterns, or catalogs (`.csv`, whose labels and
 //! times are kept so predictions can be scored).
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use deepgalaxy_core::{Catalog, Error, Result};
@@ -63,7 +64,7 @@ pub fn expand(args: &[String]) -> Result<Vec<InputItem>> {
         let path = PathBuf::from(arg);
         if path.is_dir() {
             let before = items.len();
-            walk(&path, &mut items)?;
+            walk(&path, &mut items, &mut HashSet::new())?;
             if items.len() == before {
                 return Err(Error::invalid(&path, "the folder holds no images"));
             }
@@ -94,8 +95,14 @@ pub fn expand(args: &[String]) -> Result<Vec<InputItem>> {
     Ok(items)
 }
 
-/// Appends the images under `dir`, sorted by path.
-fn walk(dir: &Path, items: &mut Vec<InputItem>) -> Result<()> {
+/// Appends the images under `dir`, sorted by path. Each folder is walked once, however many
+/// links lead to it (`visited` holds the canonical paths seen), so a symbolic link to a parent
+/// folder cannot make the walk endless.
+fn walk(dir: &Path, items: &mut Vec<InputItem>, visited: &mut HashSet<PathBuf>) -> Result<()> {
+    let canonical = std::fs::canonicalize(dir).map_err(|e| Error::io(dir, e))?;
+    if !visited.insert(canonical) {
+        return Ok(());
+    }
     let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| Error::io(dir, e))?
         .map(|e| e.map(|e| e.path()).map_err(|e| Error::io(dir, e)))
@@ -103,7 +110,7 @@ fn walk(dir: &Path, items: &mut Vec<InputItem>) -> Result<()> {
     entries.sort();
     for p in entries {
         if p.is_dir() {
-            walk(&p, items)?;
+            walk(&p, items, visited)?;
         } else if is_image_path(&p) {
             items.push(InputItem::file(p));
         }
@@ -148,5 +155,30 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("holds no images"), "{err}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_symlink_loop_is_walked_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("sub");
+        std::fs::create_dir(&sub).unwrap();
+        std::fs::write(dir.path().join("a.png"), b"x").unwrap();
+        std::fs::write(sub.join("b.png"), b"x").unwrap();
+        // a link back to the top and a second way into `sub`
+        std::os::unix::fs::symlink(dir.path(), sub.join("up")).unwrap();
+        std::os::unix::fs::symlink(&sub, dir.path().join("also_sub")).unwrap();
+        let items = expand(&[dir.path().display().to_string()]).unwrap();
+        let names: Vec<_> = items
+            .iter()
+            .map(|i| {
+                i.path
+                    .strip_prefix(dir.path())
+                    .unwrap()
+                    .display()
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(names, ["a.png", "also_sub/b.png"]);
     }
 }

@@ -4,7 +4,9 @@
 //! The card says how images become input (through the core [`preprocess()`] function, the same
 //! one training used) and what each class means in Myr; the interface says which outputs the
 //! file has (`probabilities`, `logits`, `latent` for `model.onnx`; `reconstruction` for the
-//! autoencoder and decoder).
+//! autoencoder and decoder). Opening a file checks the two agree (input size, class count,
+//! latent size, outputs that follow the batch), and every run checks each output has one row
+//! per image.
 
 use std::path::{Path, PathBuf};
 
@@ -108,7 +110,8 @@ impl Model {
                 format!("input `{}` has no fixed sample shape", input.name),
             ));
         }
-        let outputs = graph.output.iter().map(|o| o.name.clone()).collect();
+        let outputs: Vec<String> = graph.output.iter().map(|o| o.name.clone()).collect();
+        check_interface(path, &proto, &card, &input.name, &dims, &outputs)?;
         let digest = format!("{:x}", Sha256::digest(&bytes));
         let backend = backend::from_bytes(path, &bytes, options.backend, options.threads)?;
         Ok(Model {
@@ -208,11 +211,108 @@ impl Model {
                 ),
             ));
         }
+        // one row per image: an output that ignores the batch cannot be split by image
+        for (name, value) in self.outputs.iter().zip(&values) {
+            if value.shape.first() != Some(&n) {
+                return Err(Error::invalid(
+                    &self.path,
+                    format!(
+                        "output `{name}` has shape {:?} for a batch of {n} images: its first \
+                         dimension is not the batch",
+                        value.shape
+                    ),
+                ));
+            }
+        }
         Ok(Outputs {
             names: self.outputs.clone(),
             values,
         })
     }
+}
+
+/// The batch size at which [`check_interface`] infers output shapes: 2, so that an output
+/// whose first dimension is a constant 1 is told apart from one that follows the batch.
+const PROBE_BATCH: usize = 2;
+
+/// Checks the graph against its card, so that a file carrying someone else's card (or a card
+/// copied onto another network) is refused instead of giving confident wrong answers: the
+/// `image` input must take the card's `channels x size x size` and a `latent` input the card's
+/// latent size; for a batch of [`PROBE_BATCH`] images, as tract infers it from the graph,
+/// every output must have the batch as its first dimension, `probabilities` and `logits` the
+/// card's class count and `latent` the card's latent size (dimensions tract cannot fix are not
+/// compared).
+fn check_interface(
+    path: &Path,
+    proto: &tract_onnx::pb::ModelProto,
+    card: &ModelCard,
+    input: &str,
+    input_shape: &[usize],
+    outputs: &[String],
+) -> Result<()> {
+    use tract_onnx::prelude::{Datum, InferenceFact, InferenceModelExt};
+    use tract_onnx::tract_hir::internal::DimLike;
+    let bad = |what: String| Err(Error::invalid(path, what));
+    let p = &card.preprocess;
+    let wanted = match input {
+        "image" => Some(vec![p.channels as usize, p.size as usize, p.size as usize]),
+        "latent" => card.latent_dim.map(|d| vec![d]),
+        _ => None,
+    };
+    if let Some(wanted) = wanted.filter(|w| w != input_shape) {
+        return bad(format!(
+            "input `{input}` takes {input_shape:?} but the model card says {wanted:?}: \
+             the card does not belong to this graph"
+        ));
+    }
+    let mut probe = vec![PROBE_BATCH];
+    probe.extend_from_slice(input_shape);
+    let typed = tract_onnx::onnx()
+        .with_ignore_value_info(true)
+        .model_for_proto_model(proto)
+        .and_then(|m| m.with_input_fact(0, InferenceFact::dt_shape(f32::datum_type(), &probe)))
+        .and_then(|m| m.into_typed())
+        .map_err(|e| {
+            Error::invalid(
+                path,
+                format!("cannot infer the output shapes for input {probe:?}: {e:#}"),
+            )
+        })?;
+    let outlets = typed
+        .output_outlets()
+        .map_err(|e| Error::invalid(path, format!("{e:#}")))?;
+    for (name, outlet) in outputs.iter().zip(outlets) {
+        let fact = typed
+            .outlet_fact(*outlet)
+            .map_err(|e| Error::invalid(path, format!("output `{name}`: {e:#}")))?;
+        let dims: Vec<Option<usize>> = fact.shape.iter().map(|d| d.to_usize().ok()).collect();
+        let shown: Vec<String> = fact.shape.iter().map(|d| d.to_string()).collect();
+        if dims
+            .first()
+            .is_none_or(|d| d.is_some_and(|d| d != PROBE_BATCH))
+        {
+            return bad(format!(
+                "output `{name}` has shape [{}] for a batch of {PROBE_BATCH} images: its first \
+                 dimension is not the batch",
+                shown.join(", ")
+            ));
+        }
+        let width = match name.as_str() {
+            "probabilities" | "logits" => Some(("class count", card.num_classes)),
+            "latent" => card.latent_dim.map(|d| ("latent size", d)),
+            _ => None,
+        };
+        if let Some((what, want)) = width {
+            if dims.len() != 2 || dims[1].is_some_and(|d| d != want) {
+                return bad(format!(
+                    "output `{name}` has shape [{}] but the model card's {what} is {want}: \
+                     the card does not belong to this graph",
+                    shown.join(", ")
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A run's outputs, looked up by name.
@@ -240,5 +340,240 @@ impl Outputs {
     /// Whether an output called `name` exists.
     pub fn has(&self, name: &str) -> bool {
         self.names.iter().any(|n| n == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use deepgalaxy_core::card::CARD_VERSION;
+    use deepgalaxy_core::Preprocess;
+    use prost::Message;
+    use tract_onnx::pb;
+
+    /// Side of the test models' input images.
+    const SIDE: usize = 4;
+
+    fn card(classes: usize, latent: usize) -> ModelCard {
+        ModelCard {
+            card_version: CARD_VERSION,
+            tool_version: "test".into(),
+            model_spec: serde_json::json!({}),
+            preprocess: Preprocess {
+                size: SIDE as u32,
+                ..Preprocess::default()
+            },
+            num_classes: classes,
+            class_t_myr: (0..classes).map(|c| 5.0 * c as f64).collect(),
+            latent_dim: Some(latent),
+            training_digest: None,
+            split: None,
+            metrics: Default::default(),
+            precision: "fp32".into(),
+            quantization: None,
+        }
+    }
+
+    fn tensor(name: &str, dims: &[usize], values: impl Fn(usize) -> f32) -> pb::TensorProto {
+        let n = dims.iter().product();
+        pb::TensorProto {
+            name: name.into(),
+            dims: dims.iter().map(|&d| d as i64).collect(),
+            data_type: pb::tensor_proto::DataType::Float as i32,
+            float_data: (0..n).map(values).collect(),
+            ..Default::default()
+        }
+    }
+
+    fn node(
+        op: &str,
+        inputs: &[&str],
+        output: &str,
+        attribute: Vec<pb::AttributeProto>,
+    ) -> pb::NodeProto {
+        pb::NodeProto {
+            op_type: op.into(),
+            name: output.into(),
+            input: inputs.iter().map(|s| s.to_string()).collect(),
+            output: vec![output.into()],
+            attribute,
+            ..Default::default()
+        }
+    }
+
+    fn named(name: &str) -> pb::ValueInfoProto {
+        pb::ValueInfoProto {
+            name: name.into(),
+            ..Default::default()
+        }
+    }
+
+    /// A linear model `image [N, 1, 4, 4]` -> `logits`, `probabilities` (`classes` wide) and
+    /// `latent` (`latent` wide), written to `dir/name` with `card`. With `fixed_rows`, the
+    /// probabilities are a constant of that many rows whatever the batch.
+    fn write_model(
+        dir: &Path,
+        name: &str,
+        classes: usize,
+        latent: usize,
+        fixed_rows: Option<usize>,
+        card: &ModelCard,
+    ) -> PathBuf {
+        use pb::tensor_shape_proto::{dimension::Value as D, Dimension};
+        let pixels = SIDE * SIDE;
+        let dims = [
+            D::DimParam("N".into()),
+            D::DimValue(1),
+            D::DimValue(SIDE as i64),
+            D::DimValue(SIDE as i64),
+        ];
+        let input = pb::ValueInfoProto {
+            name: "image".into(),
+            r#type: Some(pb::TypeProto {
+                value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor {
+                    elem_type: pb::tensor_proto::DataType::Float as i32,
+                    shape: Some(pb::TensorShapeProto {
+                        dim: dims
+                            .into_iter()
+                            .map(|v| Dimension {
+                                value: Some(v),
+                                ..Default::default()
+                            })
+                            .collect(),
+                    }),
+                })),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let axis = pb::AttributeProto {
+            name: "axis".into(),
+            i: 1,
+            r#type: pb::attribute_proto::AttributeType::Int as i32,
+            ..Default::default()
+        };
+        let mut initializer = vec![
+            tensor("w", &[pixels, classes], |i| (i % 7) as f32 * 0.1),
+            tensor("v", &[pixels, latent], |i| (i % 5) as f32 * 0.2),
+        ];
+        let mut nodes = vec![
+            node("Flatten", &["image"], "flat", vec![axis.clone()]),
+            node("MatMul", &["flat", "w"], "logits", vec![]),
+            node("MatMul", &["flat", "v"], "latent", vec![]),
+        ];
+        match fixed_rows {
+            None => nodes.push(node("Softmax", &["logits"], "probabilities", vec![axis])),
+            Some(rows) => {
+                initializer.push(tensor("constant", &[rows, classes], |_| {
+                    1.0 / classes as f32
+                }));
+                nodes.push(node("Identity", &["constant"], "probabilities", vec![]));
+            }
+        }
+        let proto = pb::ModelProto {
+            ir_version: 8,
+            opset_import: vec![pb::OperatorSetIdProto {
+                domain: String::new(),
+                version: 17,
+            }],
+            graph: Some(pb::GraphProto {
+                name: "test".into(),
+                node: nodes,
+                initializer,
+                input: vec![input],
+                output: vec![named("probabilities"), named("logits"), named("latent")],
+                ..Default::default()
+            }),
+            metadata_props: card
+                .to_metadata()
+                .unwrap()
+                .into_iter()
+                .map(|(key, value)| pb::StringStringEntryProto { key, value })
+                .collect(),
+            ..Default::default()
+        };
+        let path = dir.join(name);
+        std::fs::write(&path, proto.encode_to_vec()).unwrap();
+        path
+    }
+
+    fn open_err(path: &Path) -> String {
+        match Model::open(path, RunOptions::default()) {
+            Ok(_) => panic!("{} opened", path.display()),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn a_matching_model_opens_and_runs_one_row_per_image() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_model(dir.path(), "ok.onnx", 3, 2, None, &card(3, 2));
+        let model = Model::open(&path, RunOptions::default()).unwrap();
+        let out = model.run(vec![0.5; 3 * SIDE * SIDE], 3).unwrap();
+        let p = out.get("probabilities").unwrap();
+        assert_eq!(p.shape, [3, 3]);
+        assert!((p.row(2).iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        assert_eq!(out.get("latent").unwrap().shape, [3, 2]);
+    }
+
+    #[test]
+    fn a_card_copied_onto_another_graph_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        // a 1000-class network carrying a 3-class card
+        let path = write_model(dir.path(), "other.onnx", 1000, 2, None, &card(3, 2));
+        let e = open_err(&path);
+        assert_eq!(
+            e,
+            format!(
+                "{}: output `probabilities` has shape [2, 1000] but the model card's class \
+                 count is 3: the card does not belong to this graph",
+                path.display()
+            )
+        );
+        let path = write_model(dir.path(), "latent.onnx", 3, 5, None, &card(3, 2));
+        let e = open_err(&path);
+        assert!(
+            e.contains("output `latent` has shape [2, 5] but the model card's latent size is 2"),
+            "{e}"
+        );
+        let mut big = card(3, 2);
+        big.preprocess.size = 8;
+        let path = write_model(dir.path(), "size.onnx", 3, 2, None, &big);
+        let e = open_err(&path);
+        assert!(
+            e.contains("input `image` takes [1, 4, 4] but the model card says [1, 8, 8]"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn outputs_that_ignore_the_batch_are_errors_not_panics() {
+        let dir = tempfile::tempdir().unwrap();
+        // one row whatever the batch: refused when opened
+        let path = write_model(dir.path(), "one.onnx", 3, 2, Some(1), &card(3, 2));
+        let e = open_err(&path);
+        assert_eq!(
+            e,
+            format!(
+                "{}: output `probabilities` has shape [1, 3] for a batch of 2 images: its first \
+                 dimension is not the batch",
+                path.display()
+            )
+        );
+        // two rows whatever the batch: passes the probe, but a run of 3 images is an error
+        let path = write_model(dir.path(), "two.onnx", 3, 2, Some(2), &card(3, 2));
+        let model = Model::open(&path, RunOptions::default()).unwrap();
+        let e = model
+            .run(vec![0.5; 3 * SIDE * SIDE], 3)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            format!(
+                "{}: output `probabilities` has shape [2, 3] for a batch of 3 images: its first \
+                 dimension is not the batch",
+                path.display()
+            )
+        );
     }
 }

@@ -50,10 +50,12 @@ pub struct PrecisionArgs {
     #[arg(long, default_value_t = 3)]
     pub repeats: usize,
     /// Batch sizes.
-    #[arg(long, value_delimiter = ',', default_value = "1,32")]
+    #[arg(long, value_delimiter = ',', default_value = "1,32",
+          value_parser = crate::run_args::in_range(1, crate::run_args::MAX_BATCH))]
     pub batches: Vec<usize>,
     /// Thread counts.
-    #[arg(long, value_delimiter = ',', default_value = "1,2")]
+    #[arg(long, value_delimiter = ',', default_value = "1,2",
+          value_parser = crate::run_args::in_range(1, crate::run_args::MAX_THREADS))]
     pub threads: Vec<usize>,
     /// Runner of the accuracy pass (every file once, batch 32, 2 threads): tract, or ort when
     /// tract would be too slow (tract runs FP16 in software f16, ~1,300x FP32).

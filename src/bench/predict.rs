@@ -22,11 +22,11 @@ pub struct PredictBenchArgs {
     /// Images: a catalog, folder or glob (the first `--images` are used).
     #[arg(long)]
     pub data: String,
-    /// Images per pass.
-    #[arg(long, default_value_t = 256)]
+    /// Images per pass (at least 1).
+    #[arg(long, default_value_t = 256, value_parser = crate::run_args::in_range(1, u64::MAX))]
     pub images: usize,
-    /// Timed passes per configuration (the median is quoted).
-    #[arg(long, default_value_t = 3)]
+    /// Timed passes per configuration (the median is quoted; at least 1).
+    #[arg(long, default_value_t = 3, value_parser = crate::run_args::in_range(1, u64::MAX))]
     pub repeats: usize,
     /// Folder for predict.md and predict.json.
     #[arg(long, default_value = "bench-results")]
