@@ -264,6 +264,20 @@ pub fn search(args: &SearchArgs) -> anyhow::Result<()> {
             out.len()
         );
     }
+    // a library image that cannot be read is a damaged index: the neighbours are still
+    // reported, but the run is not a success
+    let unreadable = out
+        .iter()
+        .filter_map(|q| q.result.as_ref())
+        .flat_map(|r| &r.neighbours)
+        .filter(|n| n.ssim_error.is_some())
+        .count();
+    if unreadable > 0 {
+        anyhow::bail!(
+            "{unreadable} neighbour image(s) of the index {} could not be read (listed above), so their SSIM is missing",
+            args.index.display()
+        );
+    }
     Ok(())
 }
 

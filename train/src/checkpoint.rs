@@ -166,7 +166,7 @@ pub fn save(
     state: &TrainState,
 ) -> Result<()> {
     let parent = dir.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+    deepgalaxy_core::io::create_dir_all(parent)?;
     remove_stale_temporaries(parent)?;
     let tmp = tempfile::Builder::new()
         .prefix(TEMP_PREFIX)
