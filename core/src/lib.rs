@@ -12,6 +12,7 @@
 //! * [`hdf5`] (feature `hdf5`): the original DeepGalaxy HDF5 layout, read and written.
 //! * [`card`]: the model card that export writes into ONNX `metadata_props` and runtime reads.
 //! * [`inspect`]: what a file holds, for `deepgalaxy inspect`.
+//! * `fuzz` (feature `fuzz`, for tests): the mutation-fuzzing harness of the parser tests.
 //! * [`Error`]: every error names the file (and row or HDU) and what is wrong.
 //!
 //! Outputs are written through [`io::write_atomic`] (temporary file, then rename), so a crash
@@ -21,6 +22,8 @@ pub mod card;
 pub mod catalog;
 pub mod error;
 pub mod fits;
+#[cfg(any(test, feature = "fuzz"))]
+pub mod fuzz;
 #[cfg(feature = "hdf5")]
 pub mod hdf5;
 pub mod image;
