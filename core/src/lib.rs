@@ -48,6 +48,19 @@ pub fn source_dir(compiled_in: &str) -> std::path::PathBuf {
         .unwrap_or_else(|| std::path::PathBuf::from(compiled_in))
 }
 
+/// The number of elements of a tensor of shape `dims` (ONNX stores dimensions as `i64`), or
+/// what is wrong with the shape: a negative dimension, or a product that overflows
+/// (`[2^32, 2^32]` wraps to 0 in `i64`). The ONNX readers of `export` and `runtime` take
+/// shapes from files and check them with this before anything is sized by them.
+pub fn element_count(dims: &[i64]) -> std::result::Result<usize, String> {
+    dims.iter().try_fold(1usize, |n, &d| {
+        let d =
+            usize::try_from(d).map_err(|_| format!("negative dimension {d} in shape {dims:?}"))?;
+        n.checked_mul(d)
+            .ok_or_else(|| format!("shape {dims:?} has more elements than can be counted"))
+    })
+}
+
 pub use card::ModelCard;
 pub use catalog::{Catalog, CatalogRecord};
 pub use error::{Error, Result};
