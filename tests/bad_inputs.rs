@@ -141,7 +141,9 @@ struct Shared {
 impl Shared {
     fn make(dir: &Path) -> Shared {
         std::fs::create_dir_all(dir).unwrap();
-        write_png16(&dir.join("image.png"), 16, 16, |x, y| (x * 300 + y * 700) as u16);
+        write_png16(&dir.join("image.png"), 16, 16, |x, y| {
+            (x * 300 + y * 700) as u16
+        });
         std::fs::create_dir_all(dir.join("data")).unwrap();
         let catalog = tiny_catalog(&dir.join("data"), 12, 3);
         exported(&dir.join("onnx"), 8, 1);

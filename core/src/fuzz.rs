@@ -256,7 +256,13 @@ pub fn peak_during<T>(f: impl FnOnce() -> T) -> (T, usize) {
 /// fails with the case's seed (replay it with `case(&mut Rng::new(seed))`). Prints
 /// `<name> fuzz: <n> cases` and returns `n`. Panics if [`PeakAlloc`] is not the global
 /// allocator, since the memory bound would then check nothing.
-pub fn run(name: &str, cases: usize, seed: u64, max_bytes: usize, mut case: impl FnMut(&mut Rng)) -> usize {
+pub fn run(
+    name: &str,
+    cases: usize,
+    seed: u64,
+    max_bytes: usize,
+    mut case: impl FnMut(&mut Rng),
+) -> usize {
     let (_, probe) = peak_during(|| std::hint::black_box(vec![0u8; 4096]));
     assert!(
         probe >= 4096,
@@ -299,7 +305,10 @@ mod tests {
         let changed = (0..100)
             .filter(|_| mutate(&mut rng, input, &[b"NaN"]) != input)
             .count();
-        assert!(changed >= 90, "{changed} of 100 mutations changed the input");
+        assert!(
+            changed >= 90,
+            "{changed} of 100 mutations changed the input"
+        );
     }
 
     #[test]
@@ -316,5 +325,4 @@ mod tests {
         }
         assert!((40..200).contains(&nested), "{nested} of 200 changed a/b");
     }
-
 }

@@ -53,7 +53,9 @@ fn the_harness_reports_a_panicking_case_with_its_seed() {
         });
     });
     assert!(
-        msg.starts_with("demo fuzz: case ") && msg.contains("(seed 0x") && msg.contains("the parser fell over"),
+        msg.starts_with("demo fuzz: case ")
+            && msg.contains("(seed 0x")
+            && msg.contains("the parser fell over"),
         "{msg}"
     );
 }
@@ -81,7 +83,8 @@ fn catalog_csv_fuzz() {
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(p, b"x").unwrap();
     }
-    let valid = "id_str,file_loc,simulation,camera,snapshot,label,t_myr,mass_ratio,size_ratio,observer\n\
+    let valid =
+        "id_str,file_loc,simulation,camera,snapshot,label,t_myr,mass_ratio,size_ratio,observer\n\
                  a,a.png,s_1_m_1,0,3,3,17.5,1,1,\"HST, ACS\"\n\
                  b,b.png,s_1_m_0.5,13,70,70,352.5,0.5,1.25,\n\
                  c,img/c.png,,,,,,,,note\n";
@@ -103,7 +106,10 @@ fn catalog_csv_fuzz() {
             }
             Err(e) => {
                 let e = e.to_string();
-                assert!(e.contains("catalog.csv"), "error does not name the file: {e}");
+                assert!(
+                    e.contains("catalog.csv"),
+                    "error does not name the file: {e}"
+                );
             }
         }
     });
@@ -173,7 +179,10 @@ fn model_card_fuzz() {
             }
             Err(e) => {
                 let e = e.to_string();
-                assert!(e.starts_with("m.onnx: "), "error does not name the file: {e}");
+                assert!(
+                    e.starts_with("m.onnx: "),
+                    "error does not name the file: {e}"
+                );
             }
         }
     });

@@ -98,7 +98,11 @@ fn mutate_fields(rng: &mut Rng, m: &mut ModelProto) {
             let i = rng.below(g.node.len());
             let n = &mut g.node[i];
             match rng.below(3) {
-                0 => n.op_type = rng.pick(&["Conv", "Gemm", "Reshape", "Softmax", "Nope", ""]).to_string(),
+                0 => {
+                    n.op_type = rng
+                        .pick(&["Conv", "Gemm", "Reshape", "Softmax", "Nope", ""])
+                        .to_string()
+                }
                 1 if !n.input.is_empty() => {
                     let k = rng.below(n.input.len());
                     n.input[k] = "missing".into();
@@ -135,7 +139,11 @@ fn mutate_fields(rng: &mut Rng, m: &mut ModelProto) {
         }
         _ if !m.metadata_props.is_empty() => {
             let i = rng.below(m.metadata_props.len());
-            let v = mutate(rng, m.metadata_props[i].value.as_bytes(), &[b"0", b"-1", b"[]"]);
+            let v = mutate(
+                rng,
+                m.metadata_props[i].value.as_bytes(),
+                &[b"0", b"-1", b"[]"],
+            );
             m.metadata_props[i].value = String::from_utf8_lossy(&v).into_owned();
         }
         _ => {}
@@ -220,11 +228,15 @@ fn onnx_model_open_and_run_fuzz() {
 fn a_graph_output_no_node_produces_is_an_error() {
     let mut m = ModelProto::parse_from_bytes(&model_bytes()).unwrap();
     let g = m.graph.as_mut().unwrap();
-    g.node.retain(|n| !n.output.iter().any(|o| o == "probabilities"));
+    g.node
+        .retain(|n| !n.output.iter().any(|o| o == "probabilities"));
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("m.onnx");
     std::fs::write(&path, m.write_to_bytes().unwrap()).unwrap();
-    let e = Model::open(&path, RunOptions::default()).err().unwrap().to_string();
+    let e = Model::open(&path, RunOptions::default())
+        .err()
+        .unwrap()
+        .to_string();
     assert!(
         e.contains("m.onnx") && e.contains("output `probabilities` is produced by no node"),
         "{e}"
@@ -243,7 +255,10 @@ fn an_initialiser_of_a_type_tract_cannot_load_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("m.onnx");
     std::fs::write(&path, m.write_to_bytes().unwrap()).unwrap();
-    let e = Model::open(&path, RunOptions::default()).err().unwrap().to_string();
+    let e = Model::open(&path, RunOptions::default())
+        .err()
+        .unwrap()
+        .to_string();
     assert!(
         e.contains("m.onnx") && e.contains(&format!("initialiser `{name}`: data type 14")),
         "{e}"

@@ -70,9 +70,8 @@ impl Model {
             graph.initializer.iter().map(|t| t.name.as_str()).collect();
         // tract panics on shapes and data types it cannot load (a damaged or edited file)
         for t in &graph.initializer {
-            let bad = |what: String| {
-                Error::invalid(path, format!("initialiser `{}`: {what}", t.name))
-            };
+            let bad =
+                |what: String| Error::invalid(path, format!("initialiser `{}`: {what}", t.name));
             deepgalaxy_core::element_count(&t.dims).map_err(bad)?;
             // FLOAT, (U)INT8/16/32/64, BOOL, FLOAT16, DOUBLE: the numeric types tract loads
             if !matches!(t.data_type, 1..=7 | 9..=13) {

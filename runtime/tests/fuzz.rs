@@ -51,27 +51,36 @@ fn latent_index_fuzz() {
     let valid = sample().to_bytes().unwrap();
     let mut parsed = 0;
     // an index is read whole, so a parse may hold a few times the file's size, never more
-    let n = run("latent index", 100_000, 0x1d8, 64 * valid.len(), |rng: &mut Rng| {
-        let mut b = mutate(rng, &valid, &[b"DGLXIDX\0", &[0xff; 8]]);
-        if rng.below(2) == 0 {
-            b = reseal(b);
-        }
-        match LatentIndex::from_bytes(&b, Path::new("lib.idx"), None) {
-            Ok(index) => {
-                parsed += 1;
-                assert_eq!(index.vectors().len(), index.len() * index.dim());
-                assert!(index.vectors().iter().all(|v| v.is_finite()));
-                // what loads saves and loads back the same
-                let again = index.to_bytes().unwrap();
-                let back = LatentIndex::from_bytes(&again, Path::new("lib.idx"), None).unwrap();
-                assert_eq!(back, index);
+    let n = run(
+        "latent index",
+        100_000,
+        0x1d8,
+        64 * valid.len(),
+        |rng: &mut Rng| {
+            let mut b = mutate(rng, &valid, &[b"DGLXIDX\0", &[0xff; 8]]);
+            if rng.below(2) == 0 {
+                b = reseal(b);
             }
-            Err(e) => {
-                let e = e.to_string();
-                assert!(e.starts_with("lib.idx: "), "error does not name the file: {e}");
+            match LatentIndex::from_bytes(&b, Path::new("lib.idx"), None) {
+                Ok(index) => {
+                    parsed += 1;
+                    assert_eq!(index.vectors().len(), index.len() * index.dim());
+                    assert!(index.vectors().iter().all(|v| v.is_finite()));
+                    // what loads saves and loads back the same
+                    let again = index.to_bytes().unwrap();
+                    let back = LatentIndex::from_bytes(&again, Path::new("lib.idx"), None).unwrap();
+                    assert_eq!(back, index);
+                }
+                Err(e) => {
+                    let e = e.to_string();
+                    assert!(
+                        e.starts_with("lib.idx: "),
+                        "error does not name the file: {e}"
+                    );
+                }
             }
-        }
-    });
+        },
+    );
     assert_eq!(n, 100_000);
     assert!(parsed > 100, "only {parsed} mutated indexes parsed");
 }

@@ -144,7 +144,10 @@ fn state_json_fuzz() {
             }
             Err(e) => {
                 let e = e.to_string();
-                assert!(e.contains("state.json"), "error does not name the file: {e}");
+                assert!(
+                    e.contains("state.json"),
+                    "error does not name the file: {e}"
+                );
             }
         }
     });
