@@ -15,6 +15,7 @@
 //! * [`limits`]: how much one input file may make the program read and allocate (overridable
 //!   through `DEEPGALAXY_MAX_*` environment variables); [`io::read_bytes`] reads regular files
 //!   only, up to the limit.
+//! * `fuzz` (feature `fuzz`, for tests): the mutation-fuzzing harness of the parser tests.
 //! * [`Error`]: every error names the file (and row or HDU) and what is wrong.
 //!
 //! Outputs are written through [`io::write_atomic`] (temporary file, then rename), so a crash
@@ -24,6 +25,8 @@ pub mod card;
 pub mod catalog;
 pub mod error;
 pub mod fits;
+#[cfg(any(test, feature = "fuzz"))]
+pub mod fuzz;
 #[cfg(feature = "hdf5")]
 pub mod hdf5;
 pub mod image;
@@ -47,6 +50,19 @@ pub fn source_dir(compiled_in: &str) -> std::path::PathBuf {
     std::env::var_os("CARGO_MANIFEST_DIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| std::path::PathBuf::from(compiled_in))
+}
+
+/// The number of elements of a tensor of shape `dims` (ONNX stores dimensions as `i64`), or
+/// what is wrong with the shape: a negative dimension, or a product that overflows
+/// (`[2^32, 2^32]` wraps to 0 in `i64`). The ONNX readers of `export` and `runtime` take
+/// shapes from files and check them with this before anything is sized by them.
+pub fn element_count(dims: &[i64]) -> std::result::Result<usize, String> {
+    dims.iter().try_fold(1usize, |n, &d| {
+        let d =
+            usize::try_from(d).map_err(|_| format!("negative dimension {d} in shape {dims:?}"))?;
+        n.checked_mul(d)
+            .ok_or_else(|| format!("shape {dims:?} has more elements than can be counted"))
+    })
 }
 
 pub use card::ModelCard;

@@ -168,6 +168,14 @@ pub fn inspect_onnx(path: &Path) -> Result<OnnxSummary> {
         .iter()
         .map(|e| (e.key.as_str(), e.value.as_str()))
         .collect();
+    let mut parameters = 0usize;
+    for t in &graph.initializer {
+        let bad = |what: String| Error::invalid(path, format!("initialiser `{}`: {what}", t.name));
+        let n = deepgalaxy_core::element_count(&t.dims).map_err(bad)?;
+        parameters = parameters
+            .checked_add(n)
+            .ok_or_else(|| bad("the parameter count overflows".into()))?;
+    }
     let card = if props
         .iter()
         .any(|(k, _)| k.starts_with(deepgalaxy_core::card::KEY_PREFIX))
@@ -188,11 +196,7 @@ pub fn inspect_onnx(path: &Path) -> Result<OnnxSummary> {
         inputs: graph.input.iter().map(|i| i.name.clone()).collect(),
         outputs: graph.output.iter().map(|o| o.name.clone()).collect(),
         nodes: graph.node.len(),
-        parameters: graph
-            .initializer
-            .iter()
-            .map(|t| t.dims.iter().product::<i64>().max(0) as usize)
-            .sum(),
+        parameters,
         card,
     })
 }

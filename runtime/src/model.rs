@@ -70,6 +70,19 @@ impl Model {
             .ok_or_else(|| Error::invalid(path, "the ONNX model has no graph"))?;
         let initialisers: std::collections::HashSet<&str> =
             graph.initializer.iter().map(|t| t.name.as_str()).collect();
+        // tract panics on shapes and data types it cannot load (a damaged or edited file)
+        for t in &graph.initializer {
+            let bad =
+                |what: String| Error::invalid(path, format!("initialiser `{}`: {what}", t.name));
+            deepgalaxy_core::element_count(&t.dims).map_err(bad)?;
+            // FLOAT, (U)INT8/16/32/64, BOOL, FLOAT16, DOUBLE: the numeric types tract loads
+            if !matches!(t.data_type, 1..=7 | 9..=13) {
+                return Err(bad(format!(
+                    "data type {} is not a numeric type this runtime loads",
+                    t.data_type
+                )));
+            }
+        }
         let inputs: Vec<_> = graph
             .input
             .iter()
@@ -108,6 +121,24 @@ impl Model {
             return Err(Error::invalid(
                 path,
                 format!("input `{}` has no fixed sample shape", input.name),
+            ));
+        }
+        // tract panics on a graph output that nothing produces (a damaged or edited file)
+        let produced: std::collections::HashSet<&str> = graph
+            .node
+            .iter()
+            .flat_map(|n| n.output.iter().map(String::as_str))
+            .chain(graph.input.iter().map(|i| i.name.as_str()))
+            .chain(initialisers.iter().copied())
+            .collect();
+        if let Some(o) = graph
+            .output
+            .iter()
+            .find(|o| !produced.contains(o.name.as_str()))
+        {
+            return Err(Error::invalid(
+                path,
+                format!("the graph output `{}` is produced by no node", o.name),
             ));
         }
         let outputs: Vec<String> = graph.output.iter().map(|o| o.name.clone()).collect();

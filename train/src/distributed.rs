@@ -169,7 +169,9 @@ impl Parallel {
     /// Checks the numbers are usable with a local batch of `batch_size`.
     pub fn validate(&self, batch_size: usize) -> Result<()> {
         let bad = |what: String| Err(Error::setting("distributed training", what));
-        if self.micro_batches == 0 || batch_size < 2 * self.micro_batches {
+        // checked: 2 x a huge count must not wrap to a small number that passes
+        let smallest_batch = self.micro_batches.checked_mul(2);
+        if self.micro_batches == 0 || smallest_batch.is_none_or(|n| batch_size < n) {
             return bad(format!(
                 "{} micro-batches of a batch of {batch_size} leave fewer than 2 images in one (batch normalisation needs two)",
                 self.micro_batches
