@@ -358,7 +358,18 @@ pub fn load(dir: &Path, device: &Device) -> Result<Checkpoint> {
         device,
     )?;
     let optimizer = load_tensors(&dir.join("optimizer.safetensors"), device)?;
-    let state: TrainState = read_json(&dir.join("state.json"))?;
+    let state_path = dir.join("state.json");
+    let state: TrainState = read_json(&state_path)?;
+    if state.class_t_myr.len() != spec.num_classes {
+        return Err(Error::invalid(
+            &state_path,
+            format!(
+                "class_t_myr holds {} times for {} classes",
+                state.class_t_myr.len(),
+                spec.num_classes
+            ),
+        ));
+    }
     let state = resolve_paths(state, &run_folder(dir));
     Ok(Checkpoint {
         spec,

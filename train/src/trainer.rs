@@ -326,13 +326,6 @@ fn check_resumable(
             spec.num_classes, data.num_classes
         ));
     }
-    if state.class_t_myr.len() != spec.num_classes {
-        return Err(format!(
-            "class_t_myr holds {} times for {} classes",
-            state.class_t_myr.len(),
-            spec.num_classes
-        ));
-    }
     if state.history.len() != state.epoch {
         return Err(format!(
             "{} epoch(s) done but {} in the history",
