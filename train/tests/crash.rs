@@ -8,11 +8,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{catalog, config, go, spec};
+use common::one_step_run;
 use deepgalaxy_train::checkpoint::{checkpoint_dir, load, save};
 use deepgalaxy_train::optim::Optimizer;
-use deepgalaxy_train::trainer::Quiet;
-use deepgalaxy_train::{train, TrainConfig};
 use rand::{Rng, SeedableRng};
 
 /// Where the child saves (set only in the child's environment).
@@ -42,13 +40,7 @@ fn child_saves_until_killed() {
 #[test]
 fn a_checkpoint_survives_sigkill_at_any_moment_of_a_save() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = catalog(tmp.path(), 16, 2);
-    let run = tmp.path().join("run");
-    let cfg = TrainConfig {
-        max_steps: Some(1),
-        ..config(&data, &run)
-    };
-    train(spec(0.0), cfg, &Quiet, &go()).unwrap();
+    let run = one_step_run(tmp.path());
     // how long one save takes here, to spread the kills over whole saves
     let t = std::time::Instant::now();
     save_repeatedly(&run, 5);
@@ -99,13 +91,7 @@ fn a_checkpoint_survives_sigkill_at_any_moment_of_a_save() {
 #[test]
 fn an_interrupted_save_keeps_the_old_checkpoint_until_the_new_one_is_in_place() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = catalog(tmp.path(), 16, 2);
-    let run = tmp.path().join("run");
-    let cfg = TrainConfig {
-        max_steps: Some(1),
-        ..config(&data, &run)
-    };
-    train(spec(0.0), cfg, &Quiet, &go()).unwrap();
+    let run = one_step_run(tmp.path());
     // as a kill between the two renames leaves it: only checkpoint.old, and a partial
     // temporary folder
     let dir = checkpoint_dir(&run);

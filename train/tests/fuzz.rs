@@ -80,6 +80,7 @@ fn state() -> TrainState {
                 micro_batches: 2,
                 ..Parallel::default()
             },
+            overwrite: false,
         },
         epoch: 1,
         batch_in_epoch: 3,
@@ -93,6 +94,7 @@ fn state() -> TrainState {
         },
         training_digest: "ab".repeat(32),
         class_t_myr: vec![2.0, 7.0, 12.0],
+        paths: deepgalaxy_train::checkpoint::PATHS_RELATIVE_TO_RUN,
         history: vec![EpochRecord {
             epoch: 1,
             step: 9,

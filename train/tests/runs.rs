@@ -7,7 +7,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{catalog, config, go, spec};
+use common::{catalog, config, go, one_step_run, spec};
 use deepgalaxy_train::checkpoint::{checkpoint_dir, load, load_state};
 use deepgalaxy_train::trainer::Quiet;
 use deepgalaxy_train::{resume, train, Extend, Outcome, TrainConfig};
@@ -149,24 +149,14 @@ fn resuming_keeps_the_runs_epochs_unless_told() {
     assert_eq!((state.epoch, state.config.epochs), (3, 3));
 }
 
-/// Trains one step into a fresh run and returns its `state.json` as JSON.
-fn one_step_run(dir: &Path) -> (std::path::PathBuf, serde_json::Value) {
-    let data = catalog(dir, 16, 2);
-    let out = dir.join("run");
-    let cfg = TrainConfig {
-        max_steps: Some(1),
-        ..config(&data, &out)
-    };
-    train(spec(0.0), cfg, &Quiet, &go()).unwrap();
-    let text = std::fs::read_to_string(checkpoint_dir(&out).join("state.json")).unwrap();
-    (out, serde_json::from_str(&text).unwrap())
-}
 
 #[test]
 fn a_damaged_state_json_is_refused_naming_it() {
     let tmp = tempfile::tempdir().unwrap();
-    let (out, state) = one_step_run(tmp.path());
+    let out = one_step_run(tmp.path());
     let path = checkpoint_dir(&out).join("state.json");
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     let cases: Vec<(&str, Box<dyn Fn(&mut serde_json::Value)>, &str)> = vec![
         (
             "batch size 0",

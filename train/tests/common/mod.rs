@@ -97,6 +97,18 @@ pub fn config(data: &Path, out: &Path) -> TrainConfig {
     }
 }
 
+/// A run of one training step (16 images, 2 classes) in `dir/run`; returns the run folder.
+pub fn one_step_run(dir: &Path) -> PathBuf {
+    let data = catalog(dir, 16, 2);
+    let run = dir.join("run");
+    let cfg = TrainConfig {
+        max_steps: Some(1),
+        ..config(&data, &run)
+    };
+    deepgalaxy_train::train(spec(0.0), cfg, &deepgalaxy_train::trainer::Quiet, &go()).unwrap();
+    run
+}
+
 pub fn go() -> AtomicBool {
     AtomicBool::new(false)
 }
