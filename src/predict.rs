@@ -5,9 +5,11 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use deepgalaxy_runtime::inputs::expand;
-use deepgalaxy_runtime::predict::{predictions, score, to_bytes, write_predictions, Format};
+use deepgalaxy_runtime::predict::{
+    predictions, score, to_bytes, write_predictions, Format, Predictor,
+};
 
-use crate::run_args::{report_failures, run_with_progress, ModelArgs};
+use crate::run_args::{report_errors, report_failures, run_with_progress, ModelArgs};
 
 /// Predict the merger timescale of images with an exported model.
 #[derive(Debug, clap::Args)]
@@ -42,17 +44,27 @@ pub fn run(args: &PredictArgs) -> anyhow::Result<()> {
         .open(&args.model.model)
         .and_then(|m| Ok((m, expand(&args.inputs)?)));
     let (model, items) = crate::distributed::agreed(comm, "opening the model and inputs", opened)?;
-    let Some(results) = crate::distributed::run_sharded(comm, &model, &items, "predict")? else {
-        return Ok(());
+    let predictor = Predictor::new(model.output_names(), model.card(), args.k, args.latent)?;
+    let preds = if comm.size() == 1 {
+        // each image's outputs become its prediction as soon as they are computed, so memory
+        // holds a few numbers per image, not every output row
+        crate::run_args::run_with_progress_map(&model, &items, "predict", &|i, r| {
+            predictor.predict(&items[i], &r)
+        })
+    } else {
+        let Some(results) = crate::distributed::run_sharded(comm, &model, &items, "predict")?
+        else {
+            return Ok(());
+        };
+        predictions(
+            &items,
+            &results,
+            model.output_names(),
+            model.card(),
+            args.k,
+            args.latent,
+        )?
     };
-    let preds = predictions(
-        &items,
-        &results,
-        model.output_names(),
-        model.card(),
-        args.k,
-        args.latent,
-    )?;
     match &args.output {
         Some(path) => {
             write_predictions(path, &preds)?;
@@ -66,7 +78,7 @@ pub fn run(args: &PredictArgs) -> anyhow::Result<()> {
             s.count, s.top1, s.within1, s.within2, s.mae_myr
         );
     }
-    report_failures(&items, &results)
+    report_errors(items.len(), preds.iter().filter_map(|p| p.error.as_ref()))
 }
 
 /// Write the latent vectors (VAE means) of images.

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use deepgalaxy_runtime::backend::BackendKind;
-use deepgalaxy_runtime::infer::{run_items, SampleResult};
+use deepgalaxy_runtime::infer::{run_items_map, SampleResult};
 use deepgalaxy_runtime::inputs::InputItem;
 use deepgalaxy_runtime::model::{Model, RunOptions};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -69,25 +69,40 @@ impl RunArgs {
 
 /// Runs `model` on `items` behind a progress bar on stderr.
 pub fn run_with_progress(model: &Model, items: &[InputItem], what: &str) -> Vec<SampleResult> {
+    run_with_progress_map(model, items, what, &|_, r| r)
+}
+
+/// [`run_with_progress`], keeping for each image only what `keep` makes of its result (see
+/// [`run_items_map`]).
+pub fn run_with_progress_map<T: Send>(
+    model: &Model,
+    items: &[InputItem],
+    what: &str,
+    keep: &(dyn Fn(usize, SampleResult) -> T + Sync),
+) -> Vec<T> {
     let bar = ProgressBar::new(items.len() as u64).with_style(
         ProgressStyle::with_template(&format!(
             "{what} {{bar:40}} {{pos}}/{{len}} images, {{per_sec}}, eta {{eta}}"
         ))
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let results = run_items(model, items, &|done| bar.set_position(done as u64));
+    let results = run_items_map(model, items, &|done| bar.set_position(done as u64), keep);
     bar.finish_and_clear();
     results
 }
 
 /// Reports the inputs that failed on stderr; an error (so the exit code says so) when any did.
 pub fn report_failures(items: &[InputItem], results: &[SampleResult]) -> anyhow::Result<()> {
-    let failed: Vec<(&InputItem, &String)> = items
-        .iter()
-        .zip(results)
-        .filter_map(|(i, r)| r.as_ref().err().map(|e| (i, e)))
-        .collect();
-    for (_, e) in &failed {
+    report_errors(items.len(), results.iter().filter_map(|r| r.as_ref().err()))
+}
+
+/// [`report_failures`] from the errors of `total` inputs.
+pub fn report_errors<'a>(
+    total: usize,
+    errors: impl Iterator<Item = &'a String>,
+) -> anyhow::Result<()> {
+    let failed: Vec<&String> = errors.collect();
+    for e in &failed {
         eprintln!("failed: {e}");
     }
     if failed.is_empty() {
@@ -96,7 +111,7 @@ pub fn report_failures(items: &[InputItem], results: &[SampleResult]) -> anyhow:
         anyhow::bail!(
             "{} of {} images could not be processed (listed above; the others' results were written)",
             failed.len(),
-            items.len()
+            total
         )
     }
 }

@@ -30,7 +30,7 @@ struct Prepared {
 /// Runs `model` on every item, `model.options().batch` at a time. Results come back in input
 /// order; `progress(done)` is called as images finish (from any thread).
 ///
-/// Memory does not grow with the number of items: one batch is decoded at a time (one image
+/// Memory does not grow with the number of items beyond the results kept: one batch is decoded at a time (one image
 /// per rayon thread, each within [`deepgalaxy_core::limits`]) and kept only as model input, and
 /// at most `2 x workers` prepared batches wait in the bounded channel for a worker.
 pub fn run_items(
@@ -38,12 +38,26 @@ pub fn run_items(
     items: &[InputItem],
     progress: &(dyn Fn(usize) + Sync),
 ) -> Vec<SampleResult> {
+    run_items_map(model, items, progress, &|_, r| r)
+}
+
+/// [`run_items`], turning each image's result into what the caller keeps (`keep(index,
+/// result)`) as soon as it is computed, so that only that is held for every image: e.g. a
+/// prediction's few numbers instead of every output row of the model.
+pub fn run_items_map<T: Send>(
+    model: &Model,
+    items: &[InputItem],
+    progress: &(dyn Fn(usize) + Sync),
+    keep: &(dyn Fn(usize, SampleResult) -> T + Sync),
+) -> Vec<T> {
     let batch = model.options().batch.max(1);
     let workers = model.backend().workers().max(1);
-    let results: Mutex<Vec<Option<SampleResult>>> = Mutex::new(vec![None; items.len()]);
+    let results: Mutex<Vec<Option<T>>> =
+        Mutex::new(std::iter::repeat_with(|| None).take(items.len()).collect());
     let done = AtomicUsize::new(0);
     let record = |i: usize, r: SampleResult| {
-        results.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(r);
+        let kept = keep(i, r);
+        results.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(kept);
         progress(done.fetch_add(1, Ordering::Relaxed) + 1);
     };
     let (tx, rx) = sync_channel::<Prepared>(2 * workers);
@@ -110,7 +124,8 @@ pub fn run_items(
         .into_inner()
         .unwrap_or_else(|e| e.into_inner())
         .into_iter()
-        .map(|r| r.unwrap_or_else(|| Err("not run".to_string())))
+        .enumerate()
+        .map(|(i, r)| r.unwrap_or_else(|| keep(i, Err("not run".to_string()))))
         .collect()
 }
 

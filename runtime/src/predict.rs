@@ -108,27 +108,64 @@ pub fn predictions(
     k: usize,
     with_latent: bool,
 ) -> Result<Vec<Prediction>> {
-    let find = |name: &str| outputs.iter().position(|o| o == name);
-    let prob = find("probabilities").ok_or_else(|| {
-        Error::setting(
-            "model",
-            format!(
-                "the model has no `probabilities` output (it has {outputs:?}): is it model.onnx?"
-            ),
-        )
-    })?;
-    let latent = find("latent");
+    let predictor = Predictor::new(outputs, card, k, with_latent)?;
     Ok(items
         .iter()
         .zip(results)
-        .map(|(item, r)| {
-            let rows = r
-                .as_ref()
-                .map(|s| (&s.rows[prob][..], latent.map(|l| &s.rows[l][..])))
-                .map_err(Clone::clone);
-            Prediction::new(item, rows, card, k, with_latent)
-        })
+        .map(|(item, r)| predictor.predict(item, r))
         .collect())
+}
+
+/// Turns one image's model outputs into its [`Prediction`]: where the probabilities and the
+/// latent are among the model's outputs, and what to report.
+pub struct Predictor<'a> {
+    probabilities: usize,
+    latent: Option<usize>,
+    card: &'a ModelCard,
+    k: usize,
+    with_latent: bool,
+}
+
+impl<'a> Predictor<'a> {
+    /// For a model with `outputs` (in its output order) and `card`; the top `k` classes, and
+    /// the latent when `with_latent`. An error when the model has no `probabilities` output.
+    pub fn new(
+        outputs: &[String],
+        card: &'a ModelCard,
+        k: usize,
+        with_latent: bool,
+    ) -> Result<Predictor<'a>> {
+        let find = |name: &str| outputs.iter().position(|o| o == name);
+        let probabilities = find("probabilities").ok_or_else(|| {
+            Error::setting(
+                "model",
+                format!(
+                    "the model has no `probabilities` output (it has {outputs:?}): is it model.onnx?"
+                ),
+            )
+        })?;
+        Ok(Predictor {
+            probabilities,
+            latent: find("latent"),
+            card,
+            k,
+            with_latent,
+        })
+    }
+
+    /// The prediction of `item` from its result.
+    pub fn predict(&self, item: &InputItem, result: &SampleResult) -> Prediction {
+        let rows = result
+            .as_ref()
+            .map(|s| {
+                (
+                    &s.rows[self.probabilities][..],
+                    self.latent.map(|l| &s.rows[l][..]),
+                )
+            })
+            .map_err(Clone::clone);
+        Prediction::new(item, rows, self.card, self.k, self.with_latent)
+    }
 }
 
 /// Accuracy of predictions that have a true label: (count, top-1, within one class, within
