@@ -91,7 +91,11 @@ pub struct TrainArgs {
     #[arg(long)]
     pub max_steps: Option<u64>,
     /// Heads in the loss: any of classifier,autoencoder,vae.
-    #[arg(long, default_value = "classifier,autoencoder,vae", conflicts_with = "resume")]
+    #[arg(
+        long,
+        default_value = "classifier,autoencoder,vae",
+        conflicts_with = "resume"
+    )]
     pub heads: String,
     /// Keep the encoder fixed (train the heads only).
     #[arg(long, conflicts_with = "resume")]
@@ -105,14 +109,24 @@ pub struct TrainArgs {
     #[arg(long, value_name = "K", conflicts_with = "resume")]
     pub unfreeze_every: Option<usize>,
     /// Validation split.
-    #[arg(long, value_enum, default_value = "by-simulation", conflicts_with = "resume")]
+    #[arg(
+        long,
+        value_enum,
+        default_value = "by-simulation",
+        conflicts_with = "resume"
+    )]
     pub split: SplitArg,
     /// Fraction held out (of the simulations, for by-simulation).
     #[arg(long, default_value_t = 0.2, conflicts_with = "resume")]
     pub val_fraction: f64,
     /// Simulations to hold out, by name (e.g. s_1_m_1,s_0.75_m_1.25), instead of drawing
     /// `--val-fraction` of them at random.
-    #[arg(long, value_delimiter = ',', conflicts_with = "val_fraction", conflicts_with = "resume")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        conflicts_with = "val_fraction",
+        conflicts_with = "resume"
+    )]
     pub val_simulations: Vec<String>,
     /// adam, adamw, sgd (momentum 0.9) or adadelta (the paper's, with --lr 8).
     #[arg(long, default_value = "adam", conflicts_with = "resume")]

@@ -245,7 +245,10 @@ fn train_resume_changes_only_the_flags_given_and_never_replaces_a_run_silently()
         a("--lr"),
         a("0.5"),
     ]);
-    assert!(!ok && err.contains("--lr") && err.contains("--resume"), "{err}");
+    assert!(
+        !ok && err.contains("--lr") && err.contains("--resume"),
+        "{err}"
+    );
     assert_eq!(model(), before);
 
     // without --epochs the run keeps its own 3 (the flag's default for new runs is 10)
@@ -259,13 +262,25 @@ fn train_resume_changes_only_the_flags_given_and_never_replaces_a_run_silently()
     ]);
     assert!(ok, "{err}");
     let s = state();
-    assert_eq!((s["config"]["epochs"].as_u64(), s["step"].as_u64()), (Some(3), Some(2)));
+    assert_eq!(
+        (s["config"]["epochs"].as_u64(), s["step"].as_u64()),
+        (Some(3), Some(2))
+    );
 
     // --overwrite starts afresh
-    let (ok, _, err) = new_run(&[a("--epochs"), a("1"), a("--max-steps"), a("1"), a("--overwrite")]);
+    let (ok, _, err) = new_run(&[
+        a("--epochs"),
+        a("1"),
+        a("--max-steps"),
+        a("1"),
+        a("--overwrite"),
+    ]);
     assert!(ok, "{err}");
     let s = state();
-    assert_eq!((s["config"]["epochs"].as_u64(), s["step"].as_u64()), (Some(1), Some(1)));
+    assert_eq!(
+        (s["config"]["epochs"].as_u64(), s["step"].as_u64()),
+        (Some(1), Some(1))
+    );
 }
 
 #[test]

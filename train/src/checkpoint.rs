@@ -178,7 +178,10 @@ pub fn save(
         optimizer.tensors(),
     )?;
     write_json(&tmp.path().join("spec.json"), spec)?;
-    write_json(&tmp.path().join("state.json"), &relative_paths(state, parent)?)?;
+    write_json(
+        &tmp.path().join("state.json"),
+        &relative_paths(state, parent)?,
+    )?;
     sync_dir(tmp.path())?;
     let old = dir.with_extension("old");
     // `dir` exists only as a complete checkpoint (it is only ever made by the rename below);
@@ -299,7 +302,10 @@ pub fn refuse_existing_run(out: &Path) -> Result<()> {
         return Ok(());
     }
     let progress = match load_state(&dir) {
-        Ok(s) => format!(" (epoch {} of {}, step {})", s.epoch, s.config.epochs, s.step),
+        Ok(s) => format!(
+            " (epoch {} of {}, step {})",
+            s.epoch, s.config.epochs, s.step
+        ),
         Err(_) => String::new(),
     };
     Err(Error::invalid(

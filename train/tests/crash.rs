@@ -53,7 +53,12 @@ fn a_checkpoint_survives_sigkill_at_any_moment_of_a_save() {
     let (mut only_old, mut kills) = (0, 0);
     for _ in 0..60 {
         let mut child = Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "child_saves_until_killed", "--ignored", "--test-threads=1"])
+            .args([
+                "--exact",
+                "child_saves_until_killed",
+                "--ignored",
+                "--test-threads=1",
+            ])
             .env(CHILD_DIR, &run)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
@@ -71,7 +76,11 @@ fn a_checkpoint_survives_sigkill_at_any_moment_of_a_save() {
         }
         let ck = load(&dir, &candle_core::Device::Cpu)
             .unwrap_or_else(|e| panic!("after kill {kills} no checkpoint loads: {e}"));
-        assert!(ck.state.step >= last_step, "went back to step {}", ck.state.step);
+        assert!(
+            ck.state.step >= last_step,
+            "went back to step {}",
+            ck.state.step
+        );
         last_step = ck.state.step;
     }
     eprintln!(
@@ -85,7 +94,10 @@ fn a_checkpoint_survives_sigkill_at_any_moment_of_a_save() {
         .filter(|n| n.starts_with(".checkpoint-") || n.starts_with("checkpoint"))
         .collect();
     assert_eq!(names, ["checkpoint"]);
-    assert!(last_step > 6, "the child never saved (last step {last_step})");
+    assert!(
+        last_step > 6,
+        "the child never saved (last step {last_step})"
+    );
 }
 
 #[test]

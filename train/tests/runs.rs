@@ -70,7 +70,10 @@ fn a_copied_run_resumes_into_the_copy_and_the_original_is_untouched() {
     );
     assert_eq!(files(&checkpoint_dir(&original)), before);
     let state = load_state(&checkpoint_dir(&copy)).unwrap();
-    assert_eq!((state.epoch, state.config.out.as_path()), (2, copy.as_path()));
+    assert_eq!(
+        (state.epoch, state.config.out.as_path()),
+        (2, copy.as_path())
+    );
     assert!(copy.join("metrics.csv").is_file());
 
     // a copy at another depth no longer reaches the data by the stored path: the error says
@@ -111,8 +114,10 @@ fn a_new_run_refuses_a_folder_holding_one_unless_told_to_overwrite() {
         .unwrap_err()
         .to_string();
     assert!(
-        err.contains(&format!("{}: already holds a training run (epoch 0 of 1, step 1)", out.display()))
-            && err.contains("--resume")
+        err.contains(&format!(
+            "{}: already holds a training run (epoch 0 of 1, step 1)",
+            out.display()
+        )) && err.contains("--resume")
             && err.contains("--overwrite"),
         "{err}"
     );
@@ -148,7 +153,6 @@ fn resuming_keeps_the_runs_epochs_unless_told() {
     let state = load_state(&checkpoint_dir(&out)).unwrap();
     assert_eq!((state.epoch, state.config.epochs), (3, 3));
 }
-
 
 #[test]
 fn a_damaged_state_json_is_refused_naming_it() {
@@ -206,5 +210,11 @@ fn a_damaged_state_json_is_refused_naming_it() {
         ..Extend::default()
     };
     resume(&out, &extend, &Quiet, &go()).unwrap();
-    assert_eq!(load(&checkpoint_dir(&out), &candle_core::Device::Cpu).unwrap().state.step, 2);
+    assert_eq!(
+        load(&checkpoint_dir(&out), &candle_core::Device::Cpu)
+            .unwrap()
+            .state
+            .step,
+        2
+    );
 }
