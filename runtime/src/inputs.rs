@@ -133,16 +133,7 @@ mod tests {
         std::fs::write(sub.join("c.JPG"), b"x").unwrap();
         let root = dir.path().display().to_string();
         let items = expand(&[root.clone()]).unwrap();
-        let names: Vec<_> = items
-            .iter()
-            .map(|i| {
-                i.path
-                    .strip_prefix(dir.path())
-                    .unwrap()
-                    .display()
-                    .to_string()
-            })
-            .collect();
+        let names = relative_names(&items, dir.path());
         assert_eq!(names, ["a.fits", "b.png", "sub/c.JPG"]);
         let globbed = expand(&[format!("{root}/*.png"), format!("{root}/missing.png")]).unwrap();
         assert_eq!(globbed.len(), 2);
@@ -157,6 +148,14 @@ mod tests {
         assert!(err.contains("holds no images"), "{err}");
     }
 
+    /// The items' paths relative to `dir`, as text.
+    fn relative_names(items: &[InputItem], dir: &Path) -> Vec<String> {
+        items
+            .iter()
+            .map(|i| i.path.strip_prefix(dir).unwrap().display().to_string())
+            .collect()
+    }
+
     #[cfg(unix)]
     #[test]
     fn a_symlink_loop_is_walked_once() {
@@ -169,16 +168,7 @@ mod tests {
         std::os::unix::fs::symlink(dir.path(), sub.join("up")).unwrap();
         std::os::unix::fs::symlink(&sub, dir.path().join("also_sub")).unwrap();
         let items = expand(&[dir.path().display().to_string()]).unwrap();
-        let names: Vec<_> = items
-            .iter()
-            .map(|i| {
-                i.path
-                    .strip_prefix(dir.path())
-                    .unwrap()
-                    .display()
-                    .to_string()
-            })
-            .collect();
+        let names = relative_names(&items, dir.path());
         assert_eq!(names, ["a.png", "also_sub/b.png"]);
     }
 }
