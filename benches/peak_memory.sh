@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Peak resident memory of `predict` over 1,000 and 10,000 images (it must be flat in the
-# count: images are decoded a bounded number at a time) and of `index` over a catalog of the
-# paper grid's size (INDEX_ROWS, default 35,784 = 36 simulations x 71 snapshots x 14 cameras).
+# Peak resident memory of `predict` over 1,000 and 10,000 images (COUNTS; it must be flat in
+# the count: images are decoded a bounded number at a time and each prediction is written as
+# soon as it is computed) and of `index` over a catalog of the paper grid's size (INDEX_ROWS,
+# default 35,784 = 36 simulations x 71 snapshots x 14 cameras).
 #
 #   benches/peak_memory.sh MODEL.onnx CATALOG.csv [OUT_DIR]
 #
@@ -25,7 +26,7 @@ peak() { # command... -> peak RSS in MB and seconds
   echo "$((kb / 1024)) MB, ${secs} s"
 }
 
-for n in 1000 10000; do
+for n in ${COUNTS:-1000 10000}; do
   dir="$OUT/images-$n"
   if [ ! -d "$dir" ]; then
     mkdir -p "$dir.tmp"

@@ -2,14 +2,16 @@
 //! the timescale predictions or the latent vectors.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use deepgalaxy_runtime::inputs::expand;
+use deepgalaxy_runtime::inputs::{expand, InputItem};
+use deepgalaxy_runtime::model::Model;
 use deepgalaxy_runtime::predict::{
-    predictions, score, to_bytes, write_predictions, Format, Predictor,
+    predictions, to_bytes, write_predictions, write_stream, Columns, Format, Prediction, Predictor,
+    Tally,
 };
 
-use crate::run_args::{report_errors, report_failures, run_with_progress, ModelArgs};
+use crate::run_args::{report_errors, run_in_order_with_progress, ModelArgs};
 
 /// Predict the merger timescale of images with an exported model.
 #[derive(Debug, clap::Args)]
@@ -45,40 +47,102 @@ pub fn run(args: &PredictArgs) -> anyhow::Result<()> {
         .and_then(|m| Ok((m, expand(&args.inputs)?)));
     let (model, items) = crate::distributed::agreed(comm, "opening the model and inputs", opened)?;
     let predictor = Predictor::new(model.output_names(), model.card(), args.k, args.latent)?;
-    let preds = if comm.size() == 1 {
-        // each image's outputs become its prediction as soon as they are computed, so memory
-        // holds a few numbers per image, not every output row
-        crate::run_args::run_with_progress_map(&model, &items, "predict", &|i, r| {
-            predictor.predict(&items[i], &r)
-        })
+    let (tally, errors) = if comm.size() == 1 {
+        let columns = predictor.columns();
+        let output = args.output.as_deref();
+        let (tally, errors, written) = stream(
+            &model,
+            &items,
+            "predict",
+            &predictor,
+            columns,
+            &|_| {},
+            output,
+        )?;
+        wrote(written, "predictions", output);
+        (tally, errors)
     } else {
         let Some(results) = crate::distributed::run_sharded(comm, &model, &items, "predict")?
         else {
             return Ok(());
         };
-        predictions(
+        let preds = predictions(
             &items,
             &results,
             model.output_names(),
             model.card(),
             args.k,
             args.latent,
-        )?
-    };
-    match &args.output {
-        Some(path) => {
-            write_predictions(path, &preds)?;
-            eprintln!("wrote {} predictions to {}", preds.len(), path.display());
+        )?;
+        match &args.output {
+            Some(path) => write_predictions(path, &preds)?,
+            None => std::io::stdout().write_all(&to_bytes(&preds, Format::Csv)?)?,
         }
-        None => std::io::stdout().write_all(&to_bytes(&preds, Format::Csv)?)?,
-    }
-    if let Some(s) = score(&preds) {
+        wrote(preds.len(), "predictions", args.output.as_deref());
+        let mut tally = Tally::default();
+        preds.iter().for_each(|p| tally.add(p));
+        (tally, preds.into_iter().filter_map(|p| p.error).collect())
+    };
+    if let Some(s) = tally.score() {
         eprintln!(
             "{} labelled images: top-1 {:.3}, within-1 {:.3}, within-2 {:.3}, MAE {:.1} Myr",
             s.count, s.top1, s.within1, s.within2, s.mae_myr
         );
     }
-    report_errors(items.len(), preds.iter().filter_map(|p| p.error.as_ref()))
+    report_errors(items.len(), errors.iter())
+}
+
+/// Runs `model` on `items` and writes each image's prediction (`predictor`'s, then `finish`ed)
+/// to `output` (CSV on standard output when `None`) in input order as soon as it is computed,
+/// so memory holds the images in flight and not a row per image. Returns the score's running
+/// sums, the failures' messages and the number of rows written.
+fn stream(
+    model: &Model,
+    items: &[InputItem],
+    what: &str,
+    predictor: &Predictor,
+    columns: Columns,
+    finish: &(dyn Fn(&mut Prediction) + Sync),
+    output: Option<&Path>,
+) -> anyhow::Result<(Tally, Vec<String>, usize)> {
+    let mut tally = Tally::default();
+    let mut errors = Vec::new();
+    let mut written = 0;
+    let format = output.map_or(Format::Csv, Format::for_path);
+    let mut write = |out: &mut dyn Write| {
+        let mut out = std::io::BufWriter::new(out);
+        write_stream(&mut out, format, columns, |push| {
+            run_in_order_with_progress(
+                model,
+                items,
+                what,
+                &|i, r| {
+                    let mut p = predictor.predict(&items[i], &r);
+                    finish(&mut p);
+                    p
+                },
+                &mut |_, p| {
+                    tally.add(&p);
+                    errors.extend(p.error.clone());
+                    written += 1;
+                    push(&p)
+                },
+            )
+        })?;
+        out.flush()
+    };
+    match output {
+        Some(path) => deepgalaxy_core::io::write_atomic(path, |f| write(f))?,
+        None => write(&mut std::io::stdout().lock())?,
+    }
+    Ok((tally, errors, written))
+}
+
+/// Tells on stderr how many rows went to the output file, if there is one.
+fn wrote(rows: usize, what: &str, output: Option<&Path>) {
+    if let Some(path) = output {
+        eprintln!("wrote {rows} {what} to {}", path.display());
+    }
 }
 
 /// Write the latent vectors (VAE means) of images.
@@ -104,26 +168,20 @@ pub fn embed(args: &EmbedArgs) -> anyhow::Result<()> {
         );
     }
     let items = expand(&args.inputs)?;
-    let results = run_with_progress(&model, &items, "embed");
-    let mut preds = predictions(
-        &items,
-        &results,
-        model.output_names(),
-        model.card(),
-        1,
-        true,
-    )?;
-    for p in &mut preds {
+    let predictor = Predictor::new(model.output_names(), model.card(), 1, true)?;
+    let columns = Columns {
+        classes: 0,
+        ..predictor.columns()
+    };
+    let finish = |p: &mut Prediction| {
         p.top.clear();
         p.t_myr = None;
         p.t_myr_spread = None;
-    }
-    match &args.output {
-        Some(path) => {
-            write_predictions(path, &preds)?;
-            eprintln!("wrote {} latents to {}", preds.len(), path.display());
-        }
-        None => std::io::stdout().write_all(&to_bytes(&preds, Format::Csv)?)?,
-    }
-    report_failures(&items, &results)
+    };
+    let output = args.output.as_deref();
+    let (_, errors, written) = stream(
+        &model, &items, "embed", &predictor, columns, &finish, output,
+    )?;
+    wrote(written, "latents", output);
+    report_errors(items.len(), errors.iter())
 }

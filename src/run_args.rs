@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use deepgalaxy_runtime::backend::BackendKind;
-use deepgalaxy_runtime::infer::{run_items_map, SampleResult};
+use deepgalaxy_runtime::infer::{run_items, run_items_in_order, SampleResult};
 use deepgalaxy_runtime::inputs::InputItem;
 use deepgalaxy_runtime::model::{Model, RunOptions};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -69,26 +69,40 @@ impl RunArgs {
 
 /// Runs `model` on `items` behind a progress bar on stderr.
 pub fn run_with_progress(model: &Model, items: &[InputItem], what: &str) -> Vec<SampleResult> {
-    run_with_progress_map(model, items, what, &|_, r| r)
+    let bar = progress_bar(items.len(), what);
+    let results = run_items(model, items, &|done| bar.set_position(done as u64));
+    bar.finish_and_clear();
+    results
 }
 
-/// [`run_with_progress`], keeping for each image only what `keep` makes of its result (see
-/// [`run_items_map`]).
-pub fn run_with_progress_map<T: Send>(
+/// [`run_items_in_order`] behind a progress bar on stderr: `keep` on the workers, `emit` here
+/// in input order.
+pub fn run_in_order_with_progress<T: Send, E>(
     model: &Model,
     items: &[InputItem],
     what: &str,
     keep: &(dyn Fn(usize, SampleResult) -> T + Sync),
-) -> Vec<T> {
-    let bar = ProgressBar::new(items.len() as u64).with_style(
+    emit: &mut dyn FnMut(usize, T) -> Result<(), E>,
+) -> Result<(), E> {
+    let bar = progress_bar(items.len(), what);
+    let outcome = run_items_in_order(
+        model,
+        items,
+        &|done| bar.set_position(done as u64),
+        keep,
+        emit,
+    );
+    bar.finish_and_clear();
+    outcome
+}
+
+fn progress_bar(len: usize, what: &str) -> ProgressBar {
+    ProgressBar::new(len as u64).with_style(
         ProgressStyle::with_template(&format!(
             "{what} {{bar:40}} {{pos}}/{{len}} images, {{per_sec}}, eta {{eta}}"
         ))
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    let results = run_items_map(model, items, &|done| bar.set_position(done as u64), keep);
-    bar.finish_and_clear();
-    results
+    )
 }
 
 /// Reports the inputs that failed on stderr; an error (so the exit code says so) when any did.

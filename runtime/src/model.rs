@@ -375,7 +375,7 @@ impl Outputs {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use deepgalaxy_core::card::CARD_VERSION;
     use deepgalaxy_core::Preprocess;
@@ -383,9 +383,9 @@ mod tests {
     use tract_onnx::pb;
 
     /// Side of the test models' input images.
-    const SIDE: usize = 4;
+    pub(crate) const SIDE: usize = 4;
 
-    fn card(classes: usize, latent: usize) -> ModelCard {
+    pub(crate) fn card(classes: usize, latent: usize) -> ModelCard {
         ModelCard {
             card_version: CARD_VERSION,
             tool_version: "test".into(),
@@ -442,7 +442,7 @@ mod tests {
     /// A linear model `image [N, 1, 4, 4]` -> `logits`, `probabilities` (`classes` wide) and
     /// `latent` (`latent` wide), written to `dir/name` with `card`. With `fixed_rows`, the
     /// probabilities are a constant of that many rows whatever the batch.
-    fn write_model(
+    pub(crate) fn write_model(
         dir: &Path,
         name: &str,
         classes: usize,

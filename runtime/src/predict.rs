@@ -153,6 +153,20 @@ impl<'a> Predictor<'a> {
         })
     }
 
+    /// The columns of the rows this predictor makes: its top classes (no more than the card's
+    /// classes) and, when asked for and the model has one, the card's latent size.
+    pub fn columns(&self) -> Columns {
+        let classes = match self.card.num_classes {
+            0 => self.k.max(1),
+            n => self.k.max(1).min(n),
+        };
+        let latent = match (self.with_latent, self.latent) {
+            (true, Some(_)) => self.card.latent_dim.unwrap_or(0),
+            _ => 0,
+        };
+        Columns { classes, latent }
+    }
+
     /// The prediction of `item` from its result.
     pub fn predict(&self, item: &InputItem, result: &SampleResult) -> Prediction {
         let rows = result
@@ -186,37 +200,56 @@ pub struct Score {
 
 /// Scores the labelled predictions; `None` when there are none.
 pub fn score(predictions: &[Prediction]) -> Option<Score> {
-    let scored: Vec<(u32, u32, Option<f64>)> = predictions
-        .iter()
-        .filter_map(|p| {
-            let c = p.class()?;
-            let l = p.label?;
-            Some((c, l, p.t_myr.zip(p.true_t_myr).map(|(a, b)| (a - b).abs())))
-        })
-        .collect();
-    if scored.is_empty() {
-        return None;
+    let mut tally = Tally::default();
+    predictions.iter().for_each(|p| tally.add(p));
+    tally.score()
+}
+
+/// Running sums for [`Score`], added to one prediction at a time, so a run that writes its
+/// predictions as they come can score them without keeping them.
+#[derive(Debug, Clone, Default)]
+pub struct Tally {
+    count: usize,
+    /// Labelled predictions whose class is within 0, 1 and 2 classes of the label.
+    within: [usize; 3],
+    errors: usize,
+    error_sum: f64,
+}
+
+impl Tally {
+    /// Adds `p` when it has a class and a true label.
+    pub fn add(&mut self, p: &Prediction) {
+        let (Some(c), Some(l)) = (p.class(), p.label) else {
+            return;
+        };
+        self.count += 1;
+        for (k, n) in self.within.iter_mut().enumerate() {
+            *n += usize::from(c.abs_diff(l) as usize <= k);
+        }
+        if let Some(e) = p.t_myr.zip(p.true_t_myr).map(|(a, b)| (a - b).abs()) {
+            self.errors += 1;
+            self.error_sum += e;
+        }
     }
-    let n = scored.len() as f64;
-    let within = |k: u32| {
-        scored
-            .iter()
-            .filter(|(c, l, _)| c.abs_diff(*l) <= k)
-            .count() as f64
-            / n
-    };
-    let errors: Vec<f64> = scored.iter().filter_map(|s| s.2).collect();
-    Some(Score {
-        count: scored.len(),
-        top1: within(0),
-        within1: within(1),
-        within2: within(2),
-        mae_myr: if errors.is_empty() {
-            f64::NAN
-        } else {
-            errors.iter().sum::<f64>() / errors.len() as f64
-        },
-    })
+
+    /// The score of what was added; `None` when nothing labelled was.
+    pub fn score(&self) -> Option<Score> {
+        if self.count == 0 {
+            return None;
+        }
+        let n = self.count as f64;
+        Some(Score {
+            count: self.count,
+            top1: self.within[0] as f64 / n,
+            within1: self.within[1] as f64 / n,
+            within2: self.within[2] as f64 / n,
+            mae_myr: if self.errors == 0 {
+                f64::NAN
+            } else {
+                self.error_sum / self.errors as f64
+            },
+        })
+    }
 }
 
 /// Output format of [`write_predictions`].
@@ -242,25 +275,67 @@ impl Format {
     }
 }
 
-/// Serialises predictions in `format`.
-pub fn to_bytes(predictions: &[Prediction], format: Format) -> Result<Vec<u8>> {
-    match format {
-        Format::Json => serde_json::to_vec_pretty(predictions)
-            .map_err(|e| Error::setting("predictions", e.to_string())),
-        Format::Csv => {
-            csv_bytes(predictions).map_err(|e| Error::setting("predictions", format!("CSV: {e}")))
+/// The columns of a predictions table: how many classes and latent values each row has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Columns {
+    /// Top classes per row (`class_i`, `prob_i`).
+    pub classes: usize,
+    /// Latent values per row (`latent_i`).
+    pub latent: usize,
+}
+
+impl Columns {
+    /// The widest rows among `predictions`.
+    pub fn of(predictions: &[Prediction]) -> Columns {
+        Columns {
+            classes: predictions.iter().map(|p| p.top.len()).max().unwrap_or(0),
+            latent: predictions
+                .iter()
+                .filter_map(|p| p.latent.as_ref().map(Vec::len))
+                .max()
+                .unwrap_or(0),
         }
     }
 }
 
-fn csv_bytes(predictions: &[Prediction]) -> std::result::Result<Vec<u8>, csv::Error> {
-    let k = predictions.iter().map(|p| p.top.len()).max().unwrap_or(0);
-    let d = predictions
-        .iter()
-        .filter_map(|p| p.latent.as_ref().map(Vec::len))
-        .max()
-        .unwrap_or(0);
-    let mut w = csv::Writer::from_writer(Vec::new());
+/// Serialises predictions in `format`.
+pub fn to_bytes(predictions: &[Prediction], format: Format) -> Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    write_stream(&mut bytes, format, Columns::of(predictions), |push| {
+        predictions.iter().try_for_each(push)
+    })
+    .map_err(|e| Error::setting("predictions", e.to_string()))?;
+    Ok(bytes)
+}
+
+/// Writes predictions to `out` in `format` as `produce` hands them to its sink one at a time,
+/// so a run over any number of images never holds them all. CSV rows have `columns`; a
+/// prediction with more top classes or latent values than that is an error.
+pub fn write_stream<W: Write>(
+    out: W,
+    format: Format,
+    columns: Columns,
+    produce: impl FnOnce(&mut dyn FnMut(&Prediction) -> std::io::Result<()>) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    match format {
+        Format::Json => {
+            use serde::ser::{SerializeSeq, Serializer};
+            let mut json = serde_json::Serializer::pretty(out);
+            let mut seq = json.serialize_seq(None)?;
+            produce(&mut |p| Ok(seq.serialize_element(p)?))?;
+            seq.end()?;
+            Ok(())
+        }
+        Format::Csv => {
+            let mut w = csv::Writer::from_writer(out);
+            w.write_record(csv_header(columns))?;
+            produce(&mut |p| Ok(w.write_record(csv_row(p, columns)?)?))?;
+            w.flush()
+        }
+    }
+}
+
+fn csv_header(columns: Columns) -> Vec<String> {
     let mut header: Vec<String> = [
         "id",
         "file",
@@ -272,43 +347,50 @@ fn csv_bytes(predictions: &[Prediction]) -> std::result::Result<Vec<u8>, csv::Er
     ]
     .map(String::from)
     .to_vec();
-    for i in 1..=k {
+    for i in 1..=columns.classes {
         header.push(format!("class_{i}"));
         header.push(format!("prob_{i}"));
     }
-    header.extend((0..d).map(|i| format!("latent_{i}")));
-    w.write_record(&header)?;
-    let opt = |v: Option<String>| v.unwrap_or_default();
-    for p in predictions {
-        let mut row = vec![
-            p.id.clone(),
-            p.file.clone(),
-            opt(p.error.clone()),
-            opt(p.t_myr.map(|t| format!("{t:.3}"))),
-            opt(p.t_myr_spread.map(|t| format!("{t:.3}"))),
-            opt(p.label.map(|l| l.to_string())),
-            opt(p.true_t_myr.map(|t| t.to_string())),
-        ];
-        for i in 0..k {
-            match p.top.get(i) {
-                Some((c, q)) => {
-                    row.push(c.to_string());
-                    row.push(format!("{q:.6}"));
-                }
-                None => row.extend([String::new(), String::new()]),
-            }
-        }
-        for i in 0..d {
-            row.push(opt(p
-                .latent
-                .as_ref()
-                .and_then(|l| l.get(i))
-                .map(|v| v.to_string())));
-        }
-        w.write_record(&row)?;
+    header.extend((0..columns.latent).map(|i| format!("latent_{i}")));
+    header
+}
+
+fn csv_row(p: &Prediction, columns: Columns) -> std::io::Result<Vec<String>> {
+    let latent = p.latent.as_deref().unwrap_or_default();
+    if p.top.len() > columns.classes || latent.len() > columns.latent {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "{}: {} classes and {} latent values do not fit a table of {} and {}",
+                p.file,
+                p.top.len(),
+                latent.len(),
+                columns.classes,
+                columns.latent
+            ),
+        ));
     }
-    w.flush()?;
-    w.into_inner().map_err(|e| e.into_error().into())
+    let opt = |v: Option<String>| v.unwrap_or_default();
+    let mut row = vec![
+        p.id.clone(),
+        p.file.clone(),
+        opt(p.error.clone()),
+        opt(p.t_myr.map(|t| format!("{t:.3}"))),
+        opt(p.t_myr_spread.map(|t| format!("{t:.3}"))),
+        opt(p.label.map(|l| l.to_string())),
+        opt(p.true_t_myr.map(|t| t.to_string())),
+    ];
+    for i in 0..columns.classes {
+        match p.top.get(i) {
+            Some((c, q)) => {
+                row.push(c.to_string());
+                row.push(format!("{q:.6}"));
+            }
+            None => row.extend([String::new(), String::new()]),
+        }
+    }
+    row.extend((0..columns.latent).map(|i| opt(latent.get(i).map(|v| v.to_string()))));
+    Ok(row)
 }
 
 /// Writes predictions to `path` atomically, in the format its extension names.
