@@ -3,6 +3,7 @@
 use anyhow::Context;
 use clap::ValueEnum;
 use deepgalaxy_sim::{
+    dataset::{read_marker, read_track, ORBIT_FILE},
     simulate_dataset, BitDepth, Grid, MergerConfig, MergerSpec, OutputFormat, Progress,
     SimulateConfig, Stretch,
 };
@@ -114,6 +115,17 @@ pub struct SimulateArgs {
     /// Brightness stretch.
     #[arg(long, value_enum, default_value = "log")]
     pub stretch: StretchArg,
+    /// Orbit's pericentre distance in mean disk scale lengths of the two galaxies.
+    #[arg(long, default_value_t = MergerConfig::default().pericenter_radii)]
+    pub pericenter: f64,
+    /// Orbit's eccentricity, through its energy: 1 parabolic, below 1 bound, above 1
+    /// hyperbolic (0 to 5).
+    #[arg(long, default_value_t = MergerConfig::default().eccentricity)]
+    pub eccentricity: f64,
+    /// Time of first pericentre after the first snapshot, Myr: the same in every merger, to
+    /// within half a snapshot interval.
+    #[arg(long, default_value_t = MergerConfig::default().first_pericenter_myr)]
+    pub first_pericenter_myr: f64,
 }
 
 fn parse_bits(s: &str) -> Result<u8, String> {
@@ -146,7 +158,12 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
     };
     let cfg = SimulateConfig {
         grid,
-        merger: MergerConfig::with_particles(args.particles),
+        merger: MergerConfig {
+            pericenter_radii: args.pericenter,
+            eccentricity: args.eccentricity,
+            first_pericenter_myr: args.first_pericenter_myr,
+            ..MergerConfig::with_particles(args.particles)
+        },
         size: args.size,
         seed: args.seed,
         format: match args.format {
@@ -202,6 +219,7 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
     let catalog = simulate_dataset(&cfg, &args.out, &report)
         .with_context(|| format!("simulating into {}", args.out.display()))?;
     bar.finish_and_clear();
+    draw_orbits(&cfg, &args.out)?;
     if let Ok(l) = log.lock() {
         for line in l.iter() {
             eprintln!("{line}");
@@ -213,5 +231,30 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
         n_sims,
         args.out.join("catalog.csv").display()
     );
+    Ok(())
+}
+
+/// `orbits.png`: the separation of the galaxies' centres against time from snapshot 0 for
+/// every merger, with the time they were set up to reach first pericentre marked.
+fn draw_orbits(cfg: &SimulateConfig, out: &std::path::Path) -> anyhow::Result<()> {
+    let mut series = Vec::new();
+    for spec in cfg.grid.specs() {
+        let marker = read_marker(out, &spec)?;
+        let track = out.join("sims").join(spec.name()).join(ORBIT_FILE);
+        let line = read_track(&track)?
+            .into_iter()
+            .map(|(t, d)| (t - marker.first_snapshot_myr, d))
+            .collect();
+        series.push((spec.name(), line));
+    }
+    let path = out.join("orbits.png");
+    deepgalaxy_runtime::charts::write_lines(
+        &path,
+        "Separation of the galaxies' centres",
+        ("time from snapshot 0 (Myr)", "separation (kpc)"),
+        &series,
+        &[cfg.merger.first_pericenter_myr],
+    )?;
+    eprintln!("wrote {}", path.display());
     Ok(())
 }

@@ -2,8 +2,9 @@
 //!
 //! Required columns: `id_str` (unique name) and `file_loc` (image path, relative to the
 //! catalog's folder, or absolute). Simulated data adds `simulation, camera, snapshot, label,
-//! t_myr, mass_ratio, size_ratio`; these are optional so that a catalog of observations (no
-//! labels) reads too. Any other column is kept as text and written back unchanged.
+//! t_myr, mass_ratio, size_ratio` and the merger's phase, `t_peri_myr, separation_kpc,
+//! t_coalescence_myr`; these are optional so that a catalog of observations (no labels) reads
+//! too. Any other column is kept as text and written back unchanged.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
@@ -11,7 +12,7 @@ use std::path::{Path, PathBuf};
 use crate::{Error, Result};
 
 /// The columns this crate understands, in the order they are written.
-pub const KNOWN_COLUMNS: [&str; 9] = [
+pub const KNOWN_COLUMNS: [&str; 12] = [
     "id_str",
     "file_loc",
     "simulation",
@@ -21,6 +22,9 @@ pub const KNOWN_COLUMNS: [&str; 9] = [
     "t_myr",
     "mass_ratio",
     "size_ratio",
+    "t_peri_myr",
+    "separation_kpc",
+    "t_coalescence_myr",
 ];
 
 /// One image of a catalog.
@@ -44,6 +48,13 @@ pub struct CatalogRecord {
     pub mass_ratio: Option<f64>,
     /// Size ratio of the two galaxies.
     pub size_ratio: Option<f64>,
+    /// Time relative to the galaxies' first pericentre in Myr (negative before it).
+    pub t_peri_myr: Option<f64>,
+    /// 3-D distance between the two galaxies' centres in kpc.
+    pub separation_kpc: Option<f64>,
+    /// Time relative to coalescence in Myr (negative before it); absent when the galaxies do
+    /// not coalesce within the simulation.
+    pub t_coalescence_myr: Option<f64>,
     /// Any other column, by name.
     pub extra: BTreeMap<String, String>,
 }
@@ -148,7 +159,7 @@ impl Catalog {
     pub fn write(&self, path: &Path) -> Result<()> {
         let present = |f: &dyn Fn(&CatalogRecord) -> bool| self.records.iter().any(f);
         let mut columns: Vec<&str> = vec!["id_str", "file_loc"];
-        let optional: [(&str, &dyn Fn(&CatalogRecord) -> bool); 7] = [
+        let optional: [(&str, &dyn Fn(&CatalogRecord) -> bool); 10] = [
             ("simulation", &|r| r.simulation.is_some()),
             ("camera", &|r| r.camera.is_some()),
             ("snapshot", &|r| r.snapshot.is_some()),
@@ -156,6 +167,9 @@ impl Catalog {
             ("t_myr", &|r| r.t_myr.is_some()),
             ("mass_ratio", &|r| r.mass_ratio.is_some()),
             ("size_ratio", &|r| r.size_ratio.is_some()),
+            ("t_peri_myr", &|r| r.t_peri_myr.is_some()),
+            ("separation_kpc", &|r| r.separation_kpc.is_some()),
+            ("t_coalescence_myr", &|r| r.t_coalescence_myr.is_some()),
         ];
         columns.extend(
             optional
@@ -224,6 +238,9 @@ fn field(r: &CatalogRecord, column: &str) -> String {
         "t_myr" => opt(&r.t_myr),
         "mass_ratio" => opt(&r.mass_ratio),
         "size_ratio" => opt(&r.size_ratio),
+        "t_peri_myr" => opt(&r.t_peri_myr),
+        "separation_kpc" => opt(&r.separation_kpc),
+        "t_coalescence_myr" => opt(&r.t_coalescence_myr),
         other => r.extra.get(other).cloned().unwrap_or_default(),
     }
 }
@@ -252,6 +269,9 @@ fn parse_row(
             "t_myr" => r.t_myr = num(col, v)?,
             "mass_ratio" => r.mass_ratio = num(col, v)?,
             "size_ratio" => r.size_ratio = num(col, v)?,
+            "t_peri_myr" => r.t_peri_myr = num(col, v)?,
+            "separation_kpc" => r.separation_kpc = num(col, v)?,
+            "t_coalescence_myr" => r.t_coalescence_myr = num(col, v)?,
             // an empty cell is an absent value, as for the optional known columns
             other if !v.is_empty() => {
                 r.extra.insert(other.to_owned(), v.to_owned());
@@ -259,8 +279,15 @@ fn parse_row(
             _ => {}
         }
     }
-    if let Some(t) = r.t_myr.filter(|t| !t.is_finite()) {
-        return Err(format!("column `t_myr`: {t} is not finite"));
+    for (col, v) in [
+        ("t_myr", r.t_myr),
+        ("t_peri_myr", r.t_peri_myr),
+        ("separation_kpc", r.separation_kpc),
+        ("t_coalescence_myr", r.t_coalescence_myr),
+    ] {
+        if let Some(v) = v.filter(|v| !v.is_finite()) {
+            return Err(format!("column `{col}`: {v} is not finite"));
+        }
     }
     Ok(r)
 }
@@ -292,6 +319,9 @@ mod tests {
                 t_myr: Some(1234.5),
                 mass_ratio: Some(0.5),
                 size_ratio: Some(1.0),
+                t_peri_myr: Some(-12.5),
+                separation_kpc: Some(31.25),
+                t_coalescence_myr: None,
                 extra: extra.clone(),
             },
             CatalogRecord {
@@ -304,7 +334,8 @@ mod tests {
         cat.write(&path).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.starts_with(
-            "id_str,file_loc,simulation,camera,snapshot,label,t_myr,mass_ratio,size_ratio,observer\n"
+            "id_str,file_loc,simulation,camera,snapshot,label,t_myr,mass_ratio,size_ratio,\
+             t_peri_myr,separation_kpc,observer\n"
         ));
         let back = Catalog::read(&path).unwrap();
         assert_eq!(back.records, cat.records);

@@ -150,3 +150,75 @@ pub fn write_bars(
         .ok_or_else(|| Error::setting("chart", "picture buffer has the wrong size"))?;
     write_png(path, &picture)
 }
+
+/// Lines `(name, points)` against one x axis, with a legend, and dashed vertical lines at
+/// `marks` (e.g. the time every merger was set up to reach first pericentre).
+pub fn write_lines(
+    path: &Path,
+    title: &str,
+    axes: (&str, &str),
+    series: &[(String, Vec<(f64, f64)>)],
+    marks: &[f64],
+) -> Result<()> {
+    ensure_font()?;
+    let (w, h) = (1000u32, 620u32);
+    let err = |e| drawing_error("chart", e);
+    let mut buf = vec![255u8; (w * h * 3) as usize];
+    {
+        let root = Canvas::with_buffer(&mut buf, (w, h)).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let points = || series.iter().flat_map(|s| s.1.iter());
+        let (x0, x1) = span(points().map(|p| p.0), 0.0);
+        let (_, y1) = span(points().map(|p| p.1), 0.0);
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, (FONT, 22))
+            .margin(16)
+            .x_label_area_size(45)
+            .y_label_area_size(70)
+            .build_cartesian_2d(x0..x1, 0f64..y1)
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .x_desc(axes.0)
+            .y_desc(axes.1)
+            .label_style((FONT, 13))
+            .axis_desc_style((FONT, 15))
+            .draw()
+            .map_err(err)?;
+        for &x in marks {
+            chart
+                .draw_series(DashedLineSeries::new(
+                    [(x, 0.0), (x, y1)],
+                    6,
+                    4,
+                    BLACK.mix(0.6).stroke_width(1),
+                ))
+                .map_err(err)?;
+        }
+        for (j, (name, line)) in series.iter().enumerate() {
+            let c = category_colour(j);
+            chart
+                .draw_series(LineSeries::new(
+                    line.iter()
+                        .copied()
+                        .filter(|p| p.0.is_finite() && p.1.is_finite()),
+                    c.stroke_width(2),
+                ))
+                .map_err(err)?
+                .label(name.clone())
+                .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], c.stroke_width(2)));
+        }
+        chart
+            .configure_series_labels()
+            .label_font((FONT, 12))
+            .background_style(WHITE.mix(0.9))
+            .border_style(BLACK)
+            .position(SeriesLabelPosition::UpperRight)
+            .draw()
+            .map_err(err)?;
+        root.present().map_err(err)?;
+    }
+    let picture = image::RgbImage::from_raw(w, h, buf)
+        .ok_or_else(|| Error::setting("chart", "picture buffer has the wrong size"))?;
+    write_png(path, &picture)
+}

@@ -1,9 +1,10 @@
-//! Diagnostic run of one merger: prints separation, energy drift and virial ratios.
+//! Diagnostic run of one merger: prints separation, energy drift and virial ratios, then the
+//! pericentres and coalescence found from the tracked centres.
 //!
 //! `cargo run --release -p deepgalaxy-sim --example probe -- SIZE MASS [N] [STEP_FRACTION] [SOFTENING]`
 //! (SOFTENING 0: the N-scaled default); `ECC` and `PERI` in the environment override the orbit.
-use deepgalaxy_sim::merger::{galaxy_centers, run_merger, MergerConfig, MergerSpec};
-use deepgalaxy_sim::particles::dist;
+use deepgalaxy_sim::merger::{run_merger, MergerConfig, MergerSpec};
+use deepgalaxy_sim::phase::separation;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -17,7 +18,7 @@ fn main() {
         eccentricity: std::env::var("ECC")
             .ok()
             .and_then(|v| v.parse().ok())
-            .unwrap_or(0.9),
+            .unwrap_or(1.0),
         pericenter_radii: std::env::var("PERI")
             .ok()
             .and_then(|v| v.parse().ok())
@@ -46,12 +47,11 @@ fn main() {
                 e0 = e;
                 println!("plan {:?}", plan);
             }
-            let c = galaxy_centers(sim);
-            if i % 35 == 0 {
+            if i % 10 == 0 {
                 println!(
                     "snap {i:2} t={:.1} sep={:.2} dE/E={:.2e} 2K/W={:.3} clausius={:.3} wall={:.1}s",
                     sim.time,
-                    dist(c[0], c[1]),
+                    separation(sim).unwrap_or(f64::NAN),
                     (e - e0) / e0.abs(),
                     sim.virial_ratio(), sim.clausius_virial_ratio(),
                     t0.elapsed().as_secs_f64()
@@ -61,7 +61,22 @@ fn main() {
         },
         |_, _| {},
     );
-    if let Err(e) = r {
-        eprintln!("{e}");
+    match r {
+        Ok((_, run)) => {
+            let p = run.track.phases(cfg.coalescence_kpc);
+            let myr = deepgalaxy_sim::units::TIME_MYR;
+            // times from snapshot 0
+            let zero = run.first_snapshot as f64 * cfg.snapshot_interval_myr / myr;
+            println!(
+                "set up: pericentre {:.2} kpc at {:.1} Myr from the start; snapshot 0 at grid point {}; found from snapshot 0: pericentres {:?} Myr at {:?} kpc, coalescence {:?} Myr",
+                run.plan.pericenter,
+                run.plan.t_pericenter * myr,
+                run.first_snapshot,
+                p.pericenters.iter().map(|t| ((t - zero) * myr * 10.0).round() / 10.0).collect::<Vec<_>>(),
+                p.pericenter_distances.iter().map(|d| (d * 100.0).round() / 100.0).collect::<Vec<_>>(),
+                p.coalescence.map(|t| ((t - zero) * myr * 10.0).round() / 10.0),
+            );
+        }
+        Err(e) => eprintln!("{e}"),
     }
 }

@@ -1,4 +1,11 @@
-//! The 14 cameras of the DeepGalaxy dataset: the 6 face and 8 corner directions of a cube.
+//! The 14 cameras of a simulated dataset: 14 viewing directions spread evenly over the
+//! hemisphere above the orbit plane, from face-on to 10 degrees above the plane.
+//!
+//! The particles are optically thin, so a camera and the one opposite it see mirror images of
+//! each other; the paper's cube cameras (6 faces, 8 corners) were 7 such pairs, and two of
+//! them looked along the galaxies' initial separation. Cameras within 80 degrees of the
+//! orbit's pole are at most 160 degrees apart, so no two are near a mirror pair, and the
+//! directions keep away from the x axis (along which the galaxies start).
 
 use crate::ic::{cross, normalize};
 
@@ -45,22 +52,42 @@ fn dot(a: [f64; 3], b: [f64; 3]) -> f64 {
     a[0] * b[0] + a[1] * b[1] + a[2] * b[2]
 }
 
-/// Cameras 0-5 on the faces (+x, -x, +y, -y, +z, -z), cameras 6-13 on the corners
-/// (x, y, z signs counting in binary from (-,-,-) to (+,+,+)).
-pub fn cube_cameras() -> Vec<Camera> {
-    let mut dirs: Vec<[f64; 3]> = vec![
-        [1.0, 0.0, 0.0],
-        [-1.0, 0.0, 0.0],
-        [0.0, 1.0, 0.0],
-        [0.0, -1.0, 0.0],
-        [0.0, 0.0, 1.0],
-        [0.0, 0.0, -1.0],
-    ];
-    for k in 0..8 {
-        let s = |bit: usize| if k & bit != 0 { 1.0 } else { -1.0 };
-        dirs.push([s(4), s(2), s(1)]);
-    }
-    dirs.into_iter().map(Camera::looking_from).collect()
+/// Least angle between a camera's direction and the x axis (the initial separation), degrees.
+pub const MIN_ANGLE_TO_SEPARATION_DEG: f64 = 20.0;
+
+/// Largest angle of a camera from the orbit's pole (+z), degrees.
+pub const MAX_POLAR_ANGLE_DEG: f64 = 80.0;
+
+/// The 14 cameras: a Fibonacci spiral over the cap within [`MAX_POLAR_ANGLE_DEG`] of +z (equal
+/// areas per camera), turned about z so that every direction keeps as far from the x axis as
+/// it can (at least [`MIN_ANGLE_TO_SEPARATION_DEG`]).
+pub fn hemisphere_cameras() -> Vec<Camera> {
+    let golden = std::f64::consts::PI * (3.0 - 5f64.sqrt());
+    let z_min = MAX_POLAR_ANGLE_DEG.to_radians().cos();
+    let directions = |turn: f64| -> Vec<[f64; 3]> {
+        (0..CAMERAS)
+            .map(|k| {
+                let z = 1.0 - (1.0 - z_min) * (k as f64 + 0.5) / CAMERAS as f64;
+                let r = (1.0 - z * z).sqrt();
+                let phi = golden * k as f64 + turn;
+                [r * phi.cos(), r * phi.sin(), z]
+            })
+            .collect()
+    };
+    // the turn that keeps every direction farthest from the x axis, on a 1-degree grid
+    let clearance = |dirs: &[[f64; 3]]| {
+        dirs.iter()
+            .map(|d| d[0].abs().min(1.0).acos())
+            .fold(f64::INFINITY, f64::min)
+    };
+    let turn = (0..360)
+        .map(|deg| f64::from(deg).to_radians())
+        .max_by(|a, b| clearance(&directions(*a)).total_cmp(&clearance(&directions(*b))))
+        .unwrap_or(0.0);
+    directions(turn)
+        .into_iter()
+        .map(Camera::looking_from)
+        .collect()
 }
 
 #[cfg(test)]
@@ -68,8 +95,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn fourteen_distinct_orthonormal_cameras() {
-        let cams = cube_cameras();
+    fn fourteen_orthonormal_cameras_none_opposite_another_or_along_the_separation() {
+        let cams = hemisphere_cameras();
         assert_eq!(cams.len(), CAMERAS);
         let dot = |a: [f64; 3], b: [f64; 3]| a[0] * b[0] + a[1] * b[1] + a[2] * b[2];
         for (i, c) in cams.iter().enumerate() {
@@ -79,12 +106,22 @@ mod tests {
             assert!(dot(c.direction, c.right).abs() < 1e-12);
             assert!(dot(c.direction, c.up).abs() < 1e-12);
             assert!(dot(c.right, c.up).abs() < 1e-12);
-            for d in &cams[..i] {
-                assert!(dot(c.direction, d.direction) < 0.99, "cameras {i} repeat");
+            assert!(c.direction[2] > 0.0, "camera {i} below the orbit plane");
+            let to_x = c.direction[0].abs().acos().to_degrees();
+            assert!(
+                to_x >= MIN_ANGLE_TO_SEPARATION_DEG,
+                "camera {i}: {to_x} degrees from x"
+            );
+            for (j, d) in cams[..i].iter().enumerate() {
+                let cos = dot(c.direction, d.direction);
+                // distinct (over 30 degrees apart), and far from opposite (a mirror view: under
+                // 145 degrees apart)
+                let angle = cos.clamp(-1.0, 1.0).acos().to_degrees();
+                assert!(
+                    (30.0..145.0).contains(&angle),
+                    "cameras {j} and {i}: {angle} degrees"
+                );
             }
-            // Faces look along one axis, corners along a cube diagonal.
-            let axis_parts = c.direction.iter().filter(|x| x.abs() > 1e-9).count();
-            assert_eq!(axis_parts, if i < 6 { 1 } else { 3 });
         }
     }
 }

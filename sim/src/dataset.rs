@@ -4,26 +4,31 @@
 //! Layout under the output folder:
 //! * `sims/{name}/c{camera:02}_t{snapshot:02}.png` - the images (`name` = `s_{size}_m_{mass}`);
 //! * `sims/{name}/catalog.csv` - that simulation's rows (paths relative to its folder);
+//! * `sims/{name}/orbit.csv` - the separation of the galaxies' centres at every step;
 //! * `sims/{name}/done.json` - written last and atomically: a simulation whose `done.json`
-//!   holds the same settings is not run again;
+//!   holds the same settings is not run again; it also holds the orbit found (pericentres,
+//!   coalescence);
 //! * `catalog.csv` - all rows, assembled from the simulations' catalogs;
 //! * `output_bw_{size}.hdf5` - with `--format hdf5`, the original DeepGalaxy layout, built
 //!   from the PNGs (which are kept, so the run stays resumable).
 //!
-//! Labels are snapshot indices: class 0 is the first snapshot (galaxies ~20 disk scale lengths
-//! apart), class 70 the last (merged remnant). Snapshots are evenly spaced in time and
-//! `t_myr` gives each one's time in Myr.
+//! Labels are snapshot indices: class 0 is the first snapshot, 100 Myr before first pericentre
+//! (to within half a snapshot), class 70 the last. Snapshots are evenly spaced in time and
+//! `t_myr` gives each one's time in Myr; `t_peri_myr`, `separation_kpc` and
+//! `t_coalescence_myr` give its phase, and the `orbit_*` and `disk*_*` columns the orbit.
 
-use crate::camera::{cube_cameras, CAMERAS};
+use crate::camera::{hemisphere_cameras, CAMERAS};
 use crate::error::{Error, Result};
-use crate::merger::{galaxy_centers, run_merger, validate, Grid, MergerConfig, MergerSpec};
-use crate::particles::{dist, Component};
+use crate::merger::{run_merger, validate, Grid, MergerConfig, MergerPlan, MergerSpec};
+use crate::particles::Component;
+use crate::phase::Track;
 use crate::render::{apply_stretch, encode_png, surface_density, BitDepth, Stretch, MAX_SIZE};
 use crate::units::{LENGTH_KPC, TIME_MYR};
 use deepgalaxy_core::catalog::{Catalog, CatalogRecord};
 use deepgalaxy_core::io::write_atomic;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -143,10 +148,30 @@ pub struct DoneMarker {
     pub energy_drift: f64,
     /// 2K/|W| at the last snapshot.
     pub final_virial_ratio: f64,
-    /// Distance between the two galaxies' centres (most bound disk particles) at the last
-    /// snapshot, kpc; 0.1-0.3 kpc (the softening scale) once merged.
+    /// Distance between the two galaxies' centres ([`crate::phase`]) at the last snapshot,
+    /// kpc.
     pub final_separation_kpc: f64,
+    /// Initial separation of the centres, kpc.
+    pub initial_separation_kpc: f64,
+    /// Time of snapshot 0 after the start of the run, Myr (the run starts before it; see
+    /// [`crate::merger::run_merger`]).
+    pub first_snapshot_myr: f64,
+    /// Pericentre distance the orbit was set up for, kpc.
+    pub requested_pericenter_kpc: f64,
+    /// Time of first pericentre the orbit was set up for, from the start of the run, Myr.
+    pub requested_first_pericenter_myr: f64,
+    /// Times of the pericentres found from the tracked centres, Myr, first first.
+    pub pericenters_myr: Vec<f64>,
+    /// Separations at those pericentres, kpc.
+    pub pericenter_distances_kpc: Vec<f64>,
+    /// Time of coalescence found (separation below the threshold for good), Myr; `None` when
+    /// the galaxies had not coalesced by the end.
+    pub coalescence_myr: Option<f64>,
 }
+
+/// Name of each simulation's track of the centres' separation, one row per step
+/// (`t_myr,separation_kpc`), from which `orbits.png` is drawn.
+pub const ORBIT_FILE: &str = "orbit.csv";
 
 fn check(cfg: &SimulateConfig) -> Result<()> {
     if cfg.size == 0 || cfg.size > MAX_SIZE {
@@ -254,6 +279,32 @@ pub fn image_name(camera: usize, snapshot: usize) -> String {
     format!("c{camera:02}_t{snapshot:02}.png")
 }
 
+/// Name of an image of the run's snapshot grid while the run goes on, before it is known
+/// which grid point becomes which snapshot.
+fn grid_image_name(camera: usize, grid: usize) -> String {
+    format!("{GRID_PREFIX}{grid:03}_c{camera:02}.png")
+}
+
+const GRID_PREFIX: &str = ".grid";
+
+/// Removes the grid images left by this run or an interrupted one.
+fn remove_grid_images(dir: &Path) -> Result<()> {
+    let entries = std::fs::read_dir(dir).map_err(|e| deepgalaxy_core::Error::io(dir, e))?;
+    for entry in entries {
+        let path = entry
+            .map_err(|e| deepgalaxy_core::Error::io(dir, e))?
+            .path();
+        if path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with(GRID_PREFIX))
+        {
+            std::fs::remove_file(&path).map_err(|e| deepgalaxy_core::Error::io(&path, e))?;
+        }
+    }
+    Ok(())
+}
+
 fn run_one(
     cfg: &SimulateConfig,
     spec: &MergerSpec,
@@ -269,18 +320,17 @@ fn run_one(
     if marker.exists() {
         std::fs::remove_file(&marker).map_err(|e| deepgalaxy_core::Error::io(&marker, e))?;
     }
-    let cameras = cube_cameras();
+    remove_grid_images(dir)?;
+    let cameras = hemisphere_cameras();
     let size = cfg.size as usize;
     let name = spec.name();
-    let mut records = Vec::with_capacity(cfg.merger.snapshots * CAMERAS);
-    let mut energies = (0.0, 0.0);
-    let mut last_virial = 0.0;
-    let mut last_separation = 0.0;
-    let (_, plan) = run_merger(
+    // energy and virial ratio at every point of the run's snapshot grid
+    let mut states = Vec::new();
+    let (_, run) = run_merger(
         spec,
         &cfg.merger,
         spec.seed(cfg.seed),
-        |snap, sim, plan| {
+        |grid, sim, plan| {
             let p = &sim.particles;
             let stars: Vec<usize> = (0..p.len())
                 .filter(|&i| p.component[i] == Component::Disk)
@@ -293,55 +343,140 @@ fn run_one(
                 .map(|(c, cam)| {
                     let img = surface_density(&pos, &mass, cam, size, plan.half_width);
                     let values = apply_stretch(&img, cfg.stretch);
-                    let path = dir.join(image_name(c, snap));
+                    let path = dir.join(grid_image_name(c, grid));
                     let png = encode_png(&values, size, cfg.bits, &path)?;
                     write_atomic(&path, |f| f.write_all(&png))?;
                     Ok(())
                 })
                 .collect();
             files.into_iter().collect::<Result<Vec<()>>>()?;
-            // A whole multiple of the interval, so int(t_myr / interval) is the label exactly.
-            let t_myr = snap as f64 * cfg.merger.snapshot_interval_myr;
-            for c in 0..CAMERAS {
-                records.push(CatalogRecord {
-                    id_str: format!("{name}_c{c:02}_t{snap:02}"),
-                    file_loc: image_name(c, snap),
-                    simulation: Some(name.clone()),
-                    camera: Some(c as u32),
-                    snapshot: Some(snap as u32),
-                    label: Some(snap as u32),
-                    t_myr: Some(t_myr),
-                    mass_ratio: Some(spec.mass_ratio),
-                    size_ratio: Some(spec.size_ratio),
-                    ..Default::default()
-                });
-            }
-            let e = sim.total_energy();
-            if snap == 0 {
-                energies.0 = e;
-            }
-            energies.1 = e;
-            last_virial = sim.virial_ratio();
-            let c = galaxy_centers(sim);
-            last_separation = dist(c[0], c[1]) * LENGTH_KPC;
+            states.push((sim.total_energy(), sim.virial_ratio()));
             Ok(())
         },
         |done, steps| progress(Progress::Step { index, done, steps }),
     )?;
+    let (plan, track, first_grid) = (&run.plan, &run.track, run.first_snapshot);
+    let phases = track.phases(cfg.merger.coalescence_kpc);
+    let myr = |t: f64| t * TIME_MYR;
+    let first = phases.pericenters.first().copied();
+    let orbit_columns = orbit_columns(plan);
+    let interval = cfg.merger.snapshot_interval_myr;
+    let mut records = Vec::with_capacity(cfg.merger.snapshots * CAMERAS);
+    for snap in 0..cfg.merger.snapshots {
+        let grid = first_grid + snap;
+        // the run's time of this snapshot
+        let t = grid as f64 * interval / TIME_MYR;
+        for c in 0..CAMERAS {
+            let (from, to) = (
+                dir.join(grid_image_name(c, grid)),
+                dir.join(image_name(c, snap)),
+            );
+            std::fs::rename(&from, &to).map_err(|e| deepgalaxy_core::Error::io(&from, e))?;
+            records.push(CatalogRecord {
+                id_str: format!("{name}_c{c:02}_t{snap:02}"),
+                file_loc: image_name(c, snap),
+                simulation: Some(name.clone()),
+                camera: Some(c as u32),
+                snapshot: Some(snap as u32),
+                label: Some(snap as u32),
+                // a whole multiple of the interval, so int(t_myr / interval) is the label
+                t_myr: Some(snap as f64 * interval),
+                mass_ratio: Some(spec.mass_ratio),
+                size_ratio: Some(spec.size_ratio),
+                t_peri_myr: first.map(|p| thousandths(myr(t - p))),
+                separation_kpc: track.separation_at(t).map(|d| thousandths(d * LENGTH_KPC)),
+                t_coalescence_myr: phases.coalescence.map(|c| thousandths(myr(t - c))),
+                extra: orbit_columns.clone(),
+            });
+        }
+    }
+    remove_grid_images(dir)?;
+    deepgalaxy_core::io::sync_dir(dir)?;
     Catalog::new(records).write(&dir.join("catalog.csv"))?;
+    write_track(&dir.join(ORBIT_FILE), track)?;
+    let last_grid = first_grid + cfg.merger.snapshots - 1;
+    let (e0, e1) = (states[first_grid].0, states[last_grid].0);
     let done = DoneMarker {
         key,
         seconds: start.elapsed().as_secs_f64(),
-        steps: plan.steps_per_snapshot * (cfg.merger.snapshots - 1),
+        steps: plan.steps_per_snapshot * last_grid,
         dt_myr: plan.dt * TIME_MYR,
         t_end_myr: plan.t_end * TIME_MYR,
-        energy_drift: (energies.1 - energies.0) / energies.0.abs(),
-        final_virial_ratio: last_virial,
-        final_separation_kpc: last_separation,
+        energy_drift: (e1 - e0) / e0.abs(),
+        final_virial_ratio: states[last_grid].1,
+        final_separation_kpc: track.separation.last().copied().unwrap_or_default() * LENGTH_KPC,
+        first_snapshot_myr: first_grid as f64 * interval,
+        initial_separation_kpc: plan.separation * LENGTH_KPC,
+        requested_pericenter_kpc: plan.pericenter * LENGTH_KPC,
+        requested_first_pericenter_myr: myr(plan.t_pericenter),
+        pericenters_myr: phases.pericenters.iter().map(|&t| myr(t)).collect(),
+        pericenter_distances_kpc: phases
+            .pericenter_distances
+            .iter()
+            .map(|d| d * LENGTH_KPC)
+            .collect(),
+        coalescence_myr: phases.coalescence.map(myr),
     };
     let json = serde_json::to_vec_pretty(&done).map_err(|e| Error::Config(e.to_string()))?;
     write_atomic(&marker, |f| f.write_all(&json))?;
     Ok(())
+}
+
+/// `x` rounded to three decimals: times to a thousandth of a Myr and separations to a parsec
+/// are finer than a step and than the centres' own scatter.
+fn thousandths(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+/// The merger's orbit as catalog columns: the pericentre and eccentricity it was set up with
+/// and each disk's inclination and argument of pericentre, the same on every row.
+fn orbit_columns(plan: &MergerPlan) -> BTreeMap<String, String> {
+    let mut columns = BTreeMap::new();
+    columns.insert(
+        "orbit_pericenter_kpc".into(),
+        format!("{}", plan.pericenter * LENGTH_KPC),
+    );
+    columns.insert(
+        "orbit_eccentricity".into(),
+        format!("{}", plan.eccentricity),
+    );
+    for (k, disk) in plan.disks.iter().enumerate() {
+        columns.insert(
+            format!("disk{}_inclination_deg", k + 1),
+            format!("{:.2}", disk.inclination_deg),
+        );
+        columns.insert(
+            format!("disk{}_pericenter_argument_deg", k + 1),
+            format!("{:.2}", disk.pericenter_argument_deg),
+        );
+    }
+    columns
+}
+
+/// Writes the separation track, in Myr and kpc.
+fn write_track(path: &Path, track: &Track) -> Result<()> {
+    write_atomic(path, |f| {
+        let mut w = csv::Writer::from_writer(std::io::BufWriter::new(f));
+        w.write_record(["t_myr", "separation_kpc"])?;
+        for (t, d) in track.time.iter().zip(&track.separation) {
+            w.write_record([
+                format!("{:.4}", t * TIME_MYR),
+                format!("{:.5}", d * LENGTH_KPC),
+            ])?;
+        }
+        w.flush()
+    })?;
+    Ok(())
+}
+
+/// Reads a simulation's [`ORBIT_FILE`]: (time in Myr, separation in kpc) per step.
+pub fn read_track(path: &Path) -> Result<Vec<(f64, f64)>> {
+    let mut reader = csv::Reader::from_path(path)
+        .map_err(|e| deepgalaxy_core::Error::invalid(path, e.to_string()))?;
+    reader
+        .deserialize::<(f64, f64)>()
+        .map(|row| row.map_err(|e| deepgalaxy_core::Error::invalid(path, e.to_string()).into()))
+        .collect()
 }
 
 /// Reads the `done.json` of a finished simulation in `out` (for reports and benchmarks).

@@ -2,7 +2,8 @@
 //!
 //! Galaxy-merger N-body simulations that produce the DeepGalaxy training set (Cai et al.
 //! 2020): initial conditions ([`ic`]), Barnes-Hut gravity ([`tree`], [`gravity`]), leapfrog
-//! integration ([`integrate`]), the merger grid ([`merger`]), cameras ([`camera`]),
+//! integration ([`integrate`]), the merger grid and its orbits ([`merger`], [`orbit`]), the
+//! merger's phases ([`phase`]), cameras ([`camera`]),
 //! rendering ([`render`]) and the labeled dataset on disk ([`dataset`]).
 //!
 //! ## Units
@@ -14,14 +15,16 @@
 //! at its virial radius as an option) with isotropic Jeans velocities, plus an exponential
 //! sech^2 disk whose rotation comes from the measured (softened) accelerations. The default
 //! primary has a 1e11 Msun halo and a 1e10 Msun disk of scale length 1 kpc; the secondary is
-//! the primary scaled by the size and mass ratios. The pair starts 20 mean disk scale lengths
-//! apart on a bound Keplerian orbit (eccentricity 0.9, pericentre 1 scale length) with disk
-//! orientations drawn from the seed. It is followed for 71 snapshots 5 Myr apart (350 Myr,
-//! the paper's spacing, so `int(t_myr / 5)` is the class); every merger of the grid is merged
-//! and virialised by the last one (2K/|W| 0.94-1.03 in the tests at 2,000 particles, 0.99-1.04
-//! in probe runs of the grid's corners at 10,000). Softening is 0.1 kpc at the default
-//! 10,000 particles and scales as N^(-1/3); the fixed leapfrog step is 0.15 of the shortest
-//! dynamical time at 0.2 kpc.
+//! the primary scaled by the size and mass ratios. The pair moves on a parabolic orbit of
+//! pericentre one mean disk scale length ([`orbit`]: set up for two rigid extended galaxies
+//! and started so that first pericentre comes 100 Myr after snapshot 0), with each disk's
+//! inclination and argument of pericentre drawn from the seed. It is followed for 71
+//! snapshots 5 Myr apart (350 Myr, the paper's spacing, so `int(t_myr / 5)` is the class);
+//! snapshot 0 is chosen once the run's first pericentre is found, so every merger reaches it
+//! at the same snapshot. Both galaxies' centres are tracked at every step ([`phase`]), which
+//! gives each image its time from first pericentre, the centres' separation and its time from
+//! coalescence. Softening is 0.1 kpc at the default 10,000 particles and scales as N^(-1/3);
+//! the fixed leapfrog step is 0.15 of the shortest dynamical time at 0.2 kpc.
 //!
 //! ## Why a hand-written octree
 //! The maintained Rust spatial crates (kd-trees such as `kiddo`, R-trees such as `rstar`)
@@ -42,7 +45,9 @@ pub mod gravity;
 pub mod ic;
 pub mod integrate;
 pub mod merger;
+pub mod orbit;
 pub mod particles;
+pub mod phase;
 pub mod render;
 pub mod tree;
 pub mod units;

@@ -2,10 +2,12 @@
 
 use crate::error::{Error, Result};
 use crate::gravity::Solver;
-use crate::ic::{orient, random_direction, sample_galaxy, GalaxyModel};
+use crate::ic::{orient, sample_galaxy, GalaxyModel};
 use crate::integrate::Simulation;
-use crate::particles::{Component, Particles};
-use crate::units::{G, TIME_MYR};
+use crate::orbit::OrbitSpec;
+use crate::particles::Particles;
+use crate::phase::{separation, Track};
+use crate::units::TIME_MYR;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::f64::consts::PI;
@@ -97,12 +99,18 @@ pub struct MergerConfig {
     pub softening: f64,
     /// Force solver.
     pub solver: Solver,
-    /// Initial separation in units of the mean disk scale length of the two galaxies.
-    pub separation_radii: f64,
-    /// Pericentre of the initial Keplerian orbit, in mean disk scale lengths.
+    /// Pericentre of the orbit (in the potential of the mass enclosed), in mean disk scale
+    /// lengths of the two galaxies.
     pub pericenter_radii: f64,
-    /// Eccentricity of the initial Keplerian orbit (below 1: bound).
+    /// Eccentricity of the orbit through its energy ([`crate::orbit`]): 1 parabolic, below 1
+    /// bound, above 1 hyperbolic.
     pub eccentricity: f64,
+    /// Time of first pericentre after the first snapshot, Myr: every merger starts where its
+    /// orbit reaches pericentre then, so one snapshot means one phase across a grid.
+    pub first_pericenter_myr: f64,
+    /// Separation of the galaxies' centres (kpc) below which they have coalesced, once they
+    /// stay there to the end of the run.
+    pub coalescence_kpc: f64,
     /// Time step as a fraction of the shortest dynamical time of the two galaxies at 0.2
     /// primary disk scale lengths.
     pub step_fraction: f64,
@@ -137,9 +145,10 @@ impl Default for MergerConfig {
             disk_fraction: 0.5,
             softening: 0.1,
             solver: Solver::default(),
-            separation_radii: 20.0,
             pericenter_radii: 1.0,
-            eccentricity: 0.9,
+            eccentricity: 1.0,
+            first_pericenter_myr: 100.0,
+            coalescence_kpc: 0.5,
             step_fraction: 0.15,
             snapshot_interval_myr: 5.0,
             snapshots: SNAPSHOTS,
@@ -152,6 +161,58 @@ pub const MIN_PARTICLES: usize = 1000;
 /// Largest particle count accepted.
 pub const MAX_PARTICLES: usize = 20_000_000;
 
+/// How long (Myr, rounded up to whole snapshot intervals: [`lead_snapshots`]) the run starts
+/// before the configured time to first pericentre: the N-body pericentre comes earlier or
+/// later than that of the rigid galaxies the orbit is set up with (by up to 13 Myr in the
+/// corners of the paper grid), and the first snapshot is then chosen on the run's snapshot
+/// grid from the pericentre found.
+pub const LEAD_MYR: f64 = 30.0;
+
+/// [`LEAD_MYR`] in whole snapshot intervals.
+pub fn lead_snapshots(cfg: &MergerConfig) -> usize {
+    (LEAD_MYR / cfg.snapshot_interval_myr).ceil() as usize
+}
+
+/// Largest eccentricity accepted (a fast fly-by).
+pub const MAX_ECCENTRICITY: f64 = 5.0;
+
+/// How a disk lies relative to the orbit (frame of [`crate::orbit`]: orbital angular
+/// momentum along +z).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct DiskOrientation {
+    /// Angle between the disk's spin and the orbital angular momentum, degrees (0: prograde
+    /// in the orbit plane, 180: retrograde).
+    pub inclination_deg: f64,
+    /// Argument of pericentre: angle in the orbit plane from the line where the disk plane
+    /// crosses it (ascending node) to the pericentre, degrees in [0, 360).
+    pub pericenter_argument_deg: f64,
+}
+
+impl DiskOrientation {
+    /// Draws an isotropic spin direction.
+    fn random(rng: &mut ChaCha8Rng) -> DiskOrientation {
+        let cos_i: f64 = 2.0 * rng.random::<f64>() - 1.0;
+        DiskOrientation {
+            inclination_deg: cos_i.clamp(-1.0, 1.0).acos().to_degrees(),
+            pericenter_argument_deg: 360.0 * rng.random::<f64>(),
+        }
+    }
+
+    /// The spin's unit vector, for an orbit whose pericentre lies along `pericenter`
+    /// (a unit vector in the x-y plane): the node lies `omega` before the pericentre, and the
+    /// spin is tilted by the inclination away from +z, perpendicular to the node.
+    pub fn spin(&self, pericenter: [f64; 3]) -> [f64; 3] {
+        let (i, w) = (
+            self.inclination_deg.to_radians(),
+            self.pericenter_argument_deg.to_radians(),
+        );
+        let phi_p = pericenter[1].atan2(pericenter[0]);
+        let node = phi_p - w;
+        // spin = cos i z - sin i (z x node), so that z x spin points along the node
+        [i.sin() * node.sin(), -i.sin() * node.cos(), i.cos()]
+    }
+}
+
 /// Time stepping and framing derived from the initial conditions.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct MergerPlan {
@@ -159,12 +220,20 @@ pub struct MergerPlan {
     pub dt: f64,
     /// Steps between consecutive snapshots.
     pub steps_per_snapshot: usize,
-    /// Time of the last snapshot.
+    /// Time from the first snapshot to the last.
     pub t_end: f64,
     /// Initial separation of the galaxy centres (kpc).
     pub separation: f64,
-    /// Keplerian time to first pericentre.
+    /// Pericentre distance the orbit was set up for (kpc).
+    pub pericenter: f64,
+    /// Eccentricity the orbit was set up for.
+    pub eccentricity: f64,
+    /// Time of first pericentre the orbit was set up for, from the start (internal units):
+    /// [`lead_snapshots`] intervals more than the configured time, so that the realised
+    /// pericentre comes after the configured time whatever the N-body adds.
     pub t_pericenter: f64,
+    /// Each disk's orientation relative to the orbit.
+    pub disks: [DiskOrientation; 2],
     /// Half width of the camera field of view (kpc), fixed for the whole simulation.
     pub half_width: f64,
 }
@@ -189,9 +258,21 @@ pub fn validate(cfg: &MergerConfig) -> Result<()> {
             "softening, step fraction and snapshot interval must be positive".into(),
         ));
     }
-    if !(0.0..1.0).contains(&cfg.eccentricity) {
+    if !(0.0..=MAX_ECCENTRICITY).contains(&cfg.eccentricity) || !positive(cfg.pericenter_radii) {
+        return Err(Error::Config(format!(
+            "the orbit needs an eccentricity in [0, {MAX_ECCENTRICITY}] and a positive pericentre"
+        )));
+    }
+    let window = cfg.snapshot_interval_myr * (cfg.snapshots - 1) as f64;
+    if !(positive(cfg.first_pericenter_myr) && cfg.first_pericenter_myr < window) {
+        return Err(Error::Config(format!(
+            "first pericentre at {} Myr is outside the run (0, {window}) Myr",
+            cfg.first_pericenter_myr
+        )));
+    }
+    if !positive(cfg.coalescence_kpc) {
         return Err(Error::Config(
-            "the orbit must be bound: eccentricity in [0, 1)".into(),
+            "the coalescence separation must be positive".into(),
         ));
     }
     if let Solver::Tree { theta } = cfg.solver {
@@ -226,42 +307,54 @@ pub fn initial_conditions(
         let d = ((n as f64) * cfg.disk_fraction).round() as usize;
         (n - d, d)
     };
+    // the orbit first: the disks are oriented relative to it
+    let mean_rd = 0.5 * (g1.disk_scale_length + g2.disk_scale_length);
+    let rp = cfg.pericenter_radii * mean_rd;
+    let interval = cfg.snapshot_interval_myr / TIME_MYR;
+    let t_peri = cfg.first_pericenter_myr / TIME_MYR + lead_snapshots(cfg) as f64 * interval;
+    let orbit = crate::orbit::orbit(
+        &g1,
+        &g2,
+        &OrbitSpec {
+            pericenter: rp,
+            eccentricity: cfg.eccentricity,
+            time_to_pericenter: t_peri,
+        },
+    )
+    .ok_or_else(|| {
+        Error::Config(format!(
+            "an orbit of eccentricity {} cannot reach a pericentre of {rp} kpc",
+            cfg.eccentricity
+        ))
+    })?;
     let mut parts = Vec::new();
+    let mut disks = Vec::new();
     for (k, (model, n)) in [(g1, n1), (g2, n2)].into_iter().enumerate() {
         let (nh, nd) = split(n);
         let mut p = sample_galaxy(&model, nh, nd, cfg.softening, &mut rng);
-        let axis = random_direction(&mut rng);
+        let disk = DiskOrientation::random(&mut rng);
         let angle = 2.0 * PI * rng.random::<f64>();
-        orient(&mut p, axis, angle);
+        orient(&mut p, disk.spin(orbit.pericenter_direction), angle);
         p.galaxy.iter_mut().for_each(|g| *g = k as u8);
         parts.push(p);
+        disks.push(disk);
     }
-    // Relative Keplerian orbit of two point masses in the x-y plane.
-    let mean_rd = 0.5 * (g1.disk_scale_length + g2.disk_scale_length);
-    let d0 = cfg.separation_radii * mean_rd;
-    let rp = cfg.pericenter_radii * mean_rd;
-    let e = cfg.eccentricity;
+    let d0 = orbit.position[0];
     let (m1, m2) = (g1.total_mass(), g2.total_mass());
-    let mu = G * (m1 + m2);
-    let a = rp / (1.0 - e);
-    let v2 = mu * (2.0 / d0 - 1.0 / a);
-    let l = (mu * a * (1.0 - e * e)).sqrt();
-    let vt = l / d0;
-    let vr = -(v2 - vt * vt).max(0.0).sqrt();
-    let cos_e = ((1.0 - d0 / a) / e).clamp(-1.0, 1.0);
-    let ecc_anomaly = cos_e.acos();
-    let t_peri = (ecc_anomaly - e * ecc_anomaly.sin()) / (mu / a.powi(3)).sqrt();
-    let rel_x = [d0, 0.0, 0.0];
-    let rel_v = [vr, vt, 0.0];
     let f1 = -m2 / (m1 + m2);
     let f2 = m1 / (m1 + m2);
-    parts[0].shift(rel_x.map(|c| c * f1), rel_v.map(|c| c * f1));
-    parts[1].shift(rel_x.map(|c| c * f2), rel_v.map(|c| c * f2));
+    parts[0].shift(
+        orbit.position.map(|c| c * f1),
+        orbit.velocity.map(|c| c * f1),
+    );
+    parts[1].shift(
+        orbit.position.map(|c| c * f2),
+        orbit.velocity.map(|c| c * f2),
+    );
     let mut all = parts[0].clone();
     all.extend(&parts[1]);
     all.to_center_of_mass_frame();
 
-    let interval = cfg.snapshot_interval_myr / TIME_MYR;
     let t_end = interval * (cfg.snapshots - 1) as f64;
     let r_c = 0.2 * g1.disk_scale_length;
     let t_dyn = g1.dynamical_time(r_c).min(g2.dynamical_time(r_c));
@@ -277,47 +370,88 @@ pub fn initial_conditions(
             steps_per_snapshot,
             t_end,
             separation: d0,
+            pericenter: rp,
+            eccentricity: cfg.eccentricity,
             t_pericenter: t_peri,
+            disks: [disks[0], disks[1]],
             half_width,
         },
     ))
 }
 
-/// Runs one merger. `on_snapshot(index, sim)` is called at each of the snapshot times
-/// (index 0 = initial conditions); `on_step(done, total)` reports integration progress.
+/// What [`run_merger`] returns besides the final state.
+#[derive(Clone, Debug)]
+pub struct MergerRun {
+    /// The time plan.
+    pub plan: MergerPlan,
+    /// Separation of the centres at every step from the start.
+    pub track: Track,
+    /// Index on the run's snapshot grid (counted from the start) of snapshot 0.
+    pub first_snapshot: usize,
+}
+
+/// Runs one merger. The run starts [`lead_snapshots`] snapshot intervals before the orbit's
+/// planned first pericentre and follows the separation of the centres at every step
+/// ([`crate::phase`]). Once the first pericentre is confirmed (the galaxies have moved apart
+/// again), snapshot 0 is the point of the run's snapshot grid nearest to
+/// `first_pericenter_myr` before it, and the run ends `snapshots - 1` intervals after that.
+/// `on_snapshot(grid_index, sim, plan)` is called at every point of the grid from the start
+/// (index 0 = initial conditions), including those before snapshot 0, which the caller
+/// drops; `on_step(done, total)` reports integration progress (the total is an estimate until
+/// the pericentre is found).
 pub fn run_merger(
     spec: &MergerSpec,
     cfg: &MergerConfig,
     seed: u64,
     mut on_snapshot: impl FnMut(usize, &Simulation, &MergerPlan) -> Result<()>,
     mut on_step: impl FnMut(usize, usize),
-) -> Result<(Simulation, MergerPlan)> {
+) -> Result<(Simulation, MergerRun)> {
     let (particles, plan) = initial_conditions(spec, cfg, seed)?;
     let mut sim = Simulation::new(particles, cfg.softening, cfg.solver);
-    let total = plan.steps_per_snapshot * (cfg.snapshots - 1);
+    let sps = plan.steps_per_snapshot;
+    let planned = lead_snapshots(cfg);
+    let mut last = planned + cfg.snapshots - 1;
+    let mut first: Option<usize> = None;
+    let mut track = Track::default();
+    let sample = |sim: &Simulation, track: &mut Track| -> Result<()> {
+        let d = separation(sim)
+            .ok_or_else(|| Error::Config("a galaxy has no particles to track".into()))?;
+        track.push(sim.time, d);
+        Ok(())
+    };
+    sample(&sim, &mut track)?;
     on_snapshot(0, &sim, &plan)?;
+    let interval = cfg.snapshot_interval_myr / TIME_MYR;
+    let before = cfg.first_pericenter_myr / TIME_MYR;
     let mut done = 0;
-    for snap in 1..cfg.snapshots {
-        for _ in 0..plan.steps_per_snapshot {
+    let mut grid = 0;
+    while grid < last {
+        for _ in 0..sps {
             sim.step(plan.dt);
+            sample(&sim, &mut track)?;
             done += 1;
-            on_step(done, total);
+            on_step(done, last * sps);
         }
-        on_snapshot(snap, &sim, &plan)?;
-    }
-    Ok((sim, plan))
-}
-
-/// Position of the most bound disk particle of each galaxy (its centre while it survives;
-/// halo particles are not used because the halos overlap and exchange particles early).
-pub fn galaxy_centers(sim: &Simulation) -> [[f64; 3]; 2] {
-    let mut best = [(f64::INFINITY, [0.0; 3]); 2];
-    for i in 0..sim.particles.len() {
-        let g = sim.particles.galaxy[i] as usize;
-        let disk = sim.particles.component[i] == Component::Disk;
-        if g < 2 && disk && sim.forces.pot[i] < best[g].0 {
-            best[g] = (sim.forces.pot[i], sim.particles.pos[i]);
+        grid += 1;
+        on_snapshot(grid, &sim, &plan)?;
+        if first.is_none() {
+            if let Some(i) = track.first_passage() {
+                let at = ((track.time[i] - before) / interval).round().max(0.0) as usize;
+                first = Some(at);
+                last = at + cfg.snapshots - 1;
+            } else if grid >= 2 * planned + (before / interval).ceil() as usize {
+                // no passage where one was planned (a fall straight into coalescence, or a
+                // fly-by that never turns): keep the planned grid
+                first = Some(planned);
+            }
         }
     }
-    [best[0].1, best[1].1]
+    Ok((
+        sim,
+        MergerRun {
+            plan,
+            track,
+            first_snapshot: first.unwrap_or(planned),
+        },
+    ))
 }

@@ -171,7 +171,7 @@ pub fn encode_png(values: &[f32], size: usize, bits: BitDepth, path: &Path) -> R
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::camera::cube_cameras;
+    use crate::camera::hemisphere_cameras;
 
     #[test]
     fn splatting_conserves_mass_inside_the_frame() {
@@ -186,11 +186,35 @@ mod tests {
             })
             .collect();
         let mass = vec![0.002; pos.len()];
-        for cam in cube_cameras() {
+        for cam in hemisphere_cameras() {
             let img = surface_density(&pos, &mass, &cam, 64, 10.0);
             let total: f64 = img.iter().map(|&v| v as f64).sum();
             assert!((total - 1.0).abs() < 1e-4, "total {total}");
         }
+    }
+
+    #[test]
+    fn opposite_cameras_see_mirror_images() {
+        use crate::camera::Camera;
+        let pos: Vec<[f64; 3]> = (0..2000)
+            .map(|i| {
+                let a = i as f64 * 0.7;
+                [a.sin() * 3.1, (a * 1.3).cos() * 2.3, (a * 0.9).sin() * 1.7]
+            })
+            .collect();
+        let mass = vec![1e-3; pos.len()];
+        let d = [0.3, -0.5, 0.8];
+        let a = surface_density(&pos, &mass, &Camera::looking_from(d), 32, 5.0);
+        let b = surface_density(&pos, &mass, &Camera::looking_from(d.map(|c| -c)), 32, 5.0);
+        let mut differ = 0;
+        for row in 0..32 {
+            for col in 0..32 {
+                if (a[row * 32 + col] - b[row * 32 + 31 - col]).abs() > 1e-6 {
+                    differ += 1;
+                }
+            }
+        }
+        assert_eq!(differ, 0, "pixels that are not mirrored");
     }
 
     #[test]
