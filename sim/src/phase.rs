@@ -9,6 +9,7 @@
 
 use crate::integrate::Simulation;
 use crate::particles::dist;
+use crate::units::TIME_MYR;
 
 /// Particles left inside the sphere (at least; or 1% of the galaxy's) when shrinking stops.
 const CORE_PARTICLES: usize = 32;
@@ -93,6 +94,10 @@ pub struct Phases {
 /// apart again before coming closer: the jitter of two merged centres, or of one centre's
 /// estimate, is not a passage.
 pub const MIN_RISE: f64 = 2.0;
+/// How long (Myr) the centres must stay within the coalescence separation, up to the end of
+/// the run, for the galaxies to count as coalesced.
+pub const MIN_MERGED_MYR: f64 = 25.0;
+
 /// Least rise in kpc around a pericentre (see [`MIN_RISE`]).
 pub const MIN_RISE_KPC: f64 = 2.0;
 
@@ -142,13 +147,19 @@ impl Track {
     }
 
     /// The pericentres and coalescence, with `coalescence_kpc` the separation below which the
-    /// galaxies have merged once they stay there to the end of the run. A fall that ends in
+    /// galaxies have merged once they stay there to the end of the run, for at least
+    /// [`MIN_MERGED_MYR`] (a dip in the last few Myr is not a coalescence). A fall that ends in
     /// coalescence without a passage has its one pericentre where the fall stops.
     pub fn phases(&self, coalescence_kpc: f64) -> Phases {
         let d = &self.separation;
         let n = d.len();
         // the first sample from which the separation stays below the threshold
-        let merged_from = (0..n).rev().take_while(|&i| d[i] < coalescence_kpc).last();
+        let end_time = self.time.last().copied().unwrap_or_default();
+        let merged_from = (0..n)
+            .rev()
+            .take_while(|&i| d[i] < coalescence_kpc)
+            .last()
+            .filter(|&i| end_time - self.time[i] >= MIN_MERGED_MYR / TIME_MYR);
         let end = merged_from.unwrap_or(n);
         let mut found = Vec::new();
         // the farthest apart since the last pericentre
@@ -248,5 +259,8 @@ mod tests {
         let p = track(|t| 30.0 - 0.1 * t, 200).phases(0.5);
         assert_eq!(p.pericenters, Vec::<f64>::new());
         assert_eq!(p.coalescence, None);
+        // a dip below the threshold in the last few Myr is not a coalescence
+        let late = track(|t| if t >= 297.0 { 0.3 } else { 5.0 }, 300).phases(0.5);
+        assert_eq!(late.coalescence, None);
     }
 }
