@@ -4,6 +4,7 @@ use anyhow::Context;
 use clap::ValueEnum;
 use deepgalaxy_sim::{
     dataset::{read_marker, read_track, ORBIT_FILE},
+    render::FULL_SCALE_MSUN_PC2,
     simulate_dataset, BitDepth, Grid, MergerConfig, MergerSpec, OutputFormat, Progress,
     SimulateConfig, Stretch,
 };
@@ -79,6 +80,8 @@ pub enum StretchArg {
     Log,
     /// Inverse hyperbolic sine.
     Asinh,
+    /// Linear in the surface density (use with `--bits 16`).
+    Linear,
 }
 
 /// Simulate galaxy mergers with N-body gravity and render a labeled image dataset
@@ -126,6 +129,14 @@ pub struct SimulateArgs {
     /// within half a snapshot interval.
     #[arg(long, default_value_t = MergerConfig::default().first_pericenter_myr)]
     pub first_pericenter_myr: f64,
+    /// Width of every image's field in kpc, one for the whole grid (default: the widest any
+    /// merger of the grid needs at its start).
+    #[arg(long)]
+    pub field_kpc: Option<f64>,
+    /// Surface density shown as full white, Msun/pc^2 (Lsun/pc^2 at a mass-to-light ratio of
+    /// 1), one for the whole grid.
+    #[arg(long, default_value_t = FULL_SCALE_MSUN_PC2)]
+    pub full_scale: f64,
 }
 
 fn parse_bits(s: &str) -> Result<u8, String> {
@@ -179,7 +190,10 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
         stretch: match args.stretch {
             StretchArg::Log => Stretch::Log,
             StretchArg::Asinh => Stretch::Asinh,
+            StretchArg::Linear => Stretch::Linear,
         },
+        field_kpc: args.field_kpc,
+        full_scale: args.full_scale,
     };
     let n_sims = cfg.grid.specs().len() as u64;
     const TICKS: u64 = 1000;

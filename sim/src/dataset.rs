@@ -19,10 +19,13 @@
 
 use crate::camera::{hemisphere_cameras, CAMERAS};
 use crate::error::{Error, Result};
-use crate::merger::{run_merger, validate, Grid, MergerConfig, MergerPlan, MergerSpec};
+use crate::merger::{run_merger, validate, Grid, MergerConfig, MergerPlan, MergerSpec, SetUp};
 use crate::particles::Component;
 use crate::phase::Track;
-use crate::render::{apply_stretch, encode_png, surface_density, BitDepth, Stretch, MAX_SIZE};
+use crate::render::{
+    apply_brightness, encode_png, surface_density, BitDepth, Brightness, Stretch,
+    FULL_SCALE_MSUN_PC2, MAX_SIZE,
+};
 use crate::units::{LENGTH_KPC, TIME_MYR};
 use deepgalaxy_core::catalog::{Catalog, CatalogRecord};
 use deepgalaxy_core::io::write_atomic;
@@ -62,6 +65,11 @@ pub struct SimulateConfig {
     pub bits: BitDepth,
     /// Brightness stretch.
     pub stretch: Stretch,
+    /// Width of every image's field in kpc, the same for the whole grid; `None`: the widest
+    /// any merger of the grid needs at its start ([`grid_field_kpc`]).
+    pub field_kpc: Option<f64>,
+    /// Surface density shown as full white, Msun/pc^2, the same for the whole grid.
+    pub full_scale: f64,
 }
 
 impl Default for SimulateConfig {
@@ -75,6 +83,8 @@ impl Default for SimulateConfig {
             threads: None,
             bits: BitDepth::Eight,
             stretch: Stretch::Log,
+            field_kpc: None,
+            full_scale: FULL_SCALE_MSUN_PC2,
         }
     }
 }
@@ -130,6 +140,8 @@ struct RunKey {
     bits: BitDepth,
     stretch: Stretch,
     merger: String,
+    field_kpc: f64,
+    full_scale: f64,
 }
 
 /// Contents of `done.json`.
@@ -180,6 +192,17 @@ fn check(cfg: &SimulateConfig) -> Result<()> {
             cfg.size
         )));
     }
+    if let Some(f) = cfg.field_kpc.filter(|f| !(f.is_finite() && *f > 0.0)) {
+        return Err(Error::Config(format!(
+            "field width {f} kpc is not positive"
+        )));
+    }
+    if !(cfg.full_scale.is_finite() && cfg.full_scale > 0.0) {
+        return Err(Error::Config(format!(
+            "full-scale surface density {} Msun/pc^2 is not positive",
+            cfg.full_scale
+        )));
+    }
     if cfg.threads == Some(0) {
         return Err(Error::Config("thread count must be at least 1".into()));
     }
@@ -193,7 +216,7 @@ fn check(cfg: &SimulateConfig) -> Result<()> {
     validate(&cfg.merger)
 }
 
-fn key_of(cfg: &SimulateConfig, spec: &MergerSpec) -> RunKey {
+fn key_of(cfg: &SimulateConfig, spec: &MergerSpec, brightness: &Brightness) -> RunKey {
     RunKey {
         name: spec.name(),
         size_ratio: spec.size_ratio,
@@ -204,6 +227,8 @@ fn key_of(cfg: &SimulateConfig, spec: &MergerSpec) -> RunKey {
         bits: cfg.bits,
         stretch: cfg.stretch,
         merger: format!("{:?}", cfg.merger),
+        field_kpc: brightness.kpc_per_pixel * f64::from(cfg.size),
+        full_scale: brightness.full_scale,
     }
 }
 
@@ -234,12 +259,21 @@ pub fn simulate_dataset(
         .map_err(|e| Error::Config(format!("cannot start {:?} threads: {e}", cfg.threads)))?;
     pool.install(|| {
         let specs = cfg.grid.specs();
+        let field = match cfg.field_kpc {
+            Some(f) => f,
+            None => grid_field_kpc(&specs, &cfg.merger)?,
+        };
+        let brightness = Brightness {
+            stretch: cfg.stretch,
+            full_scale: cfg.full_scale,
+            kpc_per_pixel: field / f64::from(cfg.size),
+        };
         let total = specs.len();
         let mut records = Vec::new();
         for (index, spec) in specs.iter().enumerate() {
             let name = spec.name();
             let dir = sims_dir.join(&name);
-            let key = key_of(cfg, spec);
+            let key = key_of(cfg, spec, &brightness);
             if finished(&dir, &key).is_some() {
                 progress(Progress::Skipped {
                     index,
@@ -252,7 +286,7 @@ pub fn simulate_dataset(
                     name: name.clone(),
                 });
                 let start = Instant::now();
-                run_one(cfg, spec, &dir, key, index, progress)?;
+                run_one(cfg, spec, &brightness, &dir, key, index, progress)?;
                 progress(Progress::Finished {
                     index,
                     name: name.clone(),
@@ -308,6 +342,7 @@ fn remove_grid_images(dir: &Path) -> Result<()> {
 fn run_one(
     cfg: &SimulateConfig,
     spec: &MergerSpec,
+    brightness: &Brightness,
     dir: &Path,
     key: RunKey,
     index: usize,
@@ -322,6 +357,9 @@ fn run_one(
     }
     remove_grid_images(dir)?;
     let cameras = hemisphere_cameras();
+    let half_width = 0.5 * brightness.kpc_per_pixel * f64::from(cfg.size);
+    let text = scale_columns(brightness).into_iter().collect::<Vec<_>>();
+    let text: Vec<(&str, String)> = text.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
     let size = cfg.size as usize;
     let name = spec.name();
     // energy and virial ratio at every point of the run's snapshot grid
@@ -330,7 +368,7 @@ fn run_one(
         spec,
         &cfg.merger,
         spec.seed(cfg.seed),
-        |grid, sim, plan| {
+        |grid, sim, _| {
             let p = &sim.particles;
             let stars: Vec<usize> = (0..p.len())
                 .filter(|&i| p.component[i] == Component::Disk)
@@ -341,10 +379,10 @@ fn run_one(
                 .par_iter()
                 .enumerate()
                 .map(|(c, cam)| {
-                    let img = surface_density(&pos, &mass, cam, size, plan.half_width);
-                    let values = apply_stretch(&img, cfg.stretch);
+                    let img = surface_density(&pos, &mass, cam, size, half_width);
+                    let values = apply_brightness(&img, brightness);
                     let path = dir.join(grid_image_name(c, grid));
-                    let png = encode_png(&values, size, cfg.bits, &path)?;
+                    let png = encode_png(&values, size, cfg.bits, &text, &path)?;
                     write_atomic(&path, |f| f.write_all(&png))?;
                     Ok(())
                 })
@@ -359,7 +397,8 @@ fn run_one(
     let phases = track.phases(cfg.merger.coalescence_kpc);
     let myr = |t: f64| t * TIME_MYR;
     let first = phases.pericenters.first().copied();
-    let orbit_columns = orbit_columns(plan);
+    let mut orbit_columns = orbit_columns(plan);
+    orbit_columns.extend(scale_columns(brightness));
     let interval = cfg.merger.snapshot_interval_myr;
     let mut records = Vec::with_capacity(cfg.merger.snapshots * CAMERAS);
     for snap in 0..cfg.merger.snapshots {
@@ -426,6 +465,34 @@ fn run_one(
 /// are finer than a step and than the centres' own scatter.
 fn thousandths(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
+}
+
+/// The images' physical scale as catalog columns and PNG text: pixel side, the surface
+/// density of full white, the stretch and the mass-to-light ratio that makes it a surface
+/// brightness.
+fn scale_columns(brightness: &Brightness) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (
+            "kpc_per_pixel".to_string(),
+            format!("{}", brightness.kpc_per_pixel),
+        ),
+        (
+            "full_scale_msun_pc2".to_string(),
+            format!("{}", brightness.full_scale),
+        ),
+        ("stretch".to_string(), brightness.stretch.name().to_string()),
+        ("mass_to_light".to_string(), "1".to_string()),
+    ])
+}
+
+/// The field width (kpc) that holds every merger of `specs` from its start: twice the
+/// widest [`SetUp::half_width`], rounded up to a whole kpc.
+pub fn grid_field_kpc(specs: &[MergerSpec], cfg: &MergerConfig) -> Result<f64> {
+    let mut widest: f64 = 0.0;
+    for spec in specs {
+        widest = widest.max(SetUp::new(spec, cfg)?.half_width());
+    }
+    Ok((2.0 * widest).ceil())
 }
 
 /// The merger's orbit as catalog columns: the pericentre and eccentricity it was set up with

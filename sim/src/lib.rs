@@ -23,7 +23,9 @@
 //! snapshot 0 is chosen once the run's first pericentre is found, so every merger reaches it
 //! at the same snapshot. Both galaxies' centres are tracked at every step ([`phase`]), which
 //! gives each image its time from first pericentre, the centres' separation and its time from
-//! coalescence. Softening is 0.1 kpc at the default 10,000 particles and scales as N^(-1/3);
+//! coalescence. Every image of a grid has the same field in kpc and the same brightness scale
+//! ([`render::Brightness`]), so size, mass and surface brightness survive into the pixels.
+//! Softening is 0.1 kpc at the default 10,000 particles and scales as N^(-1/3);
 //! the fixed leapfrog step is 0.15 of the shortest dynamical time at 0.2 kpc.
 //!
 //! ## Why a hand-written octree

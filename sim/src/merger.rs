@@ -4,7 +4,7 @@ use crate::error::{Error, Result};
 use crate::gravity::Solver;
 use crate::ic::{orient, sample_galaxy, GalaxyModel};
 use crate::integrate::Simulation;
-use crate::orbit::OrbitSpec;
+use crate::orbit::{Orbit, OrbitSpec};
 use crate::particles::Particles;
 use crate::phase::{separation, Track};
 use crate::units::TIME_MYR;
@@ -234,8 +234,6 @@ pub struct MergerPlan {
     pub t_pericenter: f64,
     /// Each disk's orientation relative to the orbit.
     pub disks: [DiskOrientation; 2],
-    /// Half width of the camera field of view (kpc), fixed for the whole simulation.
-    pub half_width: f64,
 }
 
 /// Checks the settings, returning a readable error for impossible values.
@@ -285,21 +283,90 @@ pub fn validate(cfg: &MergerConfig) -> Result<()> {
     Ok(())
 }
 
+/// A merger's two galaxy models and the orbit they start on (no particles yet).
+#[derive(Clone, Copy, Debug)]
+pub struct SetUp {
+    /// The primary and the secondary.
+    pub galaxies: [GalaxyModel; 2],
+    /// The relative orbit ([`crate::orbit`]).
+    pub orbit: Orbit,
+    /// Pericentre distance asked for (kpc).
+    pub pericenter: f64,
+    /// Time from the start to the planned first pericentre (internal units).
+    pub time_to_pericenter: f64,
+}
+
+impl SetUp {
+    /// The galaxies of `spec` and their orbit under `cfg`.
+    pub fn new(spec: &MergerSpec, cfg: &MergerConfig) -> Result<SetUp> {
+        validate(cfg)?;
+        if !(spec.size_ratio > 0.0 && spec.mass_ratio > 0.0) {
+            return Err(Error::Config(
+                "size and mass ratios must be positive".into(),
+            ));
+        }
+        let g1 = cfg.galaxy;
+        let g2 = cfg.galaxy.scaled(spec.size_ratio, spec.mass_ratio);
+        let mean_rd = 0.5 * (g1.disk_scale_length + g2.disk_scale_length);
+        let rp = cfg.pericenter_radii * mean_rd;
+        let interval = cfg.snapshot_interval_myr / TIME_MYR;
+        let t_peri = cfg.first_pericenter_myr / TIME_MYR + lead_snapshots(cfg) as f64 * interval;
+        let orbit = crate::orbit::orbit(
+            &g1,
+            &g2,
+            &OrbitSpec {
+                pericenter: rp,
+                eccentricity: cfg.eccentricity,
+                time_to_pericenter: t_peri,
+            },
+        )
+        .ok_or_else(|| {
+            Error::Config(format!(
+                "an orbit of eccentricity {} cannot reach a pericentre of {rp} kpc",
+                cfg.eccentricity
+            ))
+        })?;
+        Ok(SetUp {
+            galaxies: [g1, g2],
+            orbit,
+            pericenter: rp,
+            time_to_pericenter: t_peri,
+        })
+    }
+
+    /// Where each galaxy's centre sits along the separation, as a fraction of it, in the
+    /// centre-of-mass frame (the primary on the negative side).
+    pub fn mass_fractions(&self) -> [f64; 2] {
+        let (m1, m2) = (self.galaxies[0].total_mass(), self.galaxies[1].total_mass());
+        [-m2 / (m1 + m2), m1 / (m1 + m2)]
+    }
+
+    /// Half width (kpc) of a square field centred on the centre of mass that holds both
+    /// disks (to 4 scale lengths) at the start, when they are farthest apart.
+    pub fn half_width(&self) -> f64 {
+        let d0 = self.orbit.position[0];
+        let f = self.mass_fractions();
+        (0..2)
+            .map(|k| d0 * f[k].abs() + 4.0 * self.galaxies[k].disk_scale_length)
+            .fold(0.0, f64::max)
+    }
+}
+
 /// Builds both galaxies on their orbit, in the centre-of-mass frame, and the time plan.
 pub fn initial_conditions(
     spec: &MergerSpec,
     cfg: &MergerConfig,
     seed: u64,
 ) -> Result<(Particles, MergerPlan)> {
-    validate(cfg)?;
-    if !(spec.size_ratio > 0.0 && spec.mass_ratio > 0.0) {
-        return Err(Error::Config(
-            "size and mass ratios must be positive".into(),
-        ));
-    }
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let g1 = cfg.galaxy;
-    let g2 = cfg.galaxy.scaled(spec.size_ratio, spec.mass_ratio);
+    let set_up = SetUp::new(spec, cfg)?;
+    let (g1, g2, orbit, rp, t_peri) = (
+        set_up.galaxies[0],
+        set_up.galaxies[1],
+        set_up.orbit,
+        set_up.pericenter,
+        set_up.time_to_pericenter,
+    );
     let q = spec.mass_ratio;
     let n1 = ((cfg.particles as f64) / (1.0 + q)).round() as usize;
     let n2 = cfg.particles - n1;
@@ -307,26 +374,6 @@ pub fn initial_conditions(
         let d = ((n as f64) * cfg.disk_fraction).round() as usize;
         (n - d, d)
     };
-    // the orbit first: the disks are oriented relative to it
-    let mean_rd = 0.5 * (g1.disk_scale_length + g2.disk_scale_length);
-    let rp = cfg.pericenter_radii * mean_rd;
-    let interval = cfg.snapshot_interval_myr / TIME_MYR;
-    let t_peri = cfg.first_pericenter_myr / TIME_MYR + lead_snapshots(cfg) as f64 * interval;
-    let orbit = crate::orbit::orbit(
-        &g1,
-        &g2,
-        &OrbitSpec {
-            pericenter: rp,
-            eccentricity: cfg.eccentricity,
-            time_to_pericenter: t_peri,
-        },
-    )
-    .ok_or_else(|| {
-        Error::Config(format!(
-            "an orbit of eccentricity {} cannot reach a pericentre of {rp} kpc",
-            cfg.eccentricity
-        ))
-    })?;
     let mut parts = Vec::new();
     let mut disks = Vec::new();
     for (k, (model, n)) in [(g1, n1), (g2, n2)].into_iter().enumerate() {
@@ -340,9 +387,7 @@ pub fn initial_conditions(
         disks.push(disk);
     }
     let d0 = orbit.position[0];
-    let (m1, m2) = (g1.total_mass(), g2.total_mass());
-    let f1 = -m2 / (m1 + m2);
-    let f2 = m1 / (m1 + m2);
+    let [f1, f2] = set_up.mass_fractions();
     parts[0].shift(
         orbit.position.map(|c| c * f1),
         orbit.velocity.map(|c| c * f1),
@@ -355,14 +400,13 @@ pub fn initial_conditions(
     all.extend(&parts[1]);
     all.to_center_of_mass_frame();
 
+    let interval = cfg.snapshot_interval_myr / TIME_MYR;
     let t_end = interval * (cfg.snapshots - 1) as f64;
     let r_c = 0.2 * g1.disk_scale_length;
     let t_dyn = g1.dynamical_time(r_c).min(g2.dynamical_time(r_c));
     let dt_max = cfg.step_fraction * t_dyn;
     let steps_per_snapshot = (interval / dt_max).ceil().max(1.0) as usize;
     let dt = interval / steps_per_snapshot as f64;
-    let half_width = (d0 * f2.abs() + 4.0 * g2.disk_scale_length)
-        .max(d0 * f1.abs() + 4.0 * g1.disk_scale_length);
     Ok((
         all,
         MergerPlan {
@@ -374,7 +418,6 @@ pub fn initial_conditions(
             eccentricity: cfg.eccentricity,
             t_pericenter: t_peri,
             disks: [disks[0], disks[1]],
-            half_width,
         },
     ))
 }

@@ -1,26 +1,58 @@
-//! Star particles to grey images: adaptive Gaussian splatting and a log or asinh stretch.
+//! Star particles to grey images: adaptive Gaussian splatting and one brightness scale.
 //!
 //! Each star is spread with a Gaussian whose width follows the local projected star density
 //! (about 8 neighbours inside one smoothing length, measured on a 5x5-pixel box around the
 //! star), so dense centres stay sharp and sparse tidal tails stay smooth instead of becoming
-//! isolated dots. Each image is normalised by its brightest pixel before the stretch.
+//! isolated dots. Pixel values are the stellar surface density on one scale for every image
+//! of a dataset ([`Brightness`]): with a mass-to-light ratio of 1 it is the surface
+//! brightness in Lsun/pc^2, so a brighter, bigger or more massive galaxy looks so.
 
 use crate::camera::Camera;
 use crate::error::{Error, Result};
-use image::{DynamicImage, ImageBuffer, ImageFormat, Luma};
-use std::io::Cursor;
+use crate::units::MASS_MSUN;
 use std::path::Path;
 
 /// Largest accepted image side in pixels.
 pub const MAX_SIZE: u32 = 2048;
 
-/// Brightness stretch.
+/// Brightness stretch of `x`, the surface density as a fraction of [`Brightness::full_scale`]
+/// (clipped to [0, 1]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Stretch {
-    /// ln(1 + 1000 I/Imax) / ln(1001): three decades of surface density.
+    /// ln(1 + 1000 x) / ln(1001): three decades of surface density.
     Log,
-    /// asinh(100 I/Imax) / asinh(100): linear in the faint parts, logarithmic in the bright.
+    /// asinh(100 x) / asinh(100): linear in the faint parts, logarithmic in the bright.
     Asinh,
+    /// x itself: pixel values proportional to the mass (use 16 bits).
+    Linear,
+}
+
+impl Stretch {
+    /// The name written into catalogs and image metadata.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Stretch::Log => "log",
+            Stretch::Asinh => "asinh",
+            Stretch::Linear => "linear",
+        }
+    }
+}
+
+/// Default full scale of the brightness: 2,000 Msun/pc^2, about the default primary disk's
+/// central surface density (1,592 Msun/pc^2), so an undisturbed disk's centre is near white
+/// and merging nuclei saturate; the log stretch then reaches down to 2 Msun/pc^2.
+pub const FULL_SCALE_MSUN_PC2: f64 = 2e3;
+
+/// How surface density becomes pixel values, the same for every image of a dataset.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Brightness {
+    /// The stretch.
+    pub stretch: Stretch,
+    /// Surface density shown as full white, Msun/pc^2 (with a mass-to-light ratio of 1,
+    /// Lsun/pc^2); denser pixels saturate.
+    pub full_scale: f64,
+    /// Pixel side, kpc.
+    pub kpc_per_pixel: f64,
 }
 
 /// Bits per grey pixel in the PNG files.
@@ -118,54 +150,71 @@ pub fn surface_density(
     img.into_iter().map(|v| v as f32).collect()
 }
 
-/// Applies the stretch, mapping the brightest pixel to 1 and empty pixels to 0.
-pub fn apply_stretch(img: &[f32], stretch: Stretch) -> Vec<f32> {
-    let max = img.iter().cloned().fold(0.0f32, f32::max) as f64;
-    if max <= 0.0 {
-        return vec![0.0; img.len()];
-    }
+/// Pixel values in [0, 1] from the mass per pixel `img` (internal mass units) on the scale
+/// `brightness`: empty pixels are 0 and [`Brightness::full_scale`] or more is 1.
+pub fn apply_brightness(img: &[f32], brightness: &Brightness) -> Vec<f32> {
+    // internal mass per pixel to Msun/pc^2
+    let pc2 = (brightness.kpc_per_pixel * 1000.0).powi(2);
+    let per = MASS_MSUN / (pc2 * brightness.full_scale);
     img.iter()
         .map(|&v| {
-            let x = v as f64 / max;
-            let y = match stretch {
+            let x = (f64::from(v) * per).clamp(0.0, 1.0);
+            let y = match brightness.stretch {
                 Stretch::Log => (1.0 + 1000.0 * x).ln() / 1001f64.ln(),
                 Stretch::Asinh => (100.0 * x).asinh() / 100f64.asinh(),
+                Stretch::Linear => x,
             };
             y.clamp(0.0, 1.0) as f32
         })
         .collect()
 }
 
-/// Encodes values in [0, 1] as a grey PNG (row-major, `size` x `size`).
-pub fn encode_png(values: &[f32], size: usize, bits: BitDepth, path: &Path) -> Result<Vec<u8>> {
-    let side = size as u32;
-    let bad = |what: &str| Error::Image {
+/// Encodes values in [0, 1] as a grey PNG (row-major, `size` x `size`), with `text` as
+/// tEXt chunks (keyword, value): the image's physical scale travels with it.
+pub fn encode_png(
+    values: &[f32],
+    size: usize,
+    bits: BitDepth,
+    text: &[(&str, String)],
+    path: &Path,
+) -> Result<Vec<u8>> {
+    let bad = |what: String| Error::Image {
         path: path.to_path_buf(),
-        what: what.to_string(),
+        what,
     };
-    let img = match bits {
-        BitDepth::Eight => {
-            let data: Vec<u8> = values.iter().map(|&v| (v * 255.0).round() as u8).collect();
-            DynamicImage::ImageLuma8(
-                ImageBuffer::<Luma<u8>, _>::from_raw(side, side, data)
-                    .ok_or_else(|| bad("pixel buffer has the wrong length"))?,
-            )
-        }
-        BitDepth::Sixteen => {
-            let data: Vec<u16> = values
+    if values.len() != size * size {
+        return Err(bad("pixel buffer has the wrong length".into()));
+    }
+    let (depth, data) = match bits {
+        BitDepth::Eight => (
+            png::BitDepth::Eight,
+            values.iter().map(|&v| (v * 255.0).round() as u8).collect(),
+        ),
+        BitDepth::Sixteen => (
+            png::BitDepth::Sixteen,
+            values
                 .iter()
-                .map(|&v| (v * 65535.0).round() as u16)
-                .collect();
-            DynamicImage::ImageLuma16(
-                ImageBuffer::<Luma<u16>, _>::from_raw(side, side, data)
-                    .ok_or_else(|| bad("pixel buffer has the wrong length"))?,
-            )
-        }
+                .flat_map(|&v| ((v * 65535.0).round() as u16).to_be_bytes())
+                .collect::<Vec<u8>>(),
+        ),
     };
-    let mut buf = Cursor::new(Vec::new());
-    img.write_to(&mut buf, ImageFormat::Png)
-        .map_err(|e| bad(&e.to_string()))?;
-    Ok(buf.into_inner())
+    let mut out = Vec::new();
+    {
+        let mut encoder = png::Encoder::new(&mut out, size as u32, size as u32);
+        encoder.set_color(png::ColorType::Grayscale);
+        encoder.set_depth(depth);
+        for (keyword, value) in text {
+            encoder
+                .add_text_chunk((*keyword).to_string(), value.clone())
+                .map_err(|e| bad(e.to_string()))?;
+        }
+        let mut writer = encoder.write_header().map_err(|e| bad(e.to_string()))?;
+        writer
+            .write_image_data(&data)
+            .map_err(|e| bad(e.to_string()))?;
+        writer.finish().map_err(|e| bad(e.to_string()))?;
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -218,21 +267,50 @@ mod tests {
     }
 
     #[test]
-    fn stretch_maps_peak_to_one_and_empty_to_zero() {
+    fn one_brightness_scale_for_every_image() {
+        // 1 kpc pixels: the full scale of 10^4 Msun/pc^2 is 10^10 Msun, one internal unit
+        let scale = |stretch| Brightness {
+            stretch,
+            full_scale: 1e4,
+            kpc_per_pixel: 1.0,
+        };
         let img = [0.0, 1e-4, 0.5, 2.0];
-        for s in [Stretch::Log, Stretch::Asinh] {
-            let v = apply_stretch(&img, s);
+        for s in [Stretch::Log, Stretch::Asinh, Stretch::Linear] {
+            let v = apply_brightness(&img, &scale(s));
             assert_eq!(v[0], 0.0);
-            assert_eq!(v[3], 1.0);
+            assert_eq!(v[3], 1.0, "saturated");
             assert!(v[1] > 0.0 && v[1] < v[2] && v[2] < 1.0, "{v:?}");
+            // no per-image normalisation: a pixel's value does not depend on the others
+            let alone = apply_brightness(&img[1..3], &scale(s));
+            assert_eq!(&v[1..3], &alone[..]);
         }
-        assert_eq!(apply_stretch(&[0.0; 4], Stretch::Log), vec![0.0; 4]);
+        assert_eq!(
+            apply_brightness(&[0.25], &scale(Stretch::Linear)),
+            vec![0.25]
+        );
+        // twice the pixel side: the same mass is a quarter of the surface density
+        let coarse = Brightness {
+            kpc_per_pixel: 2.0,
+            ..scale(Stretch::Linear)
+        };
+        assert_eq!(apply_brightness(&[0.5], &coarse), vec![0.125]);
     }
 
     #[test]
     fn png_round_trip_keeps_16_bit_values() {
         let values: Vec<f32> = (0..16).map(|i| i as f32 / 15.0).collect();
-        let png = encode_png(&values, 4, BitDepth::Sixteen, Path::new("x.png")).expect("encodes");
+        let text = [("kpc_per_pixel", "0.5".to_string())];
+        let png =
+            encode_png(&values, 4, BitDepth::Sixteen, &text, Path::new("x.png")).expect("encodes");
+        let info = png::Decoder::new(std::io::Cursor::new(&png))
+            .read_info()
+            .expect("png header");
+        let chunks = &info.info().uncompressed_latin1_text;
+        assert_eq!(chunks.len(), 1);
+        assert_eq!(
+            (&chunks[0].keyword[..], &chunks[0].text[..]),
+            ("kpc_per_pixel", "0.5")
+        );
         let img = image::load_from_memory(&png)
             .expect("decodes")
             .into_luma16();

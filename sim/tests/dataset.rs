@@ -57,15 +57,14 @@ fn dihedral(img: &image::GrayImage) -> Vec<image::GrayImage> {
     out
 }
 
-/// Mean absolute pixel difference, in units of full scale.
-fn mean_abs_difference(a: &image::GrayImage, b: &image::GrayImage) -> f64 {
-    let sum: f64 = a
-        .as_raw()
-        .iter()
-        .zip(b.as_raw())
-        .map(|(&x, &y)| f64::from(x.abs_diff(y)))
-        .sum();
-    sum / (255.0 * a.as_raw().len() as f64)
+/// Summed absolute pixel difference over the two images' summed brightness (0: identical).
+fn relative_difference(a: &image::GrayImage, b: &image::GrayImage) -> f64 {
+    let (mut diff, mut total) = (0.0, 0.0);
+    for (&x, &y) in a.as_raw().iter().zip(b.as_raw()) {
+        diff += f64::from(x.abs_diff(y));
+        total += f64::from(x) + f64::from(y);
+    }
+    diff / total.max(1.0)
 }
 
 #[test]
@@ -187,7 +186,7 @@ fn small_grid_dataset_is_complete_physical_deterministic_and_resumable() {
             for i in 0..14 {
                 for j in 0..i {
                     for view in dihedral(&images[j]) {
-                        closest = closest.min(mean_abs_difference(&images[i], &view));
+                        closest = closest.min(relative_difference(&images[i], &view));
                     }
                 }
             }
@@ -256,6 +255,55 @@ fn another_seed_gives_other_images() {
     let fb = read_all(&b.join("sims").join(&name));
     let png = image_name(0, 0);
     assert_ne!(fa[&png], fb[&png]);
+}
+
+#[test]
+fn linear_images_sum_to_the_disk_mass_on_one_scale_for_the_grid() {
+    use deepgalaxy_sim::{BitDepth, Stretch};
+    let specs = vec![
+        MergerSpec {
+            size_ratio: 1.0,
+            mass_ratio: 0.5,
+        },
+        MergerSpec {
+            size_ratio: 0.75,
+            mass_ratio: 1.5,
+        },
+    ];
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut cfg = config(Grid::Custom(specs.clone()), 2000, 64, 5, 2);
+    cfg.merger.snapshots = 3;
+    cfg.merger.first_pericenter_myr = 5.0;
+    cfg.stretch = Stretch::Linear;
+    cfg.bits = BitDepth::Sixteen;
+    // high enough that no pixel saturates
+    cfg.full_scale = 1e6;
+    let (cat, _) = run(&cfg, tmp.path());
+    let kpc_per_pixel: f64 = cat.records[0].extra["kpc_per_pixel"]
+        .parse()
+        .expect("number");
+    assert!(cat
+        .records
+        .iter()
+        .all(|r| r.extra["kpc_per_pixel"] == cat.records[0].extra["kpc_per_pixel"]));
+    for r in &cat.records {
+        let path = cat.resolve(r);
+        let bytes = std::fs::read(&path).expect("png");
+        let reader = png::Decoder::new(std::io::Cursor::new(&bytes))
+            .read_info()
+            .expect("png header");
+        let text = &reader.info().uncompressed_latin1_text;
+        assert!(text
+            .iter()
+            .any(|t| t.keyword == "kpc_per_pixel" && t.text == r.extra["kpc_per_pixel"]));
+        let img = image::open(&path).expect("png").into_luma16();
+        let flux: f64 = img.as_raw().iter().map(|&v| f64::from(v) / 65535.0).sum();
+        let msun = flux * cfg.full_scale * (kpc_per_pixel * 1000.0).powi(2);
+        // the default primary's disk is 1e10 Msun; the secondary's is mass_ratio times that
+        let disks = 1e10 * (1.0 + r.mass_ratio.expect("mass ratio"));
+        let ratio = msun / disks;
+        assert!((0.9..=1.0 + 1e-3).contains(&ratio), "{}: {ratio}", r.id_str);
+    }
 }
 
 #[test]
