@@ -5,9 +5,51 @@
 use std::path::Path;
 
 use deepgalaxy_core::{Error, Result};
+use plotters::coord::types::RangedCoordf64;
+use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use crate::plot::{category_colour, drawing_error, ensure_font, write_png, Canvas, FONT};
+
+/// Draws a `w` x `h` chart with `draw` on a white canvas and writes it to `path` as PNG.
+fn write_chart(
+    path: &Path,
+    (w, h): (u32, u32),
+    draw: impl FnOnce(&DrawingArea<Canvas<'_>, Shift>) -> Result<()>,
+) -> Result<()> {
+    ensure_font()?;
+    let mut buf = vec![255u8; (w * h * 3) as usize];
+    {
+        let root = Canvas::with_buffer(&mut buf, (w, h)).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        draw(&root)?;
+        root.present().map_err(err)?;
+    }
+    let picture = image::RgbImage::from_raw(w, h, buf)
+        .ok_or_else(|| Error::setting("chart", "picture buffer has the wrong size"))?;
+    write_png(path, &picture)
+}
+
+fn err(e: impl std::fmt::Display) -> Error {
+    drawing_error("chart", e)
+}
+
+/// The series' legend, in the upper right corner.
+fn legend<'a, 'b>(
+    chart: &mut ChartContext<'a, Canvas<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+) -> Result<()>
+where
+    'b: 'a,
+{
+    chart
+        .configure_series_labels()
+        .label_font((FONT, 13))
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperRight)
+        .draw()
+        .map_err(err)
+}
 
 /// Range with a margin around `values` (and including `also`).
 fn span(values: impl Iterator<Item = f64>, also: f64) -> (f64, f64) {
@@ -29,13 +71,7 @@ pub fn write_points(
     axes: (&str, &str),
     points: &[(String, f64, f64)],
 ) -> Result<()> {
-    ensure_font()?;
-    let (w, h) = (900u32, 620u32);
-    let err = |e| drawing_error("chart", e);
-    let mut buf = vec![255u8; (w * h * 3) as usize];
-    {
-        let root = Canvas::with_buffer(&mut buf, (w, h)).into_drawing_area();
-        root.fill(&WHITE).map_err(err)?;
+    write_chart(path, (900, 620), |root| {
         let (x0, x1) = span(points.iter().map(|p| p.1), 1.0);
         let (y0, y1) = span(points.iter().map(|p| p.2), 0.0);
         let mut chart = ChartBuilder::on(&root)
@@ -62,11 +98,8 @@ pub fn write_points(
                 .draw_series([Text::new(label.clone(), (*x, *y), (FONT, 13).into_font())])
                 .map_err(err)?;
         }
-        root.present().map_err(err)?;
-    }
-    let picture = image::RgbImage::from_raw(w, h, buf)
-        .ok_or_else(|| Error::setting("chart", "picture buffer has the wrong size"))?;
-    write_png(path, &picture)
+        Ok(())
+    })
 }
 
 /// Grouped bars: for each category (x axis) one bar per series, with a legend.
@@ -77,13 +110,7 @@ pub fn write_bars(
     categories: &[String],
     series: &[(String, Vec<f64>)],
 ) -> Result<()> {
-    ensure_font()?;
-    let (w, h) = (1000u32, 620u32);
-    let err = |e| drawing_error("chart", e);
-    let mut buf = vec![255u8; (w * h * 3) as usize];
-    {
-        let root = Canvas::with_buffer(&mut buf, (w, h)).into_drawing_area();
-        root.fill(&WHITE).map_err(err)?;
+    write_chart(path, (1000, 620), |root| {
         let top = series
             .iter()
             .flat_map(|s| s.1.iter().copied())
@@ -136,19 +163,9 @@ pub fn write_bars(
                 .label(name.clone())
                 .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], c.filled()));
         }
-        chart
-            .configure_series_labels()
-            .label_font((FONT, 13))
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK)
-            .position(SeriesLabelPosition::UpperRight)
-            .draw()
-            .map_err(err)?;
-        root.present().map_err(err)?;
-    }
-    let picture = image::RgbImage::from_raw(w, h, buf)
-        .ok_or_else(|| Error::setting("chart", "picture buffer has the wrong size"))?;
-    write_png(path, &picture)
+        legend(&mut chart)?;
+        Ok(())
+    })
 }
 
 /// Lines `(name, points)` against one x axis, with a legend, and dashed vertical lines at
@@ -160,13 +177,7 @@ pub fn write_lines(
     series: &[(String, Vec<(f64, f64)>)],
     marks: &[f64],
 ) -> Result<()> {
-    ensure_font()?;
-    let (w, h) = (1000u32, 620u32);
-    let err = |e| drawing_error("chart", e);
-    let mut buf = vec![255u8; (w * h * 3) as usize];
-    {
-        let root = Canvas::with_buffer(&mut buf, (w, h)).into_drawing_area();
-        root.fill(&WHITE).map_err(err)?;
+    write_chart(path, (1000, 620), |root| {
         let points = || series.iter().flat_map(|s| s.1.iter());
         let (x0, x1) = span(points().map(|p| p.0), 0.0);
         let (_, y1) = span(points().map(|p| p.1), 0.0);
@@ -208,17 +219,7 @@ pub fn write_lines(
                 .label(name.clone())
                 .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], c.stroke_width(2)));
         }
-        chart
-            .configure_series_labels()
-            .label_font((FONT, 12))
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK)
-            .position(SeriesLabelPosition::UpperRight)
-            .draw()
-            .map_err(err)?;
-        root.present().map_err(err)?;
-    }
-    let picture = image::RgbImage::from_raw(w, h, buf)
-        .ok_or_else(|| Error::setting("chart", "picture buffer has the wrong size"))?;
-    write_png(path, &picture)
+        legend(&mut chart)?;
+        Ok(())
+    })
 }
