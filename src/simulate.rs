@@ -4,6 +4,7 @@ use anyhow::Context;
 use clap::ValueEnum;
 use deepgalaxy_sim::{
     dataset::{read_marker, read_track, ORBIT_FILE},
+    observe::{Observation, Psf},
     render::FULL_SCALE_MSUN_PC2,
     simulate_dataset, BitDepth, Grid, MergerConfig, MergerSpec, OutputFormat, Progress,
     SimulateConfig, Stretch,
@@ -137,6 +138,31 @@ pub struct SimulateArgs {
     /// 1), one for the whole grid.
     #[arg(long, default_value_t = FULL_SCALE_MSUN_PC2)]
     pub full_scale: f64,
+    /// Mock observation: point-spread function (none by default).
+    #[arg(long, value_enum, requires = "psf_fwhm_kpc")]
+    pub psf: Option<PsfArg>,
+    /// FWHM of the PSF in kpc at the galaxies.
+    #[arg(long, requires = "psf")]
+    pub psf_fwhm_kpc: Option<f64>,
+    /// Index of the Moffat PSF (above 1; 2.5-4.5 for ground-based seeing).
+    #[arg(long, default_value_t = 3.0)]
+    pub moffat_beta: f64,
+    /// Mock observation: uniform sky added to every pixel, Lsun/pc^2.
+    #[arg(long, default_value_t = 0.0)]
+    pub sky: f64,
+    /// Mock observation: Gaussian noise per pixel (the 1-sigma depth), Lsun/pc^2; each image
+    /// draws its own from the seed.
+    #[arg(long, default_value_t = 0.0)]
+    pub noise: f64,
+}
+
+/// Point-spread function of a mock observation.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum PsfArg {
+    /// Gaussian.
+    Gaussian,
+    /// Moffat (wider wings; `--moffat-beta`).
+    Moffat,
 }
 
 fn parse_bits(s: &str) -> Result<u8, String> {
@@ -194,6 +220,18 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
         },
         field_kpc: args.field_kpc,
         full_scale: args.full_scale,
+        observation: Observation {
+            psf: match (args.psf, args.psf_fwhm_kpc) {
+                (Some(PsfArg::Gaussian), Some(fwhm_kpc)) => Some(Psf::Gaussian { fwhm_kpc }),
+                (Some(PsfArg::Moffat), Some(fwhm_kpc)) => Some(Psf::Moffat {
+                    fwhm_kpc,
+                    beta: args.moffat_beta,
+                }),
+                _ => None,
+            },
+            sky: args.sky,
+            noise: args.noise,
+        },
     };
     let n_sims = cfg.grid.specs().len() as u64;
     const TICKS: u64 = 1000;

@@ -19,11 +19,14 @@
 
 use crate::camera::{hemisphere_cameras, CAMERAS};
 use crate::error::{Error, Result};
-use crate::merger::{run_merger, validate, Grid, MergerConfig, MergerPlan, MergerSpec, SetUp};
+use crate::merger::{
+    run_merger, splitmix64, validate, Grid, MergerConfig, MergerPlan, MergerSpec, SetUp,
+};
+use crate::observe::{Observation, Psf};
 use crate::particles::Component;
 use crate::phase::Track;
 use crate::render::{
-    apply_brightness, encode_png, surface_density, BitDepth, Brightness, Stretch,
+    encode_png, surface_brightness, surface_density, to_pixels, BitDepth, Brightness, Stretch,
     FULL_SCALE_MSUN_PC2, MAX_SIZE,
 };
 use crate::units::{LENGTH_KPC, TIME_MYR};
@@ -70,6 +73,8 @@ pub struct SimulateConfig {
     pub field_kpc: Option<f64>,
     /// Surface density shown as full white, Msun/pc^2, the same for the whole grid.
     pub full_scale: f64,
+    /// PSF, sky and noise added before the stretch (none by default).
+    pub observation: Observation,
 }
 
 impl Default for SimulateConfig {
@@ -85,6 +90,7 @@ impl Default for SimulateConfig {
             stretch: Stretch::Log,
             field_kpc: None,
             full_scale: FULL_SCALE_MSUN_PC2,
+            observation: Observation::default(),
         }
     }
 }
@@ -142,6 +148,7 @@ struct RunKey {
     merger: String,
     field_kpc: f64,
     full_scale: f64,
+    observation: String,
 }
 
 /// Contents of `done.json`.
@@ -203,6 +210,7 @@ fn check(cfg: &SimulateConfig) -> Result<()> {
             cfg.full_scale
         )));
     }
+    cfg.observation.validate()?;
     if cfg.threads == Some(0) {
         return Err(Error::Config("thread count must be at least 1".into()));
     }
@@ -229,6 +237,7 @@ fn key_of(cfg: &SimulateConfig, spec: &MergerSpec, brightness: &Brightness) -> R
         merger: format!("{:?}", cfg.merger),
         field_kpc: brightness.kpc_per_pixel * f64::from(cfg.size),
         full_scale: brightness.full_scale,
+        observation: format!("{:?}", cfg.observation),
     }
 }
 
@@ -358,7 +367,9 @@ fn run_one(
     remove_grid_images(dir)?;
     let cameras = hemisphere_cameras();
     let half_width = 0.5 * brightness.kpc_per_pixel * f64::from(cfg.size);
-    let text = scale_columns(brightness).into_iter().collect::<Vec<_>>();
+    let mut text = scale_columns(brightness);
+    text.extend(observation_columns(&cfg.observation));
+    let text = text.into_iter().collect::<Vec<_>>();
     let text: Vec<(&str, String)> = text.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
     let size = cfg.size as usize;
     let name = spec.name();
@@ -380,7 +391,14 @@ fn run_one(
                 .enumerate()
                 .map(|(c, cam)| {
                     let img = surface_density(&pos, &mass, cam, size, half_width);
-                    let values = apply_brightness(&img, brightness);
+                    let mut sb = surface_brightness(&img, brightness.kpc_per_pixel);
+                    if cfg.observation.is_some() {
+                        let seed = noise_seed(spec.seed(cfg.seed), c, grid);
+                        sb = cfg
+                            .observation
+                            .apply(&sb, size, brightness.kpc_per_pixel, seed);
+                    }
+                    let values = to_pixels(&sb, brightness);
                     let path = dir.join(grid_image_name(c, grid));
                     let png = encode_png(&values, size, cfg.bits, &text, &path)?;
                     write_atomic(&path, |f| f.write_all(&png))?;
@@ -399,6 +417,7 @@ fn run_one(
     let first = phases.pericenters.first().copied();
     let mut orbit_columns = orbit_columns(plan);
     orbit_columns.extend(scale_columns(brightness));
+    orbit_columns.extend(observation_columns(&cfg.observation));
     let interval = cfg.merger.snapshot_interval_myr;
     let mut records = Vec::with_capacity(cfg.merger.snapshots * CAMERAS);
     for snap in 0..cfg.merger.snapshots {
@@ -483,6 +502,35 @@ fn scale_columns(brightness: &Brightness) -> BTreeMap<String, String> {
         ("stretch".to_string(), brightness.stretch.name().to_string()),
         ("mass_to_light".to_string(), "1".to_string()),
     ])
+}
+
+/// The mock observation as catalog columns and PNG text.
+fn observation_columns(obs: &Observation) -> BTreeMap<String, String> {
+    let (psf, fwhm, beta) = match obs.psf {
+        None => ("none", String::new(), String::new()),
+        Some(Psf::Gaussian { fwhm_kpc }) => ("gaussian", format!("{fwhm_kpc}"), String::new()),
+        Some(Psf::Moffat { fwhm_kpc, beta }) => {
+            ("moffat", format!("{fwhm_kpc}"), format!("{beta}"))
+        }
+    };
+    let mut columns = BTreeMap::from([
+        ("psf".to_string(), psf.to_string()),
+        ("sky_lsun_pc2".to_string(), format!("{}", obs.sky)),
+        ("noise_lsun_pc2".to_string(), format!("{}", obs.noise)),
+    ]);
+    if !fwhm.is_empty() {
+        columns.insert("psf_fwhm_kpc".into(), fwhm);
+    }
+    if !beta.is_empty() {
+        columns.insert("psf_moffat_beta".into(), beta);
+    }
+    columns
+}
+
+/// The noise seed of one image: the simulation's seed, the camera and the grid point, mixed
+/// so that every image draws its own noise whatever the thread count.
+fn noise_seed(simulation: u64, camera: usize, grid: usize) -> u64 {
+    splitmix64(splitmix64(simulation ^ 0x0B5E_7A7E) ^ ((camera as u64) << 20) ^ grid as u64)
 }
 
 /// The field width (kpc) that holds every merger of `specs` from its start: twice the

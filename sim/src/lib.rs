@@ -3,7 +3,7 @@
 //! Galaxy-merger N-body simulations that produce the DeepGalaxy training set (Cai et al.
 //! 2020): initial conditions ([`ic`]), Barnes-Hut gravity ([`tree`], [`gravity`]), leapfrog
 //! integration ([`integrate`]), the merger grid and its orbits ([`merger`], [`orbit`]), the
-//! merger's phases ([`phase`]), cameras ([`camera`]),
+//! merger's phases ([`phase`]), cameras ([`camera`]), mock observations ([`observe`]),
 //! rendering ([`render`]) and the labeled dataset on disk ([`dataset`]).
 //!
 //! ## Units
@@ -47,6 +47,7 @@ pub mod gravity;
 pub mod ic;
 pub mod integrate;
 pub mod merger;
+pub mod observe;
 pub mod orbit;
 pub mod particles;
 pub mod phase;

@@ -150,15 +150,19 @@ pub fn surface_density(
     img.into_iter().map(|v| v as f32).collect()
 }
 
-/// Pixel values in [0, 1] from the mass per pixel `img` (internal mass units) on the scale
-/// `brightness`: empty pixels are 0 and [`Brightness::full_scale`] or more is 1.
-pub fn apply_brightness(img: &[f32], brightness: &Brightness) -> Vec<f32> {
-    // internal mass per pixel to Msun/pc^2
-    let pc2 = (brightness.kpc_per_pixel * 1000.0).powi(2);
-    let per = MASS_MSUN / (pc2 * brightness.full_scale);
-    img.iter()
+/// Surface density in Msun/pc^2 (a surface brightness in Lsun/pc^2 at a mass-to-light ratio
+/// of 1) from the mass per pixel `img` (internal mass units) on pixels of `kpc_per_pixel`.
+pub fn surface_brightness(img: &[f32], kpc_per_pixel: f64) -> Vec<f64> {
+    let per = MASS_MSUN / (kpc_per_pixel * 1000.0).powi(2);
+    img.iter().map(|&v| f64::from(v) * per).collect()
+}
+
+/// Pixel values in [0, 1] from the surface brightness `sb` (Lsun/pc^2) on the scale
+/// `brightness`: 0 and below are black, [`Brightness::full_scale`] or more is white.
+pub fn to_pixels(sb: &[f64], brightness: &Brightness) -> Vec<f32> {
+    sb.iter()
         .map(|&v| {
-            let x = (f64::from(v) * per).clamp(0.0, 1.0);
+            let x = (v / brightness.full_scale).clamp(0.0, 1.0);
             let y = match brightness.stretch {
                 Stretch::Log => (1.0 + 1000.0 * x).ln() / 1001f64.ln(),
                 Stretch::Asinh => (100.0 * x).asinh() / 100f64.asinh(),
@@ -274,6 +278,8 @@ mod tests {
             full_scale: 1e4,
             kpc_per_pixel: 1.0,
         };
+        let apply_brightness =
+            |img: &[f32], b: &Brightness| to_pixels(&surface_brightness(img, b.kpc_per_pixel), b);
         let img = [0.0, 1e-4, 0.5, 2.0];
         for s in [Stretch::Log, Stretch::Asinh, Stretch::Linear] {
             let v = apply_brightness(&img, &scale(s));

@@ -259,6 +259,7 @@ fn another_seed_gives_other_images() {
 
 #[test]
 fn linear_images_sum_to_the_disk_mass_on_one_scale_for_the_grid() {
+    use deepgalaxy_sim::observe::Psf;
     use deepgalaxy_sim::{BitDepth, Stretch};
     let specs = vec![
         MergerSpec {
@@ -278,7 +279,20 @@ fn linear_images_sum_to_the_disk_mass_on_one_scale_for_the_grid() {
     cfg.bits = BitDepth::Sixteen;
     // high enough that no pixel saturates
     cfg.full_scale = 1e6;
-    let (cat, _) = run(&cfg, tmp.path());
+    // without a PSF, and blurred by a 1 kpc Gaussian (flux spread past the frame is lost,
+    // a few per cent here)
+    for (name, psf) in [
+        ("sharp", None),
+        ("blurred", Some(Psf::Gaussian { fwhm_kpc: 1.0 })),
+    ] {
+        cfg.observation.psf = psf;
+        let (cat, _) = run(&cfg, &tmp.path().join(name));
+        check_flux(&cat, cfg.full_scale, psf.is_some());
+    }
+}
+
+/// Every image of `cat` sums to its two disks' mass within 10%, on the catalog's one scale.
+fn check_flux(cat: &Catalog, full_scale: f64, blurred: bool) {
     let kpc_per_pixel: f64 = cat.records[0].extra["kpc_per_pixel"]
         .parse()
         .expect("number");
@@ -287,6 +301,7 @@ fn linear_images_sum_to_the_disk_mass_on_one_scale_for_the_grid() {
         .iter()
         .all(|r| r.extra["kpc_per_pixel"] == cat.records[0].extra["kpc_per_pixel"]));
     for r in &cat.records {
+        assert_eq!(r.extra["psf"], if blurred { "gaussian" } else { "none" });
         let path = cat.resolve(r);
         let bytes = std::fs::read(&path).expect("png");
         let reader = png::Decoder::new(std::io::Cursor::new(&bytes))
@@ -298,7 +313,7 @@ fn linear_images_sum_to_the_disk_mass_on_one_scale_for_the_grid() {
             .any(|t| t.keyword == "kpc_per_pixel" && t.text == r.extra["kpc_per_pixel"]));
         let img = image::open(&path).expect("png").into_luma16();
         let flux: f64 = img.as_raw().iter().map(|&v| f64::from(v) / 65535.0).sum();
-        let msun = flux * cfg.full_scale * (kpc_per_pixel * 1000.0).powi(2);
+        let msun = flux * full_scale * (kpc_per_pixel * 1000.0).powi(2);
         // the default primary's disk is 1e10 Msun; the secondary's is mass_ratio times that
         let disks = 1e10 * (1.0 + r.mass_ratio.expect("mass ratio"));
         let ratio = msun / disks;
