@@ -132,6 +132,8 @@ fn worker(data: &Path) {
         split: SplitKind::Random,
         val_fraction: 0.0,
         val_simulations: vec![],
+        test: Default::default(),
+        target: None,
         optimizer: OptimizerKind::by_name("adam").expect("adam"),
         schedule: Schedule {
             lr: 1e-3,

@@ -5,13 +5,14 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use deepgalaxy_core::time::TimeTarget;
 use deepgalaxy_core::{Catalog, Image};
 use deepgalaxy_runtime::gallery::{write_galleries, Tile};
 use deepgalaxy_runtime::index::{Entry, LatentIndex};
 use deepgalaxy_runtime::inputs::{expand, from_catalog, InputItem};
 use deepgalaxy_runtime::model::Model;
-use deepgalaxy_runtime::recommend::{preprocessed, recommend, Recommendation};
-use deepgalaxy_runtime::search::{Searcher, Strategy};
+use deepgalaxy_runtime::recommend::{preprocessed, Library, Recommendation};
+use deepgalaxy_runtime::search::Strategy;
 use serde::Serialize;
 
 use crate::run_args::{report_failures, run_with_progress, ModelArgs};
@@ -30,7 +31,7 @@ pub struct IndexArgs {
 }
 
 /// The latent size of `model`, from its card.
-fn latent_dim(model: &Model) -> anyhow::Result<usize> {
+pub fn latent_dim(model: &Model) -> anyhow::Result<usize> {
     model.card().latent_dim.with_context(|| {
         format!(
             "{} has no latent (its card gives no latent size)",
@@ -75,6 +76,8 @@ pub fn index(args: &IndexArgs) -> anyhow::Result<()> {
                 file: stored_path(&item.path, &args.output),
                 label: item.label,
                 t_myr: item.t_myr,
+                t_peri_myr: item.t_peri_myr,
+                simulation: item.simulation.clone(),
             });
         }
     }
@@ -153,7 +156,11 @@ pub struct QueryResult {
 }
 
 /// Checks that `index` was embedded by a model compatible with `model`.
-fn check_compatible(index: &LatentIndex, index_path: &Path, model: &Model) -> anyhow::Result<()> {
+pub fn check_compatible(
+    index: &LatentIndex,
+    index_path: &Path,
+    model: &Model,
+) -> anyhow::Result<()> {
     let (built, now) = (index.model(), model.identity());
     if built.preprocess != now.preprocess {
         anyhow::bail!(
@@ -194,7 +201,8 @@ pub fn search(args: &SearchArgs) -> anyhow::Result<()> {
         StrategyArg::KdTree => Strategy::KdTree,
         StrategyArg::Brute => Strategy::Brute,
     };
-    let searcher = Searcher::new(&index, strategy)?;
+    let target = model.card().target;
+    let library = Library::new(&index, &args.index, strategy, target)?;
     let items = expand(&args.queries)?;
     let results = run_with_progress(&model, &items, "search");
     let latent = model
@@ -207,20 +215,14 @@ pub fn search(args: &SearchArgs) -> anyhow::Result<()> {
     for (item, r) in items.iter().zip(&results) {
         let found = r.as_ref().map_err(Clone::clone).and_then(|s| {
             let query = preprocessed(&index, &item.path).map_err(|e| e.to_string())?;
-            let rec = recommend(
-                &index,
-                &args.index,
-                &searcher,
-                &query,
-                &s.rows[latent],
-                args.k,
-            )
-            .map_err(|e| e.to_string())?;
+            let rec = library
+                .recommend(&query, &s.rows[latent], args.k, item.simulation.as_deref())
+                .map_err(|e| e.to_string())?;
             Ok((query, rec))
         });
         match found {
             Ok((query, rec)) => {
-                print_result(item, &rec);
+                print_result(item, &rec, target);
                 if args.gallery.is_some() {
                     let images = rec
                         .neighbours
@@ -245,7 +247,7 @@ pub fn search(args: &SearchArgs) -> anyhow::Result<()> {
         }
     }
     if let Some(path) = &args.gallery {
-        write_gallery(path, &items, &out, &pictures)?;
+        write_gallery(path, &items, &out, &pictures, target)?;
         eprintln!("wrote {}", path.display());
     }
     if let Some(path) = &args.output {
@@ -288,17 +290,25 @@ fn blank(like: &Image) -> Image {
     b
 }
 
-fn print_result(item: &InputItem, rec: &Recommendation) {
+fn print_result(item: &InputItem, rec: &Recommendation, target: TimeTarget) {
+    let skipped = match rec.own_simulation_skipped {
+        0 => String::new(),
+        n => format!(" ({n} nearer entries of its own simulation skipped)"),
+    };
+    let what = match target {
+        TimeTarget::TPeri => "t - t_peri",
+        TimeTarget::Snapshot => "t",
+    };
     match &rec.estimate {
         Some(e) => println!(
-            "{}: t = {:.0} ± {:.0} Myr from {} neighbours",
+            "{}: {what} = {:.0} ± {:.0} Myr from {} neighbours{skipped}",
             item.id, e.mean_myr, e.std_myr, e.count
         ),
-        None => println!("{}: no neighbour has a time", item.id),
+        None => println!("{}: no neighbour has a time{skipped}", item.id),
     }
     for (rank, n) in rec.neighbours.iter().enumerate() {
         let class = n.label.map_or("-".into(), |l| l.to_string());
-        let t = n.t_myr.map_or("-".into(), |t| format!("{t:.0}"));
+        let t = n.time(target).map_or("-".into(), |t| format!("{t:.0}"));
         let ssim = n.ssim.map_or("-".into(), |s| format!("{s:.3}"));
         println!(
             "  {:>2}. {:<28} class {class:>3}  t {t:>5} Myr  d {:.4}  SSIM {ssim}",
@@ -317,6 +327,7 @@ fn write_gallery(
     items: &[InputItem],
     out: &[QueryResult],
     pictures: &[(Image, Vec<Image>)],
+    target: TimeTarget,
 ) -> anyhow::Result<()> {
     let done: Vec<(&InputItem, &Recommendation)> = items
         .iter()
@@ -344,7 +355,7 @@ fn write_gallery(
                     image,
                     name: &n.id,
                     label: n.label,
-                    t_myr: n.t_myr,
+                    t_myr: n.time(target),
                     t_spread: None,
                     distance: Some(n.distance),
                     ssim: n.ssim,

@@ -6,6 +6,7 @@ mod bench;
 mod cluster;
 mod demo;
 mod distributed;
+mod evaluate;
 mod export;
 mod interpolate;
 mod library;
@@ -43,6 +44,8 @@ enum Command {
     Export(export::ExportArgs),
     /// Predict the merger timescale of images with an exported model.
     Predict(predict::PredictArgs),
+    /// Score a model on mergers it was neither trained nor validated on.
+    Evaluate(evaluate::EvaluateArgs),
     /// Write the VAE latent vectors of images.
     Embed(predict::EmbedArgs),
     /// Build a latent similarity index over a catalog.
@@ -104,6 +107,7 @@ fn main() -> ExitCode {
         Command::Train(args) => train::run(args),
         Command::Export(args) => export::run(args),
         Command::Predict(args) => predict::run(args),
+        Command::Evaluate(args) => evaluate::run(args),
         Command::Embed(args) => predict::embed(args),
         Command::Index(args) => library::index(args),
         Command::Search(args) => library::search(args),

@@ -84,9 +84,15 @@ pub fn run(args: &PredictArgs) -> anyhow::Result<()> {
         (tally, preds.into_iter().filter_map(|p| p.error).collect())
     };
     if let Some(s) = tally.score() {
+        let time = s.time.map_or(String::new(), |t| {
+            format!(
+                "time error median {:.1} Myr, mean {:.1} Myr, within 10 Myr {:.3}, within 25 Myr {:.3}, 1-sigma coverage {:.3}; ",
+                t.median_abs_myr, t.mean_abs_myr, t.within_10_myr, t.within_25_myr, t.coverage_1sigma
+            )
+        });
         eprintln!(
-            "{} labelled images: top-1 {:.3}, within-1 {:.3}, within-2 {:.3}, MAE {:.1} Myr",
-            s.count, s.top1, s.within1, s.within2, s.mae_myr
+            "{} labelled images: {time}top-1 {:.3}, within-1 {:.3}, within-2 {:.3}",
+            s.count, s.top1, s.within1, s.within2
         );
     }
     report_errors(items.len(), errors.iter())
@@ -175,8 +181,7 @@ pub fn embed(args: &EmbedArgs) -> anyhow::Result<()> {
     };
     let finish = |p: &mut Prediction| {
         p.top.clear();
-        p.t_myr = None;
-        p.t_myr_spread = None;
+        p.clear_time();
     };
     let output = args.output.as_deref();
     let (_, errors, written) = stream(

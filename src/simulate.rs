@@ -38,31 +38,40 @@ const DEMO_GRID: [(f64, f64); 9] = [
     (1.5, 0.5),
 ];
 
-/// The mergers of the demo grid that `deepgalaxy demo` holds out for validation: two inside
-/// the grid's range of ratios, so validation measures how well the model reads mergers between
+/// The mergers of the demo grid that `deepgalaxy demo` keeps out as test mergers: two inside
+/// the grid's range of ratios, so the score measures how well the model reads mergers between
 /// the simulated ones, as it must for a real galaxy pair whose ratios fall inside the grid.
-const DEMO_HELD_OUT: [(f64, f64); 2] = [(1.0, 1.0), (1.25, 0.75)];
+const DEMO_TEST: [(f64, f64); 2] = [(1.0, 1.0), (1.25, 0.75)];
 
-/// Names of the demo's held-out mergers among its first `mergers` (empty when holding them out
-/// would leave nothing to train on).
-pub fn demo_held_out(mergers: usize) -> Vec<String> {
+/// The demo's validation merger, also inside the range: the spread of the predicted time is
+/// calibrated on it (nothing else is chosen on it; the run's length is fixed).
+const DEMO_VALIDATION: [(f64, f64); 1] = [(0.75, 1.25)];
+
+/// Names of the demo's test and validation mergers among its first `mergers`, kept only while
+/// at least one merger is left to train on.
+pub fn demo_held_out(mergers: usize) -> (Vec<String>, Vec<String>) {
     let run = &DEMO_GRID[..mergers.min(DEMO_GRID.len())];
-    let held: Vec<String> = DEMO_HELD_OUT
-        .iter()
-        .filter(|m| run.contains(m))
-        .map(|&(size_ratio, mass_ratio)| {
-            MergerSpec {
-                size_ratio,
-                mass_ratio,
-            }
-            .name()
-        })
-        .collect();
-    if held.len() < run.len() {
-        held
-    } else {
-        vec![]
+    let names = |set: &[(f64, f64)]| -> Vec<String> {
+        set.iter()
+            .filter(|m| run.contains(m))
+            .map(|&(size_ratio, mass_ratio)| {
+                MergerSpec {
+                    size_ratio,
+                    mass_ratio,
+                }
+                .name()
+            })
+            .collect()
+    };
+    let test = names(&DEMO_TEST);
+    if test.len() >= run.len() {
+        return (vec![], vec![]);
     }
+    let validation = names(&DEMO_VALIDATION);
+    if test.len() + validation.len() >= run.len() {
+        return (test, vec![]);
+    }
+    (test, validation)
 }
 
 /// Output format.

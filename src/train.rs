@@ -6,13 +6,14 @@ use std::sync::{Arc, Mutex};
 
 use clap::ValueEnum;
 use deepgalaxy_core::preprocess::{Preprocess, Stretch};
+use deepgalaxy_core::time::TimeTarget;
 use deepgalaxy_models::{Backbone, ModelSpec};
 use deepgalaxy_train::augment::Augment;
 use deepgalaxy_train::checkpoint::EpochRecord;
 use deepgalaxy_train::distributed::{LrScaling, Parallel};
 use deepgalaxy_train::optim::OptimizerKind;
 use deepgalaxy_train::schedule::{Schedule, ScheduleKind};
-use deepgalaxy_train::split::SplitKind;
+use deepgalaxy_train::split::{SplitKind, TestSet};
 use deepgalaxy_train::trainer::StepInfo;
 use deepgalaxy_train::{Extend, Heads, LossWeights, Observer, Outcome, TrainConfig};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -24,6 +25,15 @@ pub enum SplitArg {
     BySimulation,
     /// The paper's per-image random 80/20 split, for comparison (optimistic).
     Random,
+}
+
+/// What time the classes stand for.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum TargetArg {
+    /// Time relative to the merger's first pericentre, in 5 Myr bins (catalog `t_peri_myr`).
+    TPeri,
+    /// The paper's snapshot class, time since the simulation started (`label`, `t_myr`).
+    Snapshot,
 }
 
 /// Learning-rate schedule.
@@ -128,6 +138,24 @@ pub struct TrainArgs {
         conflicts_with = "resume"
     )]
     pub val_simulations: Vec<String>,
+    /// Test simulations by name: kept out of training and validation, scored only by
+    /// `deepgalaxy evaluate` (their names go into the model card).
+    #[arg(long, value_delimiter = ',', conflicts_with = "resume")]
+    pub test_simulations: Vec<String>,
+    /// Fraction of the simulations drawn (from --seed) as test simulations, when none are
+    /// named; drawn before the validation split, so the same seed gives the same test mergers
+    /// with either --split.
+    #[arg(
+        long,
+        default_value_t = 0.0,
+        conflicts_with = "test_simulations",
+        conflicts_with = "resume"
+    )]
+    pub test_fraction: f64,
+    /// What the classes stand for [default: t-peri where the catalog has `t_peri_myr`,
+    /// snapshot otherwise].
+    #[arg(long, value_enum, conflicts_with = "resume")]
+    pub target: Option<TargetArg>,
     /// adam, adamw, sgd (momentum 0.9) or adadelta (the paper's, with --lr 8).
     #[arg(long, default_value = "adam", conflicts_with = "resume")]
     pub optimizer: String,
@@ -252,8 +280,8 @@ impl Observer for Bars {
     fn epoch_end(&self, r: &EpochRecord) {
         let val = match &r.val {
             Some(v) => format!(
-                "val top-1 {:.3} within-1 {:.3} within-2 {:.3} MAE {:.0} Myr recon {:.4} KL {:.2}",
-                v.top1, v.within1, v.within2, v.mae_myr, v.recon_mse, v.kl
+                "val |dt| median {:.1} mean {:.1} Myr, within 10 Myr {:.3}, 1-sigma coverage {:.3}; top-1 {:.3} within-2 {:.3}; recon {:.4} KL {:.2}",
+                v.median_abs_myr, v.mae_myr, v.within_10_myr, v.coverage_1sigma, v.top1, v.within2, v.recon_mse, v.kl
             ),
             None => "no validation set".into(),
         };
@@ -374,6 +402,14 @@ fn build(args: &TrainArgs, data: PathBuf) -> anyhow::Result<(ModelSpec, TrainCon
         },
         val_fraction: args.val_fraction,
         val_simulations: args.val_simulations.clone(),
+        test: TestSet {
+            fraction: args.test_fraction,
+            simulations: args.test_simulations.clone(),
+        },
+        target: args.target.map(|t| match t {
+            TargetArg::TPeri => TimeTarget::TPeri,
+            TargetArg::Snapshot => TimeTarget::Snapshot,
+        }),
         optimizer: opt,
         schedule: Schedule {
             lr,

@@ -28,6 +28,7 @@ fn help_lists_every_subcommand() {
         "train",
         "export",
         "predict",
+        "evaluate",
         "embed",
         "index",
         "search",
@@ -305,7 +306,7 @@ fn train_export_and_inspect_a_model_end_to_end() {
     ]);
     assert!(ok, "train: {err}");
     assert!(
-        err.contains("epoch 1:") && err.contains("val top-1"),
+        err.contains("epoch 1:") && err.contains("val |dt| median") && err.contains("top-1"),
         "epoch line: {err}"
     );
     let (ok, out, err) = deepgalaxy(&[

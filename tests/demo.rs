@@ -50,8 +50,9 @@ fn the_demo_runs_end_to_end_at_toy_size() {
         "report.md",
         "samples.png",
         "run/curves.png",
-        "run/confusion.png",
         "onnx/model.onnx",
+        "evaluation/evaluation.md",
+        "evaluation/evaluate.png",
         "library.idx",
         "gallery.png",
         "clusters/clusters.csv",
@@ -85,21 +86,42 @@ fn the_demo_runs_end_to_end_at_toy_size() {
             .sum();
         assert!(total > 0.0 && total <= 1.0 + 1e-5, "{p}");
     }
-    // the printed held-out figure is a fraction within [0, 100] %
+    // the printed test-merger figures are fractions within [0, 100] %
     let line = err
         .lines()
-        .find(|l| l.starts_with("held-out simulations:"))
+        .find(|l| l.starts_with("test mergers:"))
         .unwrap();
-    let within2: f64 = line
-        .split("within-2 classes ")
-        .nth(1)
-        .unwrap()
-        .split('%')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert!((0.0..=100.0).contains(&within2), "{line}");
+    for what in ["within 10 Myr ", "within-2 classes "] {
+        let pct: f64 = line
+            .split(what)
+            .nth(1)
+            .unwrap()
+            .split('%')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((0.0..=100.0).contains(&pct), "{line}");
+    }
+    // no leak: evaluate scored the test merger only, and the library holds training mergers
+    // only
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("run/checkpoint/state.json")).unwrap())
+            .unwrap();
+    let test = state["split"]["test_simulations"].clone();
+    assert_eq!(test.as_array().unwrap().len(), 1, "{test}");
+    let evaluation: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("evaluation/evaluation.json")).unwrap())
+            .unwrap();
+    assert_eq!(evaluation["simulations"], test);
+    assert_eq!(evaluation["target"], "t-peri");
+    assert_eq!(evaluation["knn"]["own_simulation_skipped"], 0);
+    let library = LatentIndex::load(&out.join("library.idx"), None).unwrap();
+    assert_eq!(library.len(), 71 * 14);
+    assert!(library
+        .entries()
+        .iter()
+        .all(|e| e.simulation.is_some() && Some(&serde_json::json!(e.simulation)) != test.get(0)));
     // both observations searched, 5 neighbours each, and each reported SSIM is the SSIM of
     // the query and that neighbour as the index's model preprocesses them
     let search: serde_json::Value =

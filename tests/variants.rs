@@ -109,6 +109,8 @@ fn trained() -> &'static Trained {
             split: deepgalaxy_train::split::SplitKind::BySimulation,
             val_fraction: 0.34,
             val_simulations: vec![],
+            test: Default::default(),
+            target: None,
             optimizer: OptimizerKind::by_name("adam").unwrap(),
             schedule: Schedule {
                 lr: 3e-3,

@@ -10,10 +10,12 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::preprocess::Preprocess;
+use crate::time::TimeTarget;
 use crate::{Error, Result};
 
-/// Version of the card layout; bumped when a field changes meaning.
-pub const CARD_VERSION: u32 = 1;
+/// Version of the card layout; bumped when a field changes meaning or is added (2: `target`
+/// and `simulations`).
+pub const CARD_VERSION: u32 = 2;
 
 /// The most input values per image (`size x size x channels`) a model card may ask for:
 /// 2^24, e.g. 4096 x 4096 grey or 2048 x 2048 RGB (64 MiB as `f32`). A model file comes from
@@ -39,8 +41,21 @@ pub struct ModelCard {
     pub preprocess: Preprocess,
     /// Number of timescale classes.
     pub num_classes: usize,
-    /// Time in Myr that each class stands for (class centre), `num_classes` entries.
+    /// Time in Myr that each class stands for (class centre), `num_classes` entries, measured
+    /// as `target` says.
     pub class_t_myr: Vec<f64>,
+    /// What the time is measured from (cards of version 1: the snapshot label).
+    #[serde(default)]
+    pub target: TimeTarget,
+    /// The factor `predict` multiplies the spread of the expected time by, fitted on the
+    /// validation mergers so that 68% of their truths fall within one spread (absent: no
+    /// validation mergers, the spread is the predicted distribution's own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_sigma_scale: Option<f64>,
+    /// The simulations the model was trained, validated and tested on, by name, so scores and
+    /// calibration can keep to mergers it has never seen (absent: not recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub simulations: Option<Simulations>,
     /// Size of the VAE latent, when the model has one.
     pub latent_dim: Option<usize>,
     /// SHA-256 of the training catalog (hex), to tell models trained on different data apart.
@@ -54,6 +69,28 @@ pub struct ModelCard {
     /// How an `int8` file was quantised (absent for float files).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quantization: Option<Quantization>,
+}
+
+/// Which simulations each part of a training run used.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Simulations {
+    /// Trained on.
+    pub train: Vec<String>,
+    /// Validated on (early stopping, checkpoint and hyperparameter choices).
+    pub validation: Vec<String>,
+    /// Held out for the final score only: never used for any choice.
+    pub test: Vec<String>,
+}
+
+impl Simulations {
+    /// Whether the model saw `simulation` in training or validation.
+    pub fn seen(&self, simulation: &str) -> bool {
+        self.train
+            .iter()
+            .chain(&self.validation)
+            .any(|s| s == simulation)
+    }
 }
 
 /// The settings of a statically quantised (INT8) model, recorded in its card so that its
@@ -90,6 +127,15 @@ impl ModelCard {
                     "card version {} is newer than this tool understands ({CARD_VERSION}); upgrade deepgalaxy",
                     self.card_version
                 ),
+            ));
+        }
+        if let Some(s) = self
+            .time_sigma_scale
+            .filter(|s| !(s.is_finite() && *s > 0.0))
+        {
+            return Err(Error::setting(
+                "model card",
+                format!("time_sigma_scale {s} is not a positive number"),
             ));
         }
         if self.class_t_myr.len() != self.num_classes {
@@ -187,6 +233,9 @@ mod tests {
             preprocess: Preprocess::default(),
             num_classes: 3,
             class_t_myr: vec![2.5, 7.5, 12.5],
+            target: TimeTarget::Snapshot,
+            time_sigma_scale: None,
+            simulations: None,
             latent_dim: Some(16),
             training_digest: Some("ab".repeat(32)),
             split: Some("by-simulation".into()),

@@ -34,6 +34,7 @@ pub mod inspect;
 pub mod io;
 pub mod limits;
 pub mod preprocess;
+pub mod time;
 
 /// DejaVu Sans (free license in `core/assets/DejaVuSans-LICENSE.txt`), embedded so that every
 /// PNG the project draws (curves, confusion matrices, latent maps, galleries) has text without

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use candle_core::Device;
-use deepgalaxy_core::card::{ModelCard, CARD_VERSION};
+use deepgalaxy_core::card::{ModelCard, Simulations, CARD_VERSION};
 use deepgalaxy_core::{Error, Result};
 use deepgalaxy_train::checkpoint::{self, Checkpoint};
 use serde::Serialize;
@@ -18,8 +18,8 @@ use crate::variants::{
 };
 use onnx_protobuf::ModelProto;
 
-/// The card of a checkpoint: architecture, preprocessing, class times, training-data digest,
-/// split and the last validation metrics.
+/// The card of a checkpoint: architecture, preprocessing, class times and their target,
+/// training-data digest, split, the simulations of each part and the last validation metrics.
 pub fn card_of(ck: &Checkpoint) -> Result<ModelCard> {
     let s = &ck.state;
     let mut metrics = std::collections::BTreeMap::new();
@@ -29,6 +29,10 @@ pub fn card_of(ck: &Checkpoint) -> Result<ModelCard> {
             ("val_within1", v.within1),
             ("val_within2", v.within2),
             ("val_mae_myr", v.mae_myr),
+            ("val_median_abs_myr", v.median_abs_myr),
+            ("val_within_10_myr", v.within_10_myr),
+            ("val_within_25_myr", v.within_25_myr),
+            ("val_coverage_1sigma", v.coverage_1sigma),
             ("val_recon_mse", v.recon_mse),
         ] {
             metrics.insert(k.to_string(), x);
@@ -42,6 +46,17 @@ pub fn card_of(ck: &Checkpoint) -> Result<ModelCard> {
         preprocess: ck.spec.preprocess.clone(),
         num_classes: ck.spec.num_classes,
         class_t_myr: s.class_t_myr.clone(),
+        target: s.target,
+        time_sigma_scale: s
+            .history
+            .last()
+            .and_then(|r| r.val.as_ref())
+            .and_then(|v| v.sigma_scale),
+        simulations: Some(Simulations {
+            train: s.split.train_simulations.clone(),
+            validation: s.split.val_simulations.clone(),
+            test: s.split.test_simulations.clone(),
+        }),
         latent_dim: Some(ck.spec.latent_dim),
         training_digest: Some(s.training_digest.clone()),
         split: Some(s.split.kind.name().into()),
@@ -123,7 +138,7 @@ pub fn export_checkpoint(
         add(target, Precision::Fp32, None, fp32);
     }
     if let (Some(o), Some(fp32)) = (int8, fp32_model) {
-        let batches = calibration_batches(o, &ck.spec.preprocess)?;
+        let batches = calibration_batches(o, &ck.spec.preprocess, card.simulations.as_ref())?;
         for (format, m) in int8_variants(&fp32, &ck.graph, &ck.weights, &card, o, &batches)? {
             add(Target::Model, Precision::Int8, Some(format), m);
         }

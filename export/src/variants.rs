@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 
 use candle_core::{Device, Tensor};
-use deepgalaxy_core::card::{digest_file, ModelCard, Quantization};
+use deepgalaxy_core::card::{digest_file, ModelCard, Quantization, Simulations};
 use deepgalaxy_core::preprocess::Preprocess;
 use deepgalaxy_core::{Catalog, Error, Result};
 use deepgalaxy_models::{Graph, Op, Weights};
@@ -200,12 +200,39 @@ pub fn spread(len: usize, n: usize) -> Vec<usize> {
 
 /// The calibration images of `opts` as model-input batches, preprocessed exactly as training
 /// prepares its images.
-pub fn calibration_batches(opts: &Int8Options, p: &Preprocess) -> Result<Vec<Tensor>> {
+///
+/// When `simulations` names the model's training simulations, images of any other simulation
+/// in the catalog (the validation and test mergers, or mergers never used) are left out: the
+/// INT8 ranges are a choice made on data, and a choice made on test mergers would leak into
+/// their score. Images without a simulation (real observations) are kept.
+pub fn calibration_batches(
+    opts: &Int8Options,
+    p: &Preprocess,
+    simulations: Option<&Simulations>,
+) -> Result<Vec<Tensor>> {
     if opts.size == 0 {
         return Err(Error::setting("calibration size", "must be at least 1"));
     }
     let catalog = Catalog::read(&opts.calibration)?;
-    let indices = spread(catalog.records.len(), opts.size);
+    let allowed: Vec<usize> = (0..catalog.records.len())
+        .filter(|&i| {
+            let r = &catalog.records[i];
+            match (simulations.filter(|s| !s.train.is_empty()), &r.simulation) {
+                (Some(s), Some(name)) => s.train.contains(name),
+                _ => true,
+            }
+        })
+        .collect();
+    if allowed.is_empty() {
+        return Err(Error::invalid(
+            &opts.calibration,
+            "no calibration image: none is of a simulation the model was trained on (images of its validation and test mergers are left out)",
+        ));
+    }
+    let indices: Vec<usize> = spread(allowed.len(), opts.size)
+        .into_iter()
+        .map(|k| allowed[k])
+        .collect();
     let pixels = deepgalaxy_train::data::load_images(&catalog, &indices, p, &|_, _| {})?;
     let (c, s) = (p.channels as usize, p.size as usize);
     pixels

@@ -64,6 +64,9 @@ fn card(spec: &ModelSpec) -> ModelCard {
         class_t_myr: (0..spec.num_classes)
             .map(|k| 5.0 * k as f64 + 2.5)
             .collect(),
+        target: Default::default(),
+        time_sigma_scale: None,
+        simulations: None,
         latent_dim: Some(spec.latent_dim),
         training_digest: None,
         split: Some("by-simulation".into()),

@@ -1,6 +1,7 @@
-//! Small charts for benchmark reports: labelled points (speed-up against accuracy change per
-//! model variant) and grouped bars (throughput per configuration and runner), drawn with the
-//! same canvas and font as the latent maps.
+//! Small charts for reports: labelled points (speed-up against accuracy change per model
+//! variant), grouped bars (throughput per configuration and runner), lines (separation
+//! against time per merger) and the evaluation's two panels (predicted and error against true
+//! time per merger), drawn with the same canvas and font as the latent maps.
 
 use std::path::Path;
 
@@ -51,6 +52,36 @@ where
         .map_err(err)
 }
 
+/// A chart on `area` over `x` by `y`, with the axes named `names` and the mesh drawn in the
+/// style every chart here shares; `caption` above it when given.
+fn axes<'a, 'b>(
+    area: &'a DrawingArea<Canvas<'b>, Shift>,
+    caption: Option<&str>,
+    x: std::ops::Range<f64>,
+    y: std::ops::Range<f64>,
+    names: (&str, &str),
+) -> Result<ChartContext<'a, Canvas<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>> {
+    let mut builder = ChartBuilder::on(area);
+    if let Some(c) = caption {
+        builder.caption(c, (FONT, 22));
+    }
+    let mut chart = builder
+        .margin(16)
+        .x_label_area_size(45)
+        .y_label_area_size(70)
+        .build_cartesian_2d(x, y)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc(names.0)
+        .y_desc(names.1)
+        .label_style((FONT, 13))
+        .axis_desc_style((FONT, 15))
+        .draw()
+        .map_err(err)?;
+    Ok(chart)
+}
+
 /// Range with a margin around `values` (and including `also`).
 fn span(values: impl Iterator<Item = f64>, also: f64) -> (f64, f64) {
     let (mut lo, mut hi) = values
@@ -68,27 +99,13 @@ fn span(values: impl Iterator<Item = f64>, also: f64) -> (f64, f64) {
 pub fn write_points(
     path: &Path,
     title: &str,
-    axes: (&str, &str),
+    names: (&str, &str),
     points: &[(String, f64, f64)],
 ) -> Result<()> {
     write_chart(path, (900, 620), |root| {
         let (x0, x1) = span(points.iter().map(|p| p.1), 1.0);
         let (y0, y1) = span(points.iter().map(|p| p.2), 0.0);
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, (FONT, 22))
-            .margin(16)
-            .x_label_area_size(45)
-            .y_label_area_size(70)
-            .build_cartesian_2d(x0..x1, y0..y1)
-            .map_err(err)?;
-        chart
-            .configure_mesh()
-            .x_desc(axes.0)
-            .y_desc(axes.1)
-            .label_style((FONT, 13))
-            .axis_desc_style((FONT, 15))
-            .draw()
-            .map_err(err)?;
+        let mut chart = axes(root, Some(title), x0..x1, y0..y1, names)?;
         for (i, (label, x, y)) in points.iter().enumerate() {
             let c = category_colour(i);
             chart
@@ -173,7 +190,7 @@ pub fn write_bars(
 pub fn write_lines(
     path: &Path,
     title: &str,
-    axes: (&str, &str),
+    names: (&str, &str),
     series: &[(String, Vec<(f64, f64)>)],
     marks: &[f64],
 ) -> Result<()> {
@@ -181,21 +198,7 @@ pub fn write_lines(
         let points = || series.iter().flat_map(|s| s.1.iter());
         let (x0, x1) = span(points().map(|p| p.0), 0.0);
         let (_, y1) = span(points().map(|p| p.1), 0.0);
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, (FONT, 22))
-            .margin(16)
-            .x_label_area_size(45)
-            .y_label_area_size(70)
-            .build_cartesian_2d(x0..x1, 0f64..y1)
-            .map_err(err)?;
-        chart
-            .configure_mesh()
-            .x_desc(axes.0)
-            .y_desc(axes.1)
-            .label_style((FONT, 13))
-            .axis_desc_style((FONT, 15))
-            .draw()
-            .map_err(err)?;
+        let mut chart = axes(root, Some(title), x0..x1, 0f64..y1, names)?;
         for &x in marks {
             chart
                 .draw_series(DashedLineSeries::new(
@@ -222,4 +225,69 @@ pub fn write_lines(
         legend(&mut chart)?;
         Ok(())
     })
+}
+
+/// How well a model reads time, per merger: predicted against true time (left, each image a
+/// dot, the diagonal for perfect answers) and the absolute error against true time (right,
+/// the median over the merger's images at each true time).
+pub fn write_evaluation(
+    path: &Path,
+    title: &str,
+    per_merger: &[(String, Vec<(f64, f64)>)],
+) -> Result<()> {
+    write_chart(path, (1400, 620), |root| {
+        let root = root.titled(title, (FONT, 22)).map_err(err)?;
+        let (left, right) = root.split_horizontally(700);
+        let all = || per_merger.iter().flat_map(|m| m.1.iter());
+        let (lo, hi) = span(all().flat_map(|p| [p.0, p.1]), 0.0);
+        let names = ("true time (Myr)", "predicted time (Myr)");
+        let mut chart = axes(&left, None, lo..hi, lo..hi, names)?;
+        chart
+            .draw_series(LineSeries::new([(lo, lo), (hi, hi)], BLACK.mix(0.5)))
+            .map_err(err)?;
+        for (j, (_, points)) in per_merger.iter().enumerate() {
+            let c = category_colour(j);
+            chart
+                .draw_series(
+                    points
+                        .iter()
+                        .filter(|p| p.0.is_finite() && p.1.is_finite())
+                        .map(|&p| Circle::new(p, 2, c.mix(0.5).filled())),
+                )
+                .map_err(err)?;
+        }
+        let errors: Vec<(String, Vec<(f64, f64)>)> = per_merger
+            .iter()
+            .map(|(name, points)| (name.clone(), median_error_by_truth(points)))
+            .collect();
+        let (_, top) = span(errors.iter().flat_map(|e| e.1.iter().map(|p| p.1)), 0.0);
+        let names = ("true time (Myr)", "median |error| (Myr)");
+        let mut chart = axes(&right, None, lo..hi, 0f64..top, names)?;
+        for (j, (name, line)) in errors.iter().enumerate() {
+            let c = category_colour(j);
+            chart
+                .draw_series(LineSeries::new(line.iter().copied(), c.stroke_width(2)))
+                .map_err(err)?
+                .label(name.clone())
+                .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], c.stroke_width(2)));
+        }
+        legend(&mut chart)
+    })
+}
+
+/// The median |predicted - true| at each distinct true time of `(true, predicted)` points.
+fn median_error_by_truth(points: &[(f64, f64)]) -> Vec<(f64, f64)> {
+    let mut sorted: Vec<(f64, f64)> = points
+        .iter()
+        .filter(|p| p.0.is_finite() && p.1.is_finite())
+        .copied()
+        .collect();
+    sorted.sort_by(|a, b| a.0.total_cmp(&b.0));
+    sorted
+        .chunk_by(|a, b| a.0 == b.0)
+        .map(|g| {
+            let e: Vec<f64> = g.iter().map(|p| (p.1 - p.0).abs()).collect();
+            (g[0].0, deepgalaxy_core::time::median(&e))
+        })
+        .collect()
 }

@@ -1,6 +1,8 @@
-//! The kNN estimate of a query's merger time: the mean of its library neighbours' `t_myr`,
+//! The kNN estimate of a query's merger time: the mean of its library neighbours' times,
 //! with their spread as the uncertainty (the paper's use of the latent space as a
 //! "recommendation" of similar simulation frames).
+
+use deepgalaxy_core::time::TimeTarget;
 
 use crate::index::LatentIndex;
 use crate::search::Neighbour;
@@ -29,17 +31,18 @@ pub struct TimeEstimate {
     pub count: usize,
 }
 
-/// Estimates the query's time from its `neighbours` in `index`. Neighbours without a
-/// `t_myr` (observations in the library) are left out; `None` when none has one.
+/// Estimates the query's time under `target` from its `neighbours` in `index`. Neighbours
+/// without such a time (observations in the library) are left out; `None` when none has one.
 pub fn estimate_time(
     neighbours: &[Neighbour],
     index: &LatentIndex,
     weighting: Weighting,
+    target: TimeTarget,
 ) -> Option<TimeEstimate> {
     let samples: Vec<(f64, f64)> = neighbours
         .iter()
         .filter_map(|n| {
-            let t = index.entries().get(n.index)?.t_myr?;
+            let t = index.entries().get(n.index)?.time(target)?;
             Some((f64::from(n.distance), t))
         })
         .collect();
@@ -114,6 +117,8 @@ mod tests {
                 file: format!("{i}.png"),
                 label: None,
                 t_myr: t,
+                t_peri_myr: None,
+                simulation: None,
             })
             .collect();
         let model = ModelIdentity {
@@ -127,9 +132,19 @@ mod tests {
             &[n(0, 0.5), n(1, 0.6), n(2, 0.7)],
             &index,
             Weighting::Uniform,
+            TimeTarget::Snapshot,
         )
         .unwrap();
         assert_eq!((e.mean_myr, e.std_myr, e.count), (60.0, 10.0, 2));
-        assert!(estimate_time(&[n(1, 0.1)], &index, Weighting::Uniform).is_none());
+        assert!(estimate_time(
+            &[n(1, 0.1)],
+            &index,
+            Weighting::Uniform,
+            TimeTarget::Snapshot
+        )
+        .is_none());
+        assert!(
+            estimate_time(&[n(0, 0.1)], &index, Weighting::Uniform, TimeTarget::TPeri).is_none()
+        );
     }
 }

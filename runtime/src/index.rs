@@ -3,9 +3,9 @@
 //! One file holds everything a search needs and everything needed to tell whether it belongs
 //! to the model at hand: the latent dimension, the identity of the model that embedded it
 //! (digest of the model file, training-set digest, preprocessing), the vectors, and per entry
-//! its id, image file, class label and time in Myr.
+//! its id, image file, class label, times in Myr and simulation.
 //!
-//! # Layout (format version 1, all integers and floats little-endian)
+//! # Layout (format version 2, all integers and floats little-endian)
 //!
 //! | bytes | content |
 //! | --- | --- |
@@ -16,7 +16,7 @@
 //! | 8 | number of entries `N` (`u64`) |
 //! | 4 + n | model identity: length (`u32`) then JSON ([`ModelIdentity`]) |
 //! | 4·N·D | the vectors, `f32`, entry after entry |
-//! | N × … | entries: `id_str` and `file` (each `u32` length + UTF-8), label (`u8` flag + `u32`), `t_myr` (`u8` flag + `f64`) |
+//! | N × … | entries: `id_str` and `file` (each `u32` length + UTF-8), label (`u8` flag + `u32`), `t_myr` (`u8` flag + `f64`); from version 2 also `t_peri_myr` (`u8` flag + `f64`) and `simulation` (`u8` flag + `u32` length + UTF-8) |
 //! | 32 | SHA-256 of every byte before it |
 //!
 //! Loading checks, in this order, that the file is long enough for a header, the magic, that
@@ -32,14 +32,16 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use deepgalaxy_core::time::TimeTarget;
 use deepgalaxy_core::{Error, Preprocess, Result};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 /// First bytes of every latent index file.
 pub const MAGIC: [u8; 8] = *b"DGLXIDX\0";
-/// The format version this build writes, and the newest it reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The format version this build writes, and the newest it reads (version 1 files, without
+/// `t_peri_myr` and `simulation`, are read too).
+pub const FORMAT_VERSION: u32 = 2;
 /// Magic, version and total length.
 const PREFIX_LEN: usize = 8 + 4 + 8;
 /// SHA-256 trailer.
@@ -69,6 +71,21 @@ pub struct Entry {
     pub label: Option<u32>,
     /// Time since the start of the merger simulation in Myr, when known.
     pub t_myr: Option<f64>,
+    /// Time relative to the merger's first pericentre in Myr, when known.
+    pub t_peri_myr: Option<f64>,
+    /// The simulation the image came from, when known: a search for an image of that same
+    /// simulation leaves it out.
+    pub simulation: Option<String>,
+}
+
+impl Entry {
+    /// The entry's time under `target`.
+    pub fn time(&self, target: TimeTarget) -> Option<f64> {
+        match target {
+            TimeTarget::TPeri => self.t_peri_myr,
+            TimeTarget::Snapshot => self.t_myr,
+        }
+    }
 }
 
 /// An embedded library in memory: `len()` vectors of `dim()` floats with their entries.
@@ -230,6 +247,12 @@ impl LatentIndex {
             out.extend_from_slice(&e.label.unwrap_or(0).to_le_bytes());
             out.push(u8::from(e.t_myr.is_some()));
             out.extend_from_slice(&e.t_myr.unwrap_or(0.0).to_le_bytes());
+            out.push(u8::from(e.t_peri_myr.is_some()));
+            out.extend_from_slice(&e.t_peri_myr.unwrap_or(0.0).to_le_bytes());
+            out.push(u8::from(e.simulation.is_some()));
+            if let Some(s) = &e.simulation {
+                put_bytes(&mut out, s.as_bytes(), "simulation")?;
+            }
         }
         let total = (out.len() + CHECKSUM_LEN) as u64;
         out[12..20].copy_from_slice(&total.to_le_bytes());
@@ -342,7 +365,7 @@ impl LatentIndex {
             .collect();
         let mut entries = Vec::with_capacity(count.min(r.remaining() / 18));
         for i in 0..count {
-            let entry = read_entry(&mut r)
+            let entry = read_entry(&mut r, version)
                 .map_err(|e| bad(format!("malformed latent index, entry {i}: {}", e.0)))?;
             entries.push(entry);
         }
@@ -365,21 +388,34 @@ fn put_bytes(out: &mut Vec<u8>, b: &[u8], what: &str) -> Result<()> {
     Ok(())
 }
 
-fn read_entry(r: &mut Reader<'_>) -> Result<Entry, Malformed> {
+fn read_entry(r: &mut Reader<'_>, version: u32) -> Result<Entry, Malformed> {
     let id_str = r.string()?;
     let file = r.string()?;
     let has_label = r.flag()?;
     let label = r.u32()?;
-    let has_t = r.flag()?;
-    let t = f64::from_le_bytes(r.array()?);
-    if has_t && !t.is_finite() {
-        return Err(Malformed(format!("t_myr of `{id_str}` is {t}")));
-    }
+    let mut time = |what: &str| -> Result<Option<f64>, Malformed> {
+        let has = r.flag()?;
+        let t = f64::from_le_bytes(r.array()?);
+        if has && !t.is_finite() {
+            return Err(Malformed(format!("{what} of `{id_str}` is {t}")));
+        }
+        Ok(has.then_some(t))
+    };
+    let t_myr = time("t_myr")?;
+    let (t_peri_myr, simulation) = if version >= 2 {
+        let t_peri = time("t_peri_myr")?;
+        let simulation = if r.flag()? { Some(r.string()?) } else { None };
+        (t_peri, simulation)
+    } else {
+        (None, None)
+    };
     Ok(Entry {
         id_str,
         file,
         label: has_label.then_some(label),
-        t_myr: has_t.then_some(t),
+        t_myr,
+        t_peri_myr,
+        simulation,
     })
 }
 
@@ -471,6 +507,8 @@ mod tests {
                 },
                 label: (i % 3 != 0).then_some(i as u32 % 71),
                 t_myr: (i % 4 != 0).then_some(5.0 * i as f64 + 0.25),
+                t_peri_myr: (i % 5 != 0).then_some(5.0 * i as f64 - 100.0),
+                simulation: (i % 3 != 1).then(|| format!("s_{}", i / 4)),
             })
             .collect();
         let model = ModelIdentity {
@@ -479,6 +517,41 @@ mod tests {
             preprocess: Preprocess::default(),
         };
         LatentIndex::new(dim, model, vectors, entries).unwrap()
+    }
+
+    #[test]
+    fn version_1_files_read_without_phase_times_and_simulations() {
+        let identity = serde_json::to_vec(&sample(1, 2).model).unwrap();
+        let mut b = Vec::new();
+        b.extend_from_slice(&MAGIC);
+        b.extend_from_slice(&1u32.to_le_bytes());
+        b.extend_from_slice(&0u64.to_le_bytes());
+        b.extend_from_slice(&2u32.to_le_bytes());
+        b.extend_from_slice(&1u64.to_le_bytes());
+        put_bytes(&mut b, &identity, "identity").unwrap();
+        for v in [0.5f32, -1.0] {
+            b.extend_from_slice(&v.to_le_bytes());
+        }
+        put_bytes(&mut b, b"a", "id").unwrap();
+        put_bytes(&mut b, b"a.png", "file").unwrap();
+        b.push(1);
+        b.extend_from_slice(&7u32.to_le_bytes());
+        b.push(1);
+        b.extend_from_slice(&35.0f64.to_le_bytes());
+        let total = (b.len() + CHECKSUM_LEN) as u64;
+        b[12..20].copy_from_slice(&total.to_le_bytes());
+        let digest = Sha256::digest(&b);
+        b.extend_from_slice(&digest);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v1.idx");
+        std::fs::write(&path, &b).unwrap();
+        let index = LatentIndex::load(&path, Some(2)).unwrap();
+        let e = &index.entries()[0];
+        assert_eq!((e.label, e.t_myr), (Some(7), Some(35.0)));
+        assert_eq!((e.t_peri_myr, e.simulation.as_deref()), (None, None));
+        assert_eq!(e.time(TimeTarget::Snapshot), Some(35.0));
+        assert_eq!(e.time(TimeTarget::TPeri), None);
+        assert_eq!(index.vector(0), [0.5, -1.0]);
     }
 
     #[test]
@@ -559,9 +632,9 @@ mod tests {
         assert!(load_err(b"hello", None).contains("wrong magic"));
 
         let mut newer = bytes.clone();
-        newer[8..12].copy_from_slice(&2u32.to_le_bytes());
+        newer[8..12].copy_from_slice(&3u32.to_le_bytes());
         let e = load_err(&newer, None);
-        assert!(e.contains("version 2 is newer"), "{e}");
+        assert!(e.contains("version 3 is newer"), "{e}");
 
         let mut longer = bytes.clone();
         longer.push(0);

@@ -348,6 +348,8 @@ mod tests {
                     path,
                     label: None,
                     t_myr: None,
+                    t_peri_myr: None,
+                    simulation: None,
                 }
             })
             .collect();

@@ -19,8 +19,12 @@ pub struct InputItem {
     pub path: PathBuf,
     /// Timescale class, when a catalog gives it.
     pub label: Option<u32>,
-    /// Time in Myr, when a catalog gives it.
+    /// Time since the simulation started in Myr, when a catalog gives it.
     pub t_myr: Option<f64>,
+    /// Time relative to the first pericentre in Myr, when a catalog gives it.
+    pub t_peri_myr: Option<f64>,
+    /// The simulation the image came from, when a catalog gives it.
+    pub simulation: Option<String>,
 }
 
 impl InputItem {
@@ -30,6 +34,8 @@ impl InputItem {
             path,
             label: None,
             t_myr: None,
+            t_peri_myr: None,
+            simulation: None,
         }
     }
 }
@@ -51,6 +57,8 @@ pub fn from_catalog(catalog: &Catalog) -> Vec<InputItem> {
             path: catalog.resolve(r),
             label: r.label,
             t_myr: r.t_myr,
+            t_peri_myr: r.t_peri_myr,
+            simulation: r.simulation.clone(),
         })
         .collect()
 }

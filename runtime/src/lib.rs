@@ -41,6 +41,7 @@ pub mod backend;
 pub mod charts;
 pub mod cluster;
 pub mod estimate;
+pub mod evaluate;
 pub mod flops;
 pub mod gallery;
 pub mod index;

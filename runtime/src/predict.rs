@@ -1,10 +1,15 @@
 //! Timescale predictions: per image the top-k classes with probabilities, the expected time
 //! in Myr with its spread under the predicted distribution, optionally the latent, and — when
-//! the input came from a catalog — the true label for scoring. Written as CSV or JSON.
+//! the input came from a catalog — the truth for scoring. Written as CSV or JSON.
+//!
+//! The time is what the model's card says its classes stand for: relative to the first
+//! pericentre (`t_peri_myr`, `t_peri_sigma_myr`, `true_t_peri_myr`) or since the simulation
+//! started (`t_myr`, `t_myr_spread`, `true_t_myr`, models of the paper's snapshot label).
 
 use std::io::Write;
 use std::path::Path;
 
+use deepgalaxy_core::time::{expected_time, nearest_class, TimeAnswer, TimeScore, TimeTarget};
 use deepgalaxy_core::{Error, ModelCard, Result};
 use serde::{Deserialize, Serialize};
 
@@ -22,14 +27,26 @@ pub struct Prediction {
     pub error: Option<String>,
     /// The k most probable classes with their probabilities, most probable first.
     pub top: Vec<(u32, f32)>,
-    /// Expected time in Myr: sum over classes of probability x class time.
+    /// Snapshot models: expected time since the start in Myr (sum over classes of probability
+    /// x class time).
     pub t_myr: Option<f64>,
-    /// Standard deviation of the time under the predicted distribution, Myr.
+    /// Snapshot models: standard deviation of that time under the predicted distribution
+    /// (times the card's `time_sigma_scale`, when it has one).
     pub t_myr_spread: Option<f64>,
-    /// True class, when the input came from a catalog.
+    /// True class under the model's target, when the input came from a catalog.
     pub label: Option<u32>,
-    /// True time, when the input came from a catalog.
+    /// Snapshot models: true time since the start, from the catalog.
     pub true_t_myr: Option<f64>,
+    /// t-peri models: expected time relative to the first pericentre, Myr.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub t_peri_myr: Option<f64>,
+    /// t-peri models: its standard deviation under the predicted distribution (times the
+    /// card's `time_sigma_scale`, when it has one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub t_peri_sigma_myr: Option<f64>,
+    /// t-peri models: true time relative to the first pericentre, from the catalog.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub true_t_peri_myr: Option<f64>,
     /// The VAE mean, when asked for.
     pub latent: Option<Vec<f32>>,
 }
@@ -44,6 +61,8 @@ impl Prediction {
         k: usize,
         with_latent: bool,
     ) -> Prediction {
+        let t_peri = card.target == TimeTarget::TPeri;
+        let truth = if t_peri { item.t_peri_myr } else { item.t_myr };
         let mut p = Prediction {
             id: item.id.clone(),
             file: item.path.display().to_string(),
@@ -51,8 +70,15 @@ impl Prediction {
             top: vec![],
             t_myr: None,
             t_myr_spread: None,
-            label: item.label,
-            true_t_myr: item.t_myr,
+            label: if t_peri {
+                truth.and_then(|t| nearest_class(&card.class_t_myr, t))
+            } else {
+                item.label
+            },
+            true_t_myr: if t_peri { None } else { truth },
+            t_peri_myr: None,
+            t_peri_sigma_myr: None,
+            true_t_peri_myr: if t_peri { truth } else { None },
             latent: None,
         };
         let (probs, latent) = match probabilities {
@@ -69,22 +95,13 @@ impl Prediction {
             .take(k.max(1))
             .map(|&c| (c as u32, probs[c]))
             .collect();
-        if card.class_t_myr.len() == probs.len() {
-            let total: f64 = probs.iter().map(|&q| f64::from(q)).sum();
-            let mean = probs
-                .iter()
-                .zip(&card.class_t_myr)
-                .map(|(&q, &t)| f64::from(q) * t)
-                .sum::<f64>()
-                / total;
-            let var = probs
-                .iter()
-                .zip(&card.class_t_myr)
-                .map(|(&q, &t)| f64::from(q) * (t - mean).powi(2))
-                .sum::<f64>()
-                / total;
-            p.t_myr = Some(mean);
-            p.t_myr_spread = Some(var.max(0.0).sqrt());
+        if let Some((mean, spread)) = expected_time(probs, &card.class_t_myr) {
+            let sigma = spread * card.time_sigma_scale.unwrap_or(1.0);
+            if t_peri {
+                (p.t_peri_myr, p.t_peri_sigma_myr) = (Some(mean), Some(sigma));
+            } else {
+                (p.t_myr, p.t_myr_spread) = (Some(mean), Some(sigma));
+            }
         }
         if with_latent {
             p.latent = latent.map(<[f32]>::to_vec);
@@ -95,6 +112,40 @@ impl Prediction {
     /// The most probable class.
     pub fn class(&self) -> Option<u32> {
         self.top.first().map(|&(c, _)| c)
+    }
+
+    /// Whether the time is relative to the first pericentre (a t-peri model's prediction).
+    pub fn is_t_peri(&self) -> bool {
+        self.t_peri_myr.is_some() || self.true_t_peri_myr.is_some()
+    }
+
+    /// The expected time and its spread, whichever the model's target.
+    pub fn time(&self) -> Option<(f64, f64)> {
+        match self.t_peri_myr {
+            Some(t) => Some((t, self.t_peri_sigma_myr.unwrap_or(0.0))),
+            None => self.t_myr.map(|t| (t, self.t_myr_spread.unwrap_or(0.0))),
+        }
+    }
+
+    /// The true time under the model's target, when the input came from a catalog.
+    pub fn true_time(&self) -> Option<f64> {
+        self.true_t_peri_myr.or(self.true_t_myr)
+    }
+
+    /// Forgets the time (for `embed`, which reports latents only).
+    pub fn clear_time(&mut self) {
+        (self.t_myr, self.t_myr_spread) = (None, None);
+        (self.t_peri_myr, self.t_peri_sigma_myr) = (None, None);
+    }
+
+    /// The expected time scored against the truth, when both are known.
+    pub fn answer(&self) -> Option<TimeAnswer> {
+        let ((predicted, sigma), truth) = self.time().zip(self.true_time())?;
+        Some(TimeAnswer {
+            predicted,
+            sigma,
+            truth,
+        })
     }
 }
 
@@ -164,7 +215,11 @@ impl<'a> Predictor<'a> {
             (true, Some(_)) => self.card.latent_dim.unwrap_or(0),
             _ => 0,
         };
-        Columns { classes, latent }
+        Columns {
+            classes,
+            latent,
+            t_peri: self.card.target == TimeTarget::TPeri,
+        }
     }
 
     /// The prediction of `item` from its result.
@@ -182,9 +237,10 @@ impl<'a> Predictor<'a> {
     }
 }
 
-/// Accuracy of predictions that have a true label: (count, top-1, within one class, within
-/// two classes, mean absolute error of the expected time in Myr).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+/// Accuracy of predictions that have a truth: the errors of the expected time (the same
+/// [`TimeScore`] training's validation and `evaluate` report) and, beside them, the share of
+/// most probable classes within 0, 1 and 2 classes of the true one.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Score {
     /// Labelled predictions scored.
     pub count: usize,
@@ -194,8 +250,8 @@ pub struct Score {
     pub within1: f64,
     /// Fraction within two classes.
     pub within2: f64,
-    /// Mean |expected time - true time|, Myr.
-    pub mae_myr: f64,
+    /// The expected time's errors, when the truth has a time.
+    pub time: Option<TimeScore>,
 }
 
 /// Scores the labelled predictions; `None` when there are none.
@@ -205,15 +261,15 @@ pub fn score(predictions: &[Prediction]) -> Option<Score> {
     tally.score()
 }
 
-/// Running sums for [`Score`], added to one prediction at a time, so a run that writes its
-/// predictions as they come can score them without keeping them.
+/// What [`Score`] needs, added to one prediction at a time, so a run that writes its
+/// predictions as they come can score them without keeping them: class counts, and each
+/// labelled image's time answer (three numbers; the median needs them all).
 #[derive(Debug, Clone, Default)]
 pub struct Tally {
     count: usize,
     /// Labelled predictions whose class is within 0, 1 and 2 classes of the label.
     within: [usize; 3],
-    errors: usize,
-    error_sum: f64,
+    answers: Vec<TimeAnswer>,
 }
 
 impl Tally {
@@ -226,10 +282,7 @@ impl Tally {
         for (k, n) in self.within.iter_mut().enumerate() {
             *n += usize::from(c.abs_diff(l) as usize <= k);
         }
-        if let Some(e) = p.t_myr.zip(p.true_t_myr).map(|(a, b)| (a - b).abs()) {
-            self.errors += 1;
-            self.error_sum += e;
-        }
+        self.answers.extend(p.answer());
     }
 
     /// The score of what was added; `None` when nothing labelled was.
@@ -243,11 +296,7 @@ impl Tally {
             top1: self.within[0] as f64 / n,
             within1: self.within[1] as f64 / n,
             within2: self.within[2] as f64 / n,
-            mae_myr: if self.errors == 0 {
-                f64::NAN
-            } else {
-                self.error_sum / self.errors as f64
-            },
+            time: TimeScore::of(&self.answers),
         })
     }
 }
@@ -282,6 +331,8 @@ pub struct Columns {
     pub classes: usize,
     /// Latent values per row (`latent_i`).
     pub latent: usize,
+    /// Whether the times are relative to the first pericentre (named `t_peri_*`).
+    pub t_peri: bool,
 }
 
 impl Columns {
@@ -294,6 +345,7 @@ impl Columns {
                 .filter_map(|p| p.latent.as_ref().map(Vec::len))
                 .max()
                 .unwrap_or(0),
+            t_peri: predictions.iter().any(Prediction::is_t_peri),
         }
     }
 }
@@ -336,17 +388,14 @@ pub fn write_stream<W: Write>(
 }
 
 fn csv_header(columns: Columns) -> Vec<String> {
-    let mut header: Vec<String> = [
-        "id",
-        "file",
-        "error",
-        "t_myr",
-        "t_myr_spread",
-        "label",
-        "true_t_myr",
-    ]
-    .map(String::from)
-    .to_vec();
+    let (time, spread, truth) = if columns.t_peri {
+        ("t_peri_myr", "t_peri_sigma_myr", "true_t_peri_myr")
+    } else {
+        ("t_myr", "t_myr_spread", "true_t_myr")
+    };
+    let mut header: Vec<String> = ["id", "file", "error", time, spread, "label", truth]
+        .map(String::from)
+        .to_vec();
     for i in 1..=columns.classes {
         header.push(format!("class_{i}"));
         header.push(format!("prob_{i}"));
@@ -370,15 +419,25 @@ fn csv_row(p: &Prediction, columns: Columns) -> std::io::Result<Vec<String>> {
             ),
         ));
     }
+    if p.is_t_peri() != columns.t_peri {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "{}: a time of another target than the table's other rows",
+                p.file
+            ),
+        ));
+    }
     let opt = |v: Option<String>| v.unwrap_or_default();
+    let time = p.time();
     let mut row = vec![
         p.id.clone(),
         p.file.clone(),
         opt(p.error.clone()),
-        opt(p.t_myr.map(|t| format!("{t:.3}"))),
-        opt(p.t_myr_spread.map(|t| format!("{t:.3}"))),
+        opt(time.map(|(t, _)| format!("{t:.3}"))),
+        opt(time.map(|(_, s)| format!("{s:.3}"))),
         opt(p.label.map(|l| l.to_string())),
-        opt(p.true_t_myr.map(|t| t.to_string())),
+        opt(p.true_time().map(|t| t.to_string())),
     ];
     for i in 0..columns.classes {
         match p.top.get(i) {
@@ -413,6 +472,9 @@ mod tests {
             preprocess: Preprocess::default(),
             num_classes: times.len(),
             class_t_myr: times,
+            target: Default::default(),
+            time_sigma_scale: None,
+            simulations: None,
             latent_dim: Some(2),
             training_digest: None,
             split: None,
@@ -428,6 +490,8 @@ mod tests {
             path: "x.png".into(),
             label,
             t_myr: t,
+            t_peri_myr: t.map(|t| t - 100.0),
+            simulation: None,
         }
     }
 
@@ -449,7 +513,43 @@ mod tests {
         assert_eq!(p.latent, Some(vec![1.0, 2.0]));
         let s = score(&[p.clone()]).unwrap();
         assert_eq!((s.count, s.top1, s.within1, s.within2), (1, 0.0, 1.0, 1.0));
-        assert!((s.mae_myr - 7.0).abs() < 1e-5);
+        assert!((s.time.unwrap().mean_abs_myr - 7.0).abs() < 1e-5);
+    }
+
+    #[test]
+    fn t_peri_models_name_their_time_and_label_the_truth_by_its_bin() {
+        let mut card = card(vec![-10.0, -5.0, 0.0, 5.0]);
+        card.target = TimeTarget::TPeri;
+        // snapshot label 40 and t_myr 105 are ignored: the truth is t_peri = 5 (bin 3)
+        let p = Prediction::new(
+            &item(Some(40), Some(105.0)),
+            Ok((&[0.0, 0.0, 0.5, 0.5], None)),
+            &card,
+            1,
+            false,
+        );
+        assert_eq!((p.t_myr, p.true_t_myr), (None, None));
+        assert_eq!((p.t_peri_myr, p.t_peri_sigma_myr), (Some(2.5), Some(2.5)));
+        assert_eq!((p.true_t_peri_myr, p.label), (Some(5.0), Some(3)));
+        let s = score(std::slice::from_ref(&p)).unwrap();
+        assert_eq!((s.top1, s.within1), (0.0, 1.0));
+        let t = s.time.unwrap();
+        assert_eq!(
+            (t.median_abs_myr, t.coverage_1sigma, t.coverage_2sigma),
+            (2.5, 1.0, 1.0)
+        );
+        let text = String::from_utf8(to_bytes(&[p.clone()], Format::Csv).unwrap()).unwrap();
+        assert_eq!(
+            text.lines().collect::<Vec<_>>(),
+            [
+                "id,file,error,t_peri_myr,t_peri_sigma_myr,label,true_t_peri_myr,class_1,prob_1",
+                "x,x.png,,2.500,2.500,3,5,2,0.500000"
+            ]
+        );
+        let json: serde_json::Value =
+            serde_json::from_slice(&to_bytes(&[p], Format::Json).unwrap()).unwrap();
+        assert_eq!(json[0]["t_peri_myr"], 2.5);
+        assert_eq!(json[0]["true_t_peri_myr"], 5.0);
     }
 
     #[test]

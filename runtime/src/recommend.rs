@@ -2,15 +2,23 @@
 //! validated by the SSIM between the query and the neighbour image (both preprocessed
 //! identically, with the index's preprocessing, data range 1), and the kNN estimate of the
 //! query's time. This is the paper's similarity search, with its SSIM check made explicit.
+//!
+//! A query that is itself an image of a library simulation (a catalog image, in evaluation)
+//! never counts that simulation: its other cameras and neighbouring snapshots would be found
+//! first and make the estimate and the SSIM look far better than for a merger never seen.
 
 use std::path::{Path, PathBuf};
 
 use deepgalaxy_core::{preprocess, Image, Result};
 use serde::Serialize;
 
+use std::collections::HashMap;
+
+use deepgalaxy_core::time::TimeTarget;
+
 use crate::estimate::{estimate_time, TimeEstimate, Weighting};
 use crate::index::LatentIndex;
-use crate::search::Searcher;
+use crate::search::{Searcher, Strategy};
 use crate::ssim::ssim;
 
 /// Data range of preprocessed images (values in [0, 1]) for SSIM.
@@ -27,8 +35,14 @@ pub struct Recommended {
     pub file: PathBuf,
     /// Its class, when known.
     pub label: Option<u32>,
-    /// Its time in Myr, when known.
+    /// Its time since the simulation started in Myr, when known.
     pub t_myr: Option<f64>,
+    /// Its time relative to first pericentre in Myr, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub t_peri_myr: Option<f64>,
+    /// Its simulation, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub simulation: Option<String>,
     /// Euclidean distance in latent space.
     pub distance: f32,
     /// SSIM between the preprocessed query and neighbour images; `None` (with the reason in
@@ -38,13 +52,27 @@ pub struct Recommended {
     pub ssim_error: Option<String>,
 }
 
+impl Recommended {
+    /// The neighbour's time under `target`.
+    pub fn time(&self, target: TimeTarget) -> Option<f64> {
+        match target {
+            TimeTarget::TPeri => self.t_peri_myr,
+            TimeTarget::Snapshot => self.t_myr,
+        }
+    }
+}
+
 /// A query's neighbours and time estimate.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Recommendation {
     /// Neighbours, nearest first.
     pub neighbours: Vec<Recommended>,
-    /// kNN estimate of the query's time (neighbours with a time only).
+    /// kNN estimate of the query's time under the model's target (neighbours with a time
+    /// only).
     pub estimate: Option<TimeEstimate>,
+    /// Library entries of the query's own simulation that were nearer than the last
+    /// neighbour kept, and were skipped.
+    pub own_simulation_skipped: usize,
 }
 
 /// The image as the index's model saw it: decoded, then the index's preprocessing.
@@ -53,38 +81,98 @@ pub fn preprocessed(index: &LatentIndex, path: &Path) -> Result<Image> {
     preprocess(&image, &index.model().preprocess, path)
 }
 
-/// The `k` nearest entries to `latent` in `index` (stored at `index_path`, against which
-/// relative image paths resolve), with SSIM against `query` (already [`preprocessed`]).
-pub fn recommend(
-    index: &LatentIndex,
-    index_path: &Path,
-    searcher: &Searcher<'_>,
-    query: &Image,
-    latent: &[f32],
-    k: usize,
-) -> Result<Recommendation> {
-    let found = searcher.search(latent, k)?;
-    let estimate = estimate_time(&found, index, Weighting::Uniform);
-    let neighbours = found
-        .iter()
-        .map(|n| {
-            let entry = &index.entries()[n.index];
-            let file = index.resolve_file(index_path, n.index);
-            let s = preprocessed(index, &file).and_then(|img| ssim(query, &img, SSIM_DATA_RANGE));
-            Recommended {
-                index: n.index,
-                id: entry.id_str.clone(),
-                file,
-                label: entry.label,
-                t_myr: entry.t_myr,
-                distance: n.distance,
-                ssim: s.as_ref().ok().copied(),
-                ssim_error: s.err().map(|e| e.to_string()),
+/// A latent index ready to recommend from: the index, where it lives (relative image paths
+/// resolve against its folder), its search structure, what time the estimates are in, and how
+/// many entries each simulation has (so a query can skip its own).
+pub struct Library<'a> {
+    index: &'a LatentIndex,
+    path: &'a Path,
+    searcher: Searcher<'a>,
+    target: TimeTarget,
+    per_simulation: HashMap<&'a str, usize>,
+}
+
+impl<'a> Library<'a> {
+    /// The library of `index` stored at `path`, searched with `strategy`, estimating times
+    /// under `target` (the querying model's).
+    pub fn new(
+        index: &'a LatentIndex,
+        path: &'a Path,
+        strategy: Strategy,
+        target: TimeTarget,
+    ) -> Result<Library<'a>> {
+        let mut per_simulation: HashMap<&str, usize> = HashMap::new();
+        for e in index.entries() {
+            if let Some(s) = &e.simulation {
+                *per_simulation.entry(s.as_str()).or_default() += 1;
             }
+        }
+        Ok(Library {
+            index,
+            path,
+            searcher: Searcher::new(index, strategy)?,
+            target,
+            per_simulation,
         })
-        .collect();
-    Ok(Recommendation {
-        neighbours,
-        estimate,
-    })
+    }
+
+    /// The index.
+    pub fn index(&self) -> &LatentIndex {
+        self.index
+    }
+
+    /// The `k` nearest entries to `latent`, with SSIM against `query` (already
+    /// [`preprocessed`]), skipping every entry of `own_simulation` (the query's simulation,
+    /// when it has one).
+    pub fn recommend(
+        &self,
+        query: &Image,
+        latent: &[f32],
+        k: usize,
+        own_simulation: Option<&str>,
+    ) -> Result<Recommendation> {
+        let own = |i: usize| {
+            own_simulation.is_some_and(|s| self.index.entries()[i].simulation.as_deref() == Some(s))
+        };
+        let extra = own_simulation.map_or(0, |s| self.per_simulation.get(s).copied().unwrap_or(0));
+        let mut found = Vec::with_capacity(k);
+        let mut skipped = 0;
+        for n in self.searcher.search(latent, k + extra)? {
+            if found.len() == k {
+                break;
+            }
+            if own(n.index) {
+                skipped += 1;
+            } else {
+                found.push(n);
+            }
+        }
+        let estimate = estimate_time(&found, self.index, Weighting::Uniform, self.target);
+        let neighbours = found
+            .iter()
+            .map(|n| {
+                let entry = &self.index.entries()[n.index];
+                let file = self.index.resolve_file(self.path, n.index);
+                let s = preprocessed(self.index, &file)
+                    .and_then(|img| ssim(query, &img, SSIM_DATA_RANGE));
+                Recommended {
+                    index: n.index,
+                    id: entry.id_str.clone(),
+                    file,
+                    label: entry.label,
+                    t_myr: entry.t_myr,
+                    t_peri_myr: entry.t_peri_myr,
+                    simulation: entry.simulation.clone(),
+                    distance: n.distance,
+                    ssim: s.as_ref().ok().copied(),
+                    ssim_error: s.err().map(|e| e.to_string()),
+                }
+            })
+            .collect();
+        Ok(Recommendation {
+            neighbours,
+            estimate,
+            own_simulation_skipped: skipped,
+        })
+    }
 }

@@ -23,6 +23,8 @@ fn sample() -> LatentIndex {
             file: format!("images/{i}.png"),
             label: (i % 3 != 0).then_some(i as u32),
             t_myr: (i % 2 == 0).then_some(5.0 * i as f64 + 0.25),
+            t_peri_myr: None,
+            simulation: None,
         })
         .collect();
     let model = ModelIdentity {

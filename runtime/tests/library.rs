@@ -5,6 +5,7 @@
 
 use std::path::Path;
 
+use deepgalaxy_core::time::TimeTarget;
 use deepgalaxy_core::{image::load, preprocess, Image, Preprocess};
 use deepgalaxy_runtime::estimate::{estimate_time, Weighting};
 use deepgalaxy_runtime::gallery::{write_gallery, Tile};
@@ -61,6 +62,8 @@ fn index_search_ssim_estimate_and_gallery() {
             file,
             label: Some(i as u32),
             t_myr: Some(5.0 * i as f64),
+            t_peri_myr: None,
+            simulation: None,
         });
     }
     let model = ModelIdentity {
@@ -116,7 +119,7 @@ fn index_search_ssim_estimate_and_gallery() {
 
     println!("neighbours {idx:?}, distances {found:?}, SSIM {scores:?}");
     // kNN time: frames 11, 12, 13 at 55, 60, 65 Myr
-    let t = estimate_time(&found, &index, Weighting::Uniform).unwrap();
+    let t = estimate_time(&found, &index, Weighting::Uniform, TimeTarget::Snapshot).unwrap();
     assert!((t.mean_myr - 60.0).abs() < 1e-9, "{t:?}");
     assert!((t.std_myr - (50.0f64 / 3.0).sqrt()).abs() < 1e-9, "{t:?}");
 

@@ -443,7 +443,7 @@ fn report(
             (
                 d(s.top1, base.map(|b| b.top1)),
                 d(s.within1, base.map(|b| b.within1)),
-                format!("{:.1}", s.mae_myr),
+                format!("{:.1}", s.time.map_or(f64::NAN, |t| t.mean_abs_myr)),
             )
         });
         let _ = writeln!(

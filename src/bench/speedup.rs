@@ -55,6 +55,8 @@ pub fn run(args: &SpeedupArgs) -> anyhow::Result<()> {
         path: catalog.resolve(record),
         label: record.label,
         t_myr: record.t_myr,
+        t_peri_myr: record.t_peri_myr,
+        simulation: record.simulation.clone(),
     };
     let model = Model::open(
         &args.model,

@@ -2,10 +2,16 @@
 //! the same command a user would type (listed in the report, so every stage can be rerun by
 //! hand) and are skipped when their output is already there:
 //!
-//! simulate a small merger grid -> train the three heads (by-simulation split) -> export FP32
-//! and INT8 -> predict the held-out simulations and the Hubble images -> latent index ->
-//! similarity search with a gallery -> spectral clustering and latent maps -> latent
-//! interpolation -> `report.md`.
+//! simulate a small merger grid -> train the three heads, the classes being time since first
+//! pericentre, with test mergers kept out -> export FP32 and INT8 (calibrated on training
+//! mergers only) -> predict the test mergers -> `evaluate` on them -> predict the Hubble images
+//! -> latent index of the training mergers -> similarity search with a gallery -> spectral
+//! clustering and latent maps -> latent interpolation -> `report.md`.
+//!
+//! No number in the report comes from a merger used for any choice: the test mergers are
+//! named before training, the validation merger only calibrates the predicted spread (the
+//! run's length is fixed), INT8 is calibrated on the training mergers, and the library
+//! searched holds training mergers only, so a query never finds its own simulation.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -25,9 +31,10 @@ pub struct DemoArgs {
     /// Output folder (stages whose output is already there are skipped).
     #[arg(long, default_value = "deepgalaxy-demo")]
     pub out: PathBuf,
-    /// Real images to predict and search with (skipped when the folder is missing).
-    #[arg(long, default_value = "../shared/observations/hst")]
-    pub observations: PathBuf,
+    /// Real images to predict and search with (skipped when the folder is missing)
+    /// [default: the Hubble images in the repository's fixtures/observations/hst].
+    #[arg(long)]
+    pub observations: Option<PathBuf>,
     /// Particles per simulated merger.
     #[arg(long, default_value_t = 4000)]
     pub particles: usize,
@@ -121,19 +128,29 @@ fn os(parts: &[&dyn AsRef<std::ffi::OsStr>]) -> Vec<OsString> {
     parts.iter().map(|p| p.as_ref().to_os_string()).collect()
 }
 
-/// The held-out simulations of the training run (from its checkpoint state).
-fn held_out_simulations(run: &Path) -> anyhow::Result<Vec<String>> {
-    let state = deepgalaxy_train::checkpoint::load_state(&run.join("checkpoint"))?;
-    anyhow::ensure!(
-        !state.split.val_simulations.is_empty(),
-        "the checkpoint in {} names no held-out simulations",
-        run.display()
-    );
-    Ok(state.split.val_simulations)
+/// The Hubble images shipped in the repository (public domain; see their README).
+fn shipped_observations() -> PathBuf {
+    deepgalaxy_core::source_dir(env!("CARGO_MANIFEST_DIR")).join("fixtures/observations/hst")
 }
 
-/// Writes the catalog of the held-out simulations beside the full one (same relative paths).
-fn write_held_out(catalog: &Path, sims: &[String], out: &Path) -> anyhow::Result<usize> {
+/// The test, validation and training simulations of the training run (from its checkpoint
+/// state).
+fn split_simulations(run: &Path) -> anyhow::Result<[Vec<String>; 3]> {
+    let state = deepgalaxy_train::checkpoint::load_state(&run.join("checkpoint"))?;
+    anyhow::ensure!(
+        !state.split.test_simulations.is_empty(),
+        "the checkpoint in {} names no test simulations",
+        run.display()
+    );
+    Ok([
+        state.split.test_simulations,
+        state.split.val_simulations,
+        state.split.train_simulations,
+    ])
+}
+
+/// Writes the catalog of the simulations `sims` beside the full one (same relative paths).
+fn write_subset(catalog: &Path, sims: &[String], out: &Path) -> anyhow::Result<usize> {
     let all = Catalog::read(catalog)?;
     let records: Vec<CatalogRecord> = all
         .records
@@ -156,15 +173,17 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     let onnx = out.join("onnx");
     let model = onnx.join("model.onnx");
     let model_int8 = onnx.join("model.int8.onnx");
-    let held_out = sim.join("heldout.csv");
-    let hst = args
+    let held_out = sim.join("test.csv");
+    let training = sim.join("train.csv");
+    let observations = args
         .observations
-        .is_dir()
-        .then(|| args.observations.clone());
+        .clone()
+        .unwrap_or_else(shipped_observations);
+    let hst = observations.is_dir().then_some(observations);
     let mut r = Runner {
         stages: vec![],
         // the Hubble stage runs only when the folder exists
-        total: 9 + usize::from(hst.is_some()),
+        total: 10 + usize::from(hst.is_some()),
     };
 
     r.stage(
@@ -185,8 +204,10 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         ]),
         crate::simulate::run,
     )?;
-    // ordinal targets: a snapshot's neighbours 5 Myr away look alike, so the classifier learns
-    // the order of the classes rather than 71 unrelated ones
+    // the classes are 5 Myr bins of time since first pericentre (the catalog has the phase
+    // labels); ordinal targets: a bin's neighbours look alike, so the classifier learns the
+    // order of the bins rather than 71 unrelated classes. The run's length is fixed: the
+    // validation merger serves only to calibrate the predicted spread.
     let mut train_args = os(&[
         &"train",
         &"--data",
@@ -204,9 +225,16 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         &"--label-sigma",
         &"2",
     ]);
-    let held_out_mergers = crate::simulate::demo_held_out(args.mergers);
-    if !held_out_mergers.is_empty() {
-        train_args.extend(os(&[&"--val-simulations", &held_out_mergers.join(",")]));
+    let (test_mergers, validation_mergers) = crate::simulate::demo_held_out(args.mergers);
+    if test_mergers.is_empty() {
+        train_args.extend(os(&[&"--test-fraction", &"0.2"]));
+    } else {
+        train_args.extend(os(&[&"--test-simulations", &test_mergers.join(",")]));
+    }
+    if validation_mergers.is_empty() {
+        train_args.extend(os(&[&"--val-fraction", &"0"]));
+    } else {
+        train_args.extend(os(&[&"--val-simulations", &validation_mergers.join(",")]));
     }
     r.stage(
         "train",
@@ -214,9 +242,12 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         train_args,
         crate::train::run,
     )?;
-    let held = held_out_simulations(&train_dir)?;
+    let [held, validated_on, trained_on] = split_simulations(&train_dir)?;
     if !held_out.exists() {
-        write_held_out(&catalog, &held, &held_out)?;
+        write_subset(&catalog, &held, &held_out)?;
+    }
+    if !training.exists() {
+        write_subset(&catalog, &trained_on, &training)?;
     }
     r.stage(
         "export FP32 and INT8",
@@ -285,11 +316,28 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
             &"--model",
             &model,
             &"--data",
-            &catalog,
+            &training,
             &"--output",
             &index,
         ]),
         crate::library::index,
+    )?;
+    let evaluation = out.join("evaluation");
+    r.stage(
+        "evaluate on the test mergers",
+        &evaluation.join("evaluation.json"),
+        os(&[
+            &"evaluate",
+            &"--model",
+            &model,
+            &"--data",
+            &catalog,
+            &"--out",
+            &evaluation,
+            &"--index",
+            &index,
+        ]),
+        crate::evaluate::run,
     )?;
     let queries: Vec<PathBuf> = match &hst {
         Some(dir) => deepgalaxy_runtime::inputs::expand(&[dir.display().to_string()])?
@@ -351,6 +399,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     let measured = Measured {
         out: out.clone(),
         held_out_simulations: held,
+        validation_simulations: validated_on,
         fp32_seconds: timing[0],
         int8_seconds: timing[1],
         hst: hst.is_some(),

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use deepgalaxy_core::Catalog;
+use deepgalaxy_runtime::evaluate::Evaluation;
 use deepgalaxy_runtime::gallery::{write_galleries, Tile};
 use deepgalaxy_runtime::predict::{score, Prediction, Score};
 
@@ -15,8 +16,10 @@ use super::Stage;
 pub struct Measured {
     /// The demo folder.
     pub out: PathBuf,
-    /// Simulations the training held out.
+    /// The test simulations.
     pub held_out_simulations: Vec<String>,
+    /// The validation simulations.
+    pub validation_simulations: Vec<String>,
     /// Seconds to predict the held-out images with the FP32 model (None: not run now).
     pub fp32_seconds: Option<f64>,
     /// The same with the INT8 model.
@@ -45,18 +48,6 @@ pub fn sample_queries(held_out: &Path, n: usize) -> anyhow::Result<Vec<PathBuf>>
 pub fn interpolation_ends(held_out: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
     let q = sample_queries(held_out, 5)?;
     Ok((q[1].clone(), q[4].clone()))
-}
-
-/// The mean absolute error of answering every labelled prediction with their median true
-/// time: what a model that learnt nothing from the images would score.
-fn median_guess_mae(predictions: &[Prediction]) -> f64 {
-    let mut t: Vec<f64> = predictions.iter().filter_map(|p| p.true_t_myr).collect();
-    if t.is_empty() {
-        return f64::NAN;
-    }
-    t.sort_by(f64::total_cmp);
-    let median = t[t.len() / 2];
-    t.iter().map(|x| (x - median).abs()).sum::<f64>() / t.len() as f64
 }
 
 fn read_predictions(path: &Path) -> anyhow::Result<Vec<Prediction>> {
@@ -107,18 +98,32 @@ fn write_samples(catalog: &Path, path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `x` as a percentage; a dash for a figure that does not apply (NaN).
 fn pct(x: f64) -> String {
-    format!("{:.1}%", 100.0 * x)
+    if x.is_nan() {
+        "-".into()
+    } else {
+        format!("{:.1}%", 100.0 * x)
+    }
 }
 
+/// A table row: the expected time's errors, then the most probable class's accuracy.
 fn score_row(name: &str, s: &Score) -> String {
+    let time = s.time.map_or("| | | | |".into(), |t| {
+        format!(
+            "{:.1} | {:.1} | {} | {} | {}",
+            t.median_abs_myr,
+            t.mean_abs_myr,
+            pct(t.within_10_myr),
+            pct(t.within_25_myr),
+            pct(t.coverage_1sigma)
+        )
+    });
     format!(
-        "| {name} | {} | {} | {} | {} | {:.1} |\n",
+        "| {name} | {} | {time} | {} | {} |\n",
         s.count,
         pct(s.top1),
-        pct(s.within1),
-        pct(s.within2),
-        s.mae_myr
+        pct(s.within2)
     )
 }
 
@@ -150,19 +155,33 @@ pub fn write(m: &Measured, stages: &[Stage]) -> anyhow::Result<PathBuf> {
     let _ = writeln!(md, "## Training (split: by simulation)\n");
     let _ = writeln!(
         md,
-        "Held-out simulations (never seen in training): {}. The demo holds out mergers inside the grid's range of size and mass ratios, as a real galaxy pair's would be; the classifier's targets are Gaussians two classes wide over neighbouring snapshots (`--label-sigma 2`), since images 5 Myr apart look alike.\n\n![curves](run/curves.png)\n\n![confusion](run/confusion.png)\n",
-        m.held_out_simulations.join(", ")
+        "Test simulations (named before training, never trained on, never used for a choice): {}. The demo holds out mergers inside the grid's range of size and mass ratios, as a real galaxy pair's would be. The classes are 5 Myr bins of time since first pericentre, and the classifier's targets are Gaussians two bins wide (`--label-sigma 2`), since images 5 Myr apart look alike. The run's length is fixed; its validation merger ({}) serves only to calibrate the spread of the predicted time (`time_sigma_scale` in the model card: the factor that puts 68% of the validation images' truths within one spread).\n\n![curves](run/curves.png)\n",
+        m.held_out_simulations.join(", "),
+        m.validation_simulations.join(", ")
     );
 
     let fp32 = read_predictions(&out.join("predictions_heldout.json"))?;
-    let s32 = score(&fp32).context("the held-out predictions have no labels")?;
+    let evaluation: Evaluation = serde_json::from_slice(
+        &std::fs::read(out.join("evaluation").join("evaluation.json"))
+            .context("reading evaluation/evaluation.json")?,
+    )
+    .context("evaluation/evaluation.json is not an evaluation")?;
+    let s32 = evaluation.overall;
     let _ = writeln!(md, "## Accuracy on the held-out simulations\n");
     let _ = writeln!(
         md,
-        "| model | images | top-1 | within 1 class | within 2 classes | MAE (Myr) |"
+        "Scored by `deepgalaxy evaluate` on the test mergers ({}), which no training choice saw: the time read off each image is the expected time since first pericentre under the predicted distribution, its spread the distribution's standard deviation. Full report: [evaluation/evaluation.md](evaluation/evaluation.md).\n",
+        evaluation.simulations.join(", ")
     );
-    let _ = writeln!(md, "| --- | --- | --- | --- | --- | --- |");
-    md += &score_row("FP32", &s32);
+    let _ = writeln!(
+        md,
+        "| answer | images | median abs. error (Myr) | mean abs. error (Myr) | within ±10 Myr | within ±25 Myr | truth within 1 sigma | top-1 class | within 2 classes |"
+    );
+    let _ = writeln!(
+        md,
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+    );
+    md += &score_row("model, FP32", &s32);
     let int8_path = out.join("predictions_heldout_int8.json");
     let int8 = if int8_path.exists() {
         Some(read_predictions(&int8_path)?)
@@ -171,26 +190,60 @@ pub fn write(m: &Measured, stages: &[Stage]) -> anyhow::Result<PathBuf> {
     };
     if let Some(p) = &int8 {
         if let Some(s) = score(p) {
-            md += &score_row("INT8", &s);
+            md += &score_row("model, INT8", &s);
         }
     }
-    let baseline_mae = median_guess_mae(&fp32);
+    let baseline = evaluation.baseline.map(|b| Score {
+        count: b.count,
+        top1: f64::NAN,
+        within1: f64::NAN,
+        within2: f64::NAN,
+        time: Some(b),
+    });
+    if let Some(k) = &evaluation.knn {
+        md += &score_row(
+            &format!("similarity search: mean of {} nearest training images", k.k),
+            &Score {
+                count: k.queries,
+                top1: f64::NAN,
+                within1: f64::NAN,
+                within2: f64::NAN,
+                time: k.score,
+            },
+        );
+    }
+    if let Some(b) = &baseline {
+        md += &score_row(
+            &format!(
+                "always {:.0} Myr (the median truth)",
+                evaluation.baseline_answer_myr
+            ),
+            b,
+        );
+    }
     let _ = writeln!(
         md,
-        "\nChance: top-1 {}, within 1 class {}, within 2 classes {} (71 classes). Answering every image with the median time of these images would give an MAE of {:.0} Myr.\n",
+        "\nChance for the classes: top-1 {}, within 2 classes {} (71 classes).{}\n\n![evaluation](evaluation/evaluate.png)\n",
         pct(1.0 / 71.0),
-        pct(3.0 / 71.0),
         pct(5.0 / 71.0),
-        baseline_mae
+        evaluation.knn.as_ref().map_or(String::new(), |k| format!(
+            " The similarity search's library holds the training mergers only; the mean SSIM between a test image and its {} neighbours is {:.3} (the paper's 0.9 was measured with each query's own simulation in the library).",
+            k.k, k.mean_ssim
+        ))
     );
-    eprintln!(
-        "held-out simulations: top-1 {}, within-2 classes {} (chance {}), MAE {:.0} Myr (median guess {:.0} Myr)",
-        pct(s32.top1),
-        pct(s32.within2),
-        pct(5.0 / 71.0),
-        s32.mae_myr,
-        baseline_mae
-    );
+    if let Some(t) = s32.time {
+        eprintln!(
+            "test mergers: median |error| {:.1} Myr (constant answer {:.1}), mean {:.1} Myr, within 10 Myr {}, within 25 Myr {}, truth within 1 sigma {}; within-2 classes {} (chance {})",
+            t.median_abs_myr,
+            evaluation.baseline.map_or(f64::NAN, |b| b.median_abs_myr),
+            t.mean_abs_myr,
+            pct(t.within_10_myr),
+            pct(t.within_25_myr),
+            pct(t.coverage_1sigma),
+            pct(s32.within2),
+            pct(5.0 / 71.0)
+        );
+    }
 
     let _ = writeln!(md, "## FP32 and INT8\n");
     let size = |f: &str| std::fs::metadata(out.join("onnx").join(f)).map(|m| m.len());
@@ -267,14 +320,19 @@ pub fn write(m: &Measured, stages: &[Stage]) -> anyhow::Result<PathBuf> {
         let _ = writeln!(
             md,
             "Real interacting galaxies; the model was trained on simulations only, so these are \
-             extrapolations.\n\n| image | most probable class | p | expected time (Myr) |\n| --- | --- | --- | --- |"
+             extrapolations. Negative times are before the first pericentre.\n\n| image | most probable class | p | {} (Myr) |\n| --- | --- | --- | --- |",
+            if evaluation.target == "t-peri" {
+                "time since first pericentre"
+            } else {
+                "time since the start"
+            }
         );
         for p in &hst {
             let name = Path::new(&p.file)
                 .file_name()
                 .map_or(p.file.clone(), |f| f.to_string_lossy().into_owned());
-            match (&p.error, p.top.first(), p.t_myr, p.t_myr_spread) {
-                (None, Some((c, q)), Some(t), Some(s)) => {
+            match (&p.error, p.top.first(), p.time()) {
+                (None, Some((c, q)), Some((t, s))) => {
                     let _ = writeln!(md, "| {name} | {c} | {q:.2} | {t:.0} ± {s:.0} |");
                 }
                 _ => {

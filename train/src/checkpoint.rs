@@ -20,6 +20,7 @@ use crate::metrics::EvalMetrics;
 use crate::optim::Optimizer;
 use crate::split::Split;
 use deepgalaxy_core::io::sync_dir;
+use deepgalaxy_core::time::TimeTarget;
 use deepgalaxy_core::{Error, Result};
 
 /// The position of the training's random generator.
@@ -96,6 +97,10 @@ pub struct TrainState {
     pub training_digest: String,
     /// Time in Myr of each class.
     pub class_t_myr: Vec<f64>,
+    /// What the class times are measured from (checkpoints written before targets existed:
+    /// the snapshot label).
+    #[serde(default)]
+    pub target: TimeTarget,
     /// Per-epoch metrics.
     pub history: Vec<EpochRecord>,
     /// How the configuration's paths are stored (see [`PATHS_RELATIVE_TO_RUN`]; 0 in files

@@ -9,7 +9,8 @@ use crate::augment::Augment;
 use crate::distributed::Parallel;
 use crate::optim::OptimizerKind;
 use crate::schedule::Schedule;
-use crate::split::SplitKind;
+use crate::split::{SplitKind, TestSet};
+use deepgalaxy_core::time::TimeTarget;
 use deepgalaxy_core::{Error, Result};
 
 /// Which heads contribute to the loss (all three are always in the network).
@@ -117,6 +118,14 @@ pub struct TrainConfig {
     /// Simulations to hold out by name (by-simulation split), instead of drawing them.
     #[serde(default)]
     pub val_simulations: Vec<String>,
+    /// Test simulations (named, or a fraction drawn from the seed): kept out of training and
+    /// validation, for `deepgalaxy evaluate` only.
+    #[serde(default)]
+    pub test: TestSet,
+    /// What time the classes stand for; `None`: `t-peri` where the catalog has `t_peri_myr`
+    /// for every image, `snapshot` otherwise (the resolved target is in the run's state).
+    #[serde(default)]
+    pub target: Option<TimeTarget>,
     /// Optimizer.
     pub optimizer: OptimizerKind,
     /// Learning-rate schedule.

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use candle_core::{Device, Tensor};
 use deepgalaxy_core::preprocess::{preprocess, Preprocess};
+use deepgalaxy_core::time::{t_peri_bins, TimeTarget, T_PERI_BIN_MYR};
 use deepgalaxy_core::{Catalog, Error, Result};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -56,10 +57,10 @@ pub struct Sample {
     pub id: String,
     /// Simulation it came from (for the by-simulation split).
     pub simulation: Option<String>,
-    /// Timescale class.
+    /// Timescale class under the dataset's target.
     pub label: u32,
-    /// Time in Myr, when known.
-    pub t_myr: Option<f64>,
+    /// True time under the dataset's target, Myr, when known.
+    pub time_myr: Option<f64>,
     /// Preprocessed pixels.
     pub pixels: Pixels,
 }
@@ -79,18 +80,22 @@ pub struct Dataset {
     pub source: PathBuf,
     /// Number of classes (largest label + 1).
     pub num_classes: usize,
-    /// Time in Myr of each class: the mean `t_myr` of its images, interpolated for classes with
-    /// no image.
+    /// Time in Myr of each class: the mean true time of its images, interpolated for classes
+    /// with no image.
     pub class_t_myr: Vec<f64>,
+    /// What the times are measured from.
+    pub target: TimeTarget,
 }
 
 impl Dataset {
     /// Loads a catalog (`.csv`) or an original-layout HDF5 file (`.h5`, `.hdf5`; feature
-    /// `hdf5`), decoding and preprocessing in parallel. `progress(done, total)` is called as
-    /// images finish.
+    /// `hdf5`), decoding and preprocessing in parallel, with classes for `target` (`None`: the
+    /// catalog's default, see [`TimeTarget::default_for`]). `progress(done, total)` is called
+    /// as images finish.
     pub fn load(
         path: &Path,
         preprocess_spec: &Preprocess,
+        target: Option<TimeTarget>,
         progress: &(dyn Fn(usize, usize) + Sync),
     ) -> Result<Dataset> {
         preprocess_spec.validate()?;
@@ -99,18 +104,31 @@ impl Dataset {
             .and_then(|e| e.to_str())
             .map(str::to_ascii_lowercase)
             .unwrap_or_default();
-        let samples = match ext.as_str() {
-            "h5" | "hdf5" => load_hdf5(path, preprocess_spec, progress)?,
-            _ => load_catalog(path, preprocess_spec, progress)?,
+        let (samples, target) = match ext.as_str() {
+            "h5" | "hdf5" => match target {
+                Some(TimeTarget::TPeri) => {
+                    return Err(Error::invalid(
+                        path,
+                        "the original HDF5 layout has no t_peri_myr: train on it with --target snapshot",
+                    ))
+                }
+                _ => (
+                    load_hdf5(path, preprocess_spec, progress)?,
+                    TimeTarget::Snapshot,
+                ),
+            },
+            _ => load_catalog(path, preprocess_spec, target, progress)?,
         };
-        Dataset::from_samples(samples, preprocess_spec.clone(), path)
+        Dataset::from_samples(samples, preprocess_spec.clone(), path, target)
     }
 
-    /// A dataset from samples already in memory (checks there are at least two classes).
+    /// A dataset from samples already in memory, whose labels and times are for `target`
+    /// (checks there are at least two classes).
     pub fn from_samples(
         samples: Vec<Sample>,
         preprocess: Preprocess,
         source: &Path,
+        target: TimeTarget,
     ) -> Result<Dataset> {
         let mut labels: Vec<u32> = samples.iter().map(|s| s.label).collect();
         labels.sort_unstable();
@@ -143,6 +161,7 @@ impl Dataset {
             source: source.to_path_buf(),
             num_classes,
             class_t_myr,
+            target,
         })
     }
 
@@ -193,7 +212,7 @@ fn class_times(samples: &[Sample], n: usize) -> Vec<f64> {
     let mut sum = vec![0.0; n];
     let mut count = vec![0usize; n];
     for s in samples {
-        if let Some(t) = s.t_myr {
+        if let Some(t) = s.time_myr {
             sum[s.label as usize] += t;
             count[s.label as usize] += 1;
         }
@@ -223,43 +242,86 @@ fn class_times(samples: &[Sample], n: usize) -> Vec<f64> {
 fn load_catalog(
     path: &Path,
     p: &Preprocess,
+    target: Option<TimeTarget>,
     progress: &(dyn Fn(usize, usize) + Sync),
-) -> Result<Vec<Sample>> {
+) -> Result<(Vec<Sample>, TimeTarget)> {
     let catalog = Catalog::read(path)?;
-    let total = catalog.records.len();
-    for (i, r) in catalog.records.iter().enumerate() {
-        let what = match r.label {
-            None => format!(
-                "`{}` has no label: training needs a `label` column",
-                r.id_str
-            ),
-            Some(l) if l as usize >= MAX_CLASSES => format!(
-                "`{}` has label {l}: labels run from 0 to {} (at most {MAX_CLASSES} classes)",
-                r.id_str,
-                MAX_CLASSES - 1
-            ),
-            Some(_) => continue,
-        };
-        return Err(Error::Catalog {
-            path: path.into(),
-            row: i + 1,
-            what,
-        });
-    }
-    let all: Vec<usize> = (0..total).collect();
+    let target = target.unwrap_or_else(|| TimeTarget::default_for(&catalog.records));
+    let labels = labels(path, &catalog, target)?;
+    let all: Vec<usize> = (0..catalog.records.len()).collect();
     let pixels = load_images(&catalog, &all, p, progress)?;
-    Ok(catalog
+    let samples = catalog
         .records
         .iter()
+        .zip(labels)
         .zip(pixels)
-        .map(|(r, pixels)| Sample {
+        .map(|((r, label), pixels)| Sample {
             id: r.id_str.clone(),
             simulation: r.simulation.clone(),
-            label: r.label.unwrap_or(0),
-            t_myr: r.t_myr,
+            label,
+            time_myr: target.truth(r),
             pixels,
         })
-        .collect())
+        .collect();
+    Ok((samples, target))
+}
+
+/// Every record's class under `target`, checked before any image is decoded: the catalog's
+/// `label` for `snapshot`; for `t-peri`, the bin of `t_peri_myr` (bins of
+/// [`T_PERI_BIN_MYR`] from the earliest time in the catalog). An error names the first row
+/// without the column or with a class past [`MAX_CLASSES`].
+fn labels(path: &Path, catalog: &Catalog, target: TimeTarget) -> Result<Vec<u32>> {
+    let row_error = |i: usize, what: String| Error::Catalog {
+        path: path.into(),
+        row: i + 1,
+        what,
+    };
+    match target {
+        TimeTarget::Snapshot => catalog
+            .records
+            .iter()
+            .enumerate()
+            .map(|(i, r)| match r.label {
+                None => Err(row_error(
+                    i,
+                    format!("`{}` has no label: training needs a `label` column", r.id_str),
+                )),
+                Some(l) if l as usize >= MAX_CLASSES => Err(row_error(
+                    i,
+                    format!(
+                        "`{}` has label {l}: labels run from 0 to {} (at most {MAX_CLASSES} classes)",
+                        r.id_str,
+                        MAX_CLASSES - 1
+                    ),
+                )),
+                Some(l) => Ok(l),
+            })
+            .collect(),
+        TimeTarget::TPeri => {
+            let times = catalog
+                .records
+                .iter()
+                .enumerate()
+                .map(|(i, r)| {
+                    r.t_peri_myr.ok_or_else(|| {
+                        row_error(
+                            i,
+                            format!(
+                                "`{}` has no t_peri_myr: the t-peri target needs the phase labels of `deepgalaxy simulate` (or use --target snapshot)",
+                                r.id_str
+                            ),
+                        )
+                    })
+                })
+                .collect::<Result<Vec<f64>>>()?;
+            let (origin, _) = t_peri_bins(&times, MAX_CLASSES)
+                .map_err(|what| Error::invalid(path, what))?;
+            Ok(times
+                .iter()
+                .map(|t| ((t - origin) / T_PERI_BIN_MYR).round() as u32)
+                .collect())
+        }
+    }
 }
 
 /// Decodes and preprocesses the images of the catalog records at `indices` exactly as
@@ -307,7 +369,7 @@ fn load_hdf5(
             id: format!("{}/camera_{:02}/{}", r.simulation, r.camera, r.snapshot),
             simulation: Some(r.simulation.clone()),
             label: r.label,
-            t_myr: Some(r.t_myr),
+            time_myr: Some(r.t_myr),
             pixels: Pixels::quantise(&x.data),
         });
         progress(i + 1, total);
@@ -345,7 +407,7 @@ mod tests {
             id: String::new(),
             simulation: None,
             label,
-            t_myr: t,
+            time_myr: t,
             pixels: Pixels::U8(vec![]),
         }
     }
@@ -372,7 +434,7 @@ mod tests {
             let path = tmp.path().join("catalog.csv");
             let text = format!("id_str,file_loc,label\na,a.png,0\nb,b.png,{label}\n");
             std::fs::write(&path, text).unwrap();
-            let err = match Dataset::load(&path, &p, &|_, _| {}) {
+            let err = match Dataset::load(&path, &p, None, &|_, _| {}) {
                 Err(e) => e.to_string(),
                 Ok(_) => panic!("label {label} accepted"),
             };
@@ -384,11 +446,41 @@ mod tests {
         }
         let mut s = vec![sample(0, None), sample(1024, None)];
         s[1].id = "far".into();
-        let err = match Dataset::from_samples(s, p, Path::new("x.h5")) {
+        let err = match Dataset::from_samples(s, p, Path::new("x.h5"), TimeTarget::Snapshot) {
             Err(e) => e.to_string(),
             Ok(_) => panic!("accepted"),
         };
         assert!(err.contains("x.h5: `far` has label 1024"), "{err}");
+    }
+
+    #[test]
+    fn t_peri_labels_are_5_myr_bins_from_the_earliest_time() {
+        let record = |t: Option<f64>| deepgalaxy_core::CatalogRecord {
+            id_str: "x".into(),
+            label: Some(0),
+            t_peri_myr: t,
+            ..Default::default()
+        };
+        let c = Catalog::new(
+            [-98.7, -93.7, -1.2, 0.4, 3.0, 251.3]
+                .map(|t| record(Some(t)))
+                .to_vec(),
+        );
+        let p = Path::new("c.csv");
+        assert_eq!(
+            labels(p, &c, TimeTarget::TPeri).unwrap(),
+            [0, 1, 20, 20, 21, 70]
+        );
+        assert_eq!(labels(p, &c, TimeTarget::Snapshot).unwrap(), [0; 6]);
+        assert_eq!(TimeTarget::default_for(&c.records), TimeTarget::TPeri);
+        let mut gap = c.clone();
+        gap.records[3].t_peri_myr = None;
+        assert_eq!(TimeTarget::default_for(&gap.records), TimeTarget::Snapshot);
+        let err = labels(p, &gap, TimeTarget::TPeri).unwrap_err().to_string();
+        assert!(
+            err.contains("c.csv, row 4") && err.contains("no t_peri_myr"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -1,5 +1,7 @@
-//! Validation metrics: top-1, within-1 and within-2 class accuracy, mean absolute error in Myr,
-//! reconstruction errors and KL, and the confusion matrix.
+//! Validation metrics: the errors of the expected time (median and mean absolute error,
+//! within ±10 and ±25 Myr, coverage of the predicted spread, scored as `predict` and
+//! `evaluate` score them, through `deepgalaxy_core::time`), top-1, within-1 and within-2 class
+//! accuracy beside them, reconstruction errors and KL, and the confusion matrix.
 
 use candle_core::{Device, Tensor};
 use deepgalaxy_models::exec::{forward, Mode};
@@ -9,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::data::Dataset;
 use crate::distributed::Collective;
 use crate::loss;
+use deepgalaxy_core::time::{expected_time, sigma_scale, TimeAnswer, TimeScore};
 use deepgalaxy_core::Result;
 use deepgalaxy_models::exec::candle_err;
 
@@ -23,8 +26,25 @@ pub struct EvalMetrics {
     pub within1: f64,
     /// Fraction within two classes.
     pub within2: f64,
-    /// Mean |t(predicted class) - t(true)| in Myr.
+    /// Mean |expected time - true time| in Myr (before issue 20's targets: of the most probable
+    /// class's time).
     pub mae_myr: f64,
+    /// Median |expected time - true time| in Myr.
+    #[serde(default)]
+    pub median_abs_myr: f64,
+    /// Fraction of expected times within ±10 Myr of the truth.
+    #[serde(default)]
+    pub within_10_myr: f64,
+    /// Fraction within ±25 Myr.
+    #[serde(default)]
+    pub within_25_myr: f64,
+    /// Fraction whose truth lies within the predicted 1-sigma spread.
+    #[serde(default)]
+    pub coverage_1sigma: f64,
+    /// The factor that would make 68% of these truths lie within one spread (see
+    /// `deepgalaxy_core::time::sigma_scale`); export writes the last epoch's into the card.
+    #[serde(default)]
+    pub sigma_scale: Option<f64>,
     /// Cross-entropy.
     pub cross_entropy: f64,
     /// FCAE reconstruction MSE.
@@ -38,6 +58,18 @@ pub struct EvalMetrics {
 /// `confusion[true][predicted]` counts.
 pub type Confusion = Vec<Vec<u32>>;
 
+/// One pass's results before they are summarised: means, the confusion matrix, and every
+/// image's expected time (the median and coverage need them all).
+#[derive(Debug, Clone)]
+pub struct Evaluated {
+    /// The metrics of these images alone.
+    pub metrics: EvalMetrics,
+    /// Their confusion matrix.
+    pub confusion: Confusion,
+    /// Expected time, spread and truth of each image, in the order evaluated.
+    pub answers: Vec<TimeAnswer>,
+}
+
 /// Evaluates every head on `indices` of `ds` in inference mode.
 pub fn evaluate(
     graph: &Graph,
@@ -46,10 +78,11 @@ pub fn evaluate(
     indices: &[usize],
     batch_size: usize,
     device: &Device,
-) -> Result<(EvalMetrics, Confusion)> {
+) -> Result<Evaluated> {
     let n_classes = ds.num_classes;
     let mut confusion = vec![vec![0u32; n_classes]; n_classes];
-    let (mut ce, mut rec, mut vrec, mut kl, mut abs_err) = (0.0, 0.0, 0.0, 0.0, 0.0);
+    let mut answers = Vec::with_capacity(indices.len());
+    let (mut ce, mut rec, mut vrec, mut kl) = (0.0, 0.0, 0.0, 0.0);
     let (mut hit0, mut hit1, mut hit2) = (0usize, 0usize, 0usize);
     let o = graph.outputs;
     for chunk in indices.chunks(batch_size.max(1)) {
@@ -77,83 +110,140 @@ pub fn evaluate(
         rec += n * scalar(loss::mse(&out[1], &x))?;
         vrec += n * scalar(loss::mse(&out[2], &x))?;
         kl += n * scalar(loss::kl_divergence(&out[3], &out[4]))?;
-        let pred: Vec<u32> = out[0]
-            .argmax(1)
-            .and_then(|t| t.to_vec1())
+        let probs: Vec<Vec<f32>> = candle_nn::ops::softmax_last_dim(&out[0])
+            .and_then(|t| t.to_vec2())
             .map_err(candle_err)?;
-        for (&i, &p) in chunk.iter().zip(&pred) {
+        for (&i, q) in chunk.iter().zip(&probs) {
             let s = &ds.samples[i];
+            let p = argmax(q);
             let d = (p as i64 - s.label as i64).unsigned_abs();
             hit0 += (d == 0) as usize;
             hit1 += (d <= 1) as usize;
             hit2 += (d <= 2) as usize;
-            let truth = s.t_myr.unwrap_or(ds.class_t_myr[s.label as usize]);
-            abs_err += (ds.class_t_myr[p as usize] - truth).abs();
-            confusion[s.label as usize][p as usize] += 1;
+            let truth = s.time_myr.unwrap_or(ds.class_t_myr[s.label as usize]);
+            let (predicted, sigma) = expected_time(q, &ds.class_t_myr).unwrap_or((f64::NAN, 0.0));
+            answers.push(TimeAnswer {
+                predicted,
+                sigma,
+                truth,
+            });
+            confusion[s.label as usize][p] += 1;
         }
     }
     let n = indices.len().max(1) as f64;
-    Ok((
-        EvalMetrics {
-            images: indices.len(),
-            top1: hit0 as f64 / n,
-            within1: hit1 as f64 / n,
-            within2: hit2 as f64 / n,
-            mae_myr: abs_err / n,
-            cross_entropy: ce / n,
-            recon_mse: rec / n,
-            vae_recon_mse: vrec / n,
-            kl: kl / n,
-        },
+    let mut metrics = EvalMetrics {
+        images: indices.len(),
+        top1: hit0 as f64 / n,
+        within1: hit1 as f64 / n,
+        within2: hit2 as f64 / n,
+        mae_myr: 0.0,
+        median_abs_myr: 0.0,
+        within_10_myr: 0.0,
+        within_25_myr: 0.0,
+        coverage_1sigma: 0.0,
+        sigma_scale: None,
+        cross_entropy: ce / n,
+        recon_mse: rec / n,
+        vae_recon_mse: vrec / n,
+        kl: kl / n,
+    };
+    metrics.set_times(&answers);
+    Ok(Evaluated {
+        metrics,
         confusion,
-    ))
+        answers,
+    })
 }
 
-/// The metrics of the union of every rank's images, from each rank's own (the means weighted
-/// by image count, the confusion matrices summed).
+/// The first most probable class.
+fn argmax(q: &[f32]) -> usize {
+    (0..q.len())
+        .reduce(|a, b| if q[b] > q[a] { b } else { a })
+        .unwrap_or(0)
+}
+
+impl EvalMetrics {
+    /// Sets the time metrics from every image's answer.
+    fn set_times(&mut self, answers: &[TimeAnswer]) {
+        if let Some(t) = TimeScore::of(answers) {
+            self.mae_myr = t.mean_abs_myr;
+            self.median_abs_myr = t.median_abs_myr;
+            self.within_10_myr = t.within_10_myr;
+            self.within_25_myr = t.within_25_myr;
+            self.coverage_1sigma = t.coverage_1sigma;
+        }
+        self.sigma_scale = sigma_scale(answers);
+    }
+}
+
+/// The metrics of the union of every rank's images, from each rank's own: the means weighted
+/// by image count, the confusion matrices summed, and the time metrics recomputed from every
+/// image's answer. Rank `k` evaluated images `offset..offset + local.answers.len()` of the
+/// `total` (contiguous parts, as [`crate::distributed::part`] makes them).
 pub fn reduce_metrics(
     comm: &dyn Collective,
-    m: EvalMetrics,
-    confusion: Confusion,
+    local: Evaluated,
+    offset: usize,
+    total: usize,
 ) -> (EvalMetrics, Confusion) {
     if comm.size() == 1 {
-        return (m, confusion);
+        return (local.metrics, local.confusion);
     }
+    let m = &local.metrics;
     let n = m.images as f64;
     let means = [
         m.top1,
         m.within1,
         m.within2,
-        m.mae_myr,
         m.cross_entropy,
         m.recon_mse,
         m.vae_recon_mse,
         m.kl,
     ];
+    let head = 1 + means.len();
+    let k = local.confusion.len();
     let mut buf: Vec<f32> = std::iter::once(n)
         .chain(means.iter().map(|v| v * n))
         .map(|v| v as f32)
-        .chain(confusion.iter().flatten().map(|&c| c as f32))
+        .chain(local.confusion.iter().flatten().map(|&c| c as f32))
         .collect();
+    // every rank's answers at their global positions, zeros elsewhere: the sum is all of them
+    let answers_at = buf.len();
+    buf.resize(answers_at + 3 * total, 0.0);
+    for (j, a) in local.answers.iter().enumerate() {
+        let at = answers_at + 3 * (offset + j);
+        buf[at..at + 3].copy_from_slice(&[a.predicted as f32, a.sigma as f32, a.truth as f32]);
+    }
     comm.allreduce_sum(&mut buf);
-    let total = buf[0] as f64;
-    let mean = |k: usize| buf[1 + k] as f64 / total.max(1.0);
-    let k = confusion.len();
+    let images = buf[0] as f64;
+    let mean = |i: usize| buf[1 + i] as f64 / images.max(1.0);
     let summed = (0..k)
-        .map(|i| (0..k).map(|j| buf[9 + i * k + j] as u32).collect())
+        .map(|i| (0..k).map(|j| buf[head + i * k + j] as u32).collect())
         .collect();
-    (
-        EvalMetrics {
-            images: total as usize,
-            top1: mean(0),
-            within1: mean(1),
-            within2: mean(2),
-            mae_myr: mean(3),
-            cross_entropy: mean(4),
-            recon_mse: mean(5),
-            vae_recon_mse: mean(6),
-            kl: mean(7),
-        },
-        summed,
-    )
+    let answers: Vec<TimeAnswer> = buf[answers_at..]
+        .chunks_exact(3)
+        .map(|a| TimeAnswer {
+            predicted: a[0].into(),
+            sigma: a[1].into(),
+            truth: a[2].into(),
+        })
+        .collect();
+    let mut metrics = EvalMetrics {
+        images: images as usize,
+        top1: mean(0),
+        within1: mean(1),
+        within2: mean(2),
+        mae_myr: 0.0,
+        median_abs_myr: 0.0,
+        within_10_myr: 0.0,
+        within_25_myr: 0.0,
+        coverage_1sigma: 0.0,
+        sigma_scale: None,
+        cross_entropy: mean(3),
+        recon_mse: mean(4),
+        vae_recon_mse: mean(5),
+        kl: mean(6),
+    };
+    metrics.set_times(&answers);
+    (metrics, summed)
 }

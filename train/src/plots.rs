@@ -122,6 +122,8 @@ pub fn curves(path: &Path, history: &[EpochRecord]) -> Result<()> {
         ("val top-1", val(|v| v.top1), RED),
         ("val within 1", val(|v| v.within1), GREEN),
         ("val within 2", val(|v| v.within2), MAGENTA),
+        ("val within 10 Myr", val(|v| v.within_10_myr), CYAN),
+        ("val within 25 Myr", val(|v| v.within_25_myr), BLACK),
     ];
     let epochs = history.len().max(2) as f64;
     render(path, (1200, 480), |root| {

@@ -20,7 +20,7 @@ pub fn write_metrics(out: &Path, history: &[EpochRecord]) -> Result<()> {
     write_atomic(&out.join("metrics.csv"), |f| {
         writeln!(
             f,
-            "epoch,step,lr,train_loss,train_top1,images_per_sec,val_top1,val_within1,val_within2,val_mae_myr,val_cross_entropy,val_recon_mse,val_vae_recon_mse,val_kl"
+            "epoch,step,lr,train_loss,train_top1,images_per_sec,val_top1,val_within1,val_within2,val_mae_myr,val_cross_entropy,val_recon_mse,val_vae_recon_mse,val_kl,val_median_abs_myr,val_within_10_myr,val_within_25_myr,val_coverage_1sigma"
         )?;
         for r in history {
             write!(
@@ -31,7 +31,7 @@ pub fn write_metrics(out: &Path, history: &[EpochRecord]) -> Result<()> {
             match &r.val {
                 Some(v) => writeln!(
                     f,
-                    ",{},{},{},{},{},{},{},{}",
+                    ",{},{},{},{},{},{},{},{},{},{},{},{}",
                     v.top1,
                     v.within1,
                     v.within2,
@@ -39,9 +39,13 @@ pub fn write_metrics(out: &Path, history: &[EpochRecord]) -> Result<()> {
                     v.cross_entropy,
                     v.recon_mse,
                     v.vae_recon_mse,
-                    v.kl
+                    v.kl,
+                    v.median_abs_myr,
+                    v.within_10_myr,
+                    v.within_25_myr,
+                    v.coverage_1sigma
                 )?,
-                None => writeln!(f, ",,,,,,,,")?,
+                None => writeln!(f, ",,,,,,,,,,,,")?,
             }
         }
         Ok(())

@@ -141,7 +141,9 @@ fn start(
     }
     crate::memory::check_fits(&spec, &cfg)?;
     let device = Device::Cpu;
-    let data = Dataset::load(&cfg.data, &spec.preprocess, &|d, t| observer.loading(d, t))?;
+    let data = Dataset::load(&cfg.data, &spec.preprocess, cfg.target, &|d, t| {
+        observer.loading(d, t)
+    })?;
     let mut spec = spec;
     spec.num_classes = data.num_classes;
     let graph = Graph::build(&spec)?;
@@ -162,6 +164,7 @@ fn start(
         cfg.val_fraction,
         cfg.seed,
         &cfg.val_simulations,
+        &cfg.test,
     )?;
     if split.train.len() < 2 {
         return Err(Error::invalid(
@@ -173,6 +176,7 @@ fn start(
         tool_version: env!("CARGO_PKG_VERSION").into(),
         training_digest: deepgalaxy_core::card::digest_file(&cfg.data)?,
         class_t_myr: data.class_t_myr.clone(),
+        target: data.target,
         config: cfg.clone(),
         epoch: 0,
         batch_in_epoch: 0,
@@ -286,9 +290,12 @@ fn reopen(
             "the data changed since the checkpoint was written (SHA-256 differs); resuming would not continue the same run",
         ));
     }
-    let data = Dataset::load(&cfg.data, &ck.spec.preprocess, &|d, t| {
-        observer.loading(d, t)
-    })?;
+    let data = Dataset::load(
+        &cfg.data,
+        &ck.spec.preprocess,
+        Some(state.target),
+        &|d, t| observer.loading(d, t),
+    )?;
     check_resumable(&state, &ck.spec, &data).map_err(invalid)?;
     let optimizer = Optimizer::load(cfg.optimizer.clone(), state.step, ck.optimizer);
     Ok(Run {
@@ -312,7 +319,13 @@ fn check_resumable(
 ) -> std::result::Result<(), String> {
     let n = data.samples.len();
     let split = &state.split;
-    if let Some(&i) = split.train.iter().chain(&split.val).find(|&&i| i >= n) {
+    if let Some(&i) = split
+        .train
+        .iter()
+        .chain(&split.val)
+        .chain(&split.test)
+        .find(|&&i| i >= n)
+    {
         return Err(format!(
             "the split names image {i}, but the data holds {n} images"
         ));
@@ -511,7 +524,9 @@ impl Run {
         if val.is_empty() {
             return Ok(None);
         }
-        let mine = &val[part(val.len(), comm.rank(), comm.size())];
+        let range = part(val.len(), comm.rank(), comm.size());
+        let offset = range.start;
+        let mine = &val[range];
         let local = step::in_pool(|| {
             evaluate(
                 &self.graph,
@@ -522,8 +537,8 @@ impl Run {
                 &self.device,
             )
         });
-        let (m, confusion) = agree(comm, "in validation", local)?;
-        Ok(Some(reduce_metrics(comm, m, confusion)))
+        let local = agree(comm, "in validation", local)?;
+        Ok(Some(reduce_metrics(comm, local, offset, val.len())))
     }
 
     /// Rank 0's files after an epoch: metrics, plots, checkpoint.

@@ -29,6 +29,8 @@ fn a_tiny_model_overfits_32_images() {
         },
         val_fraction: 0.0,
         val_simulations: vec![],
+        test: Default::default(),
+        target: None,
         augment: Augment::none(),
         schedule: Schedule {
             lr: 1e-2,

@@ -80,6 +80,8 @@ pub fn config(data: &Path, out: &Path) -> TrainConfig {
         split: SplitKind::BySimulation,
         val_fraction: 0.25,
         val_simulations: vec![],
+        test: Default::default(),
+        target: None,
         optimizer: OptimizerKind::by_name("adam").unwrap(),
         schedule: Schedule {
             lr: 3e-3,

@@ -1,0 +1,146 @@
+//! `deepgalaxy evaluate`: score a model on the mergers of a catalog it has never seen; the
+//! selection and the scores are deepgalaxy-runtime's (`evaluate`).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use deepgalaxy_core::Catalog;
+use deepgalaxy_runtime::charts::write_evaluation;
+use deepgalaxy_runtime::evaluate::{evaluate, knn, merger_points, select};
+use deepgalaxy_runtime::index::LatentIndex;
+use deepgalaxy_runtime::predict::{predictions, write_predictions};
+use deepgalaxy_runtime::recommend::Library;
+use deepgalaxy_runtime::search::Strategy;
+
+use crate::run_args::{run_with_progress, ModelArgs};
+
+/// Score a model on mergers it was neither trained nor validated on.
+#[derive(Debug, clap::Args)]
+pub struct EvaluateArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// The catalog of labelled images (e.g. `simulate`'s catalog.csv); images of mergers the
+    /// model card names as trained or validated on are left out.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Output folder: evaluation.md, evaluation.json, evaluate.png, predictions.csv.
+    #[arg(long, default_value = "evaluation")]
+    pub out: PathBuf,
+    /// Score the images of every merger, seen ones included (the report says so).
+    #[arg(long)]
+    pub include_seen: bool,
+    /// Also score the similarity search: a latent index (from `deepgalaxy index`) searched
+    /// for each image's nearest entries, leaving out the image's own simulation.
+    #[arg(long)]
+    pub index: Option<PathBuf>,
+    /// Neighbours per image for --index.
+    #[arg(short, long, default_value_t = 6, value_parser = crate::run_args::in_range(1, u64::MAX))]
+    pub k: usize,
+    /// Replace an evaluation already in --out.
+    #[arg(long)]
+    pub overwrite: bool,
+}
+
+/// The files `evaluate` writes in its folder.
+const FILES: [&str; 4] = [
+    "evaluation.json",
+    "evaluation.md",
+    "evaluate.png",
+    "predictions.csv",
+];
+
+/// Runs `evaluate`.
+pub fn run(args: &EvaluateArgs) -> anyhow::Result<()> {
+    if !args.overwrite {
+        if let Some(f) = FILES.iter().map(|f| args.out.join(f)).find(|f| f.exists()) {
+            anyhow::bail!(
+                "{} exists: choose another --out, or replace it with --overwrite",
+                f.display()
+            );
+        }
+    }
+    let model = args.model.run.open(&args.model.model)?;
+    let catalog = Catalog::read(&args.data)?;
+    let selection = select(&catalog, model.card(), args.include_seen)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", args.data.display()))?;
+    eprintln!(
+        "scoring {} images; {} images of {} mergers the model has seen are left out",
+        selection.items.len(),
+        selection.excluded_images,
+        selection.excluded_simulations.len()
+    );
+    let index = match &args.index {
+        Some(path) => {
+            let dim = crate::library::latent_dim(&model)?;
+            let index = LatentIndex::load(path, Some(dim))?;
+            crate::library::check_compatible(&index, path, &model)?;
+            Some((index, path))
+        }
+        None => None,
+    };
+    let results = run_with_progress(&model, &selection.items, "evaluate");
+    let preds = predictions(
+        &selection.items,
+        &results,
+        model.output_names(),
+        model.card(),
+        3,
+        index.is_some(),
+    )?;
+    let name = |p: &Path| p.display().to_string();
+    let e = evaluate(
+        &preds,
+        &selection,
+        &name(&args.model.model),
+        model.card(),
+        &name(&args.data),
+    )
+    .with_context(|| format!("{}: no image could be scored", args.data.display()))?;
+    let mut e = e;
+    if let Some((index, path)) = &index {
+        index.check_files_inside(path).context(
+            "refusing to read library images outside the index's folder (write the index beside its catalog)",
+        )?;
+        let library = Library::new(index, path, Strategy::Auto, model.card().target)?;
+        e.knn = Some(knn(&library, &name(path), &preds, &selection, args.k)?);
+    }
+    deepgalaxy_core::io::create_dir_all(&args.out)?;
+    // the latents were for the search; the table keeps the times
+    let table: Vec<_> = preds
+        .iter()
+        .cloned()
+        .map(|mut p| {
+            p.latent = None;
+            p
+        })
+        .collect();
+    write_predictions(&args.out.join("predictions.csv"), &table)?;
+    let title = format!(
+        "{} on {} unseen mergers",
+        name(&args.model.model),
+        e.simulations.len()
+    );
+    write_evaluation(
+        &args.out.join("evaluate.png"),
+        &title,
+        &merger_points(&preds, &selection),
+    )?;
+    let json = serde_json::to_vec_pretty(&e)?;
+    deepgalaxy_core::io::write_atomic(&args.out.join("evaluation.json"), |f| {
+        std::io::Write::write_all(f, &json)
+    })?;
+    let md = e.to_markdown();
+    deepgalaxy_core::io::write_atomic(&args.out.join("evaluation.md"), |f| {
+        std::io::Write::write_all(f, md.as_bytes())
+    })?;
+    eprintln!("{}", e.summary());
+    eprintln!("wrote {}", args.out.join("evaluation.md").display());
+    if e.failed > 0 {
+        anyhow::bail!(
+            "{} of {} images could not be read (listed in predictions.csv; the others were scored)",
+            e.failed,
+            preds.len()
+        );
+    }
+    Ok(())
+}
