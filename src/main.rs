@@ -14,6 +14,7 @@ mod predict;
 mod run_args;
 mod simulate;
 mod train;
+mod tune;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -40,6 +41,8 @@ enum Command {
     Simulate(simulate::SimulateArgs),
     /// Train the encoder with its classifier, autoencoder and VAE heads.
     Train(train::TrainArgs),
+    /// Search learning rate, label width and backbone width on the validation mergers.
+    Tune(tune::TuneArgs),
     /// Export a checkpoint to ONNX (model, autoencoder, decoder) with its model card.
     Export(export::ExportArgs),
     /// Predict the merger timescale of images with an exported model.
@@ -105,6 +108,7 @@ fn main() -> ExitCode {
         Command::Inspect(args) => inspect(args),
         Command::Simulate(args) => simulate::run(args),
         Command::Train(args) => train::run(args),
+        Command::Tune(args) => tune::run(args),
         Command::Export(args) => export::run(args),
         Command::Predict(args) => predict::run(args),
         Command::Evaluate(args) => evaluate::run(args),
@@ -122,5 +126,16 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// clap's own consistency checks over every subcommand (two arguments with one id, a
+    /// conflict naming no argument...), which otherwise fail only when that command is run.
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
     }
 }

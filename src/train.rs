@@ -363,7 +363,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
 /// Epochs of a new run when --epochs is not given.
 const DEFAULT_EPOCHS: usize = 10;
 
-fn build(args: &TrainArgs, data: PathBuf) -> anyhow::Result<(ModelSpec, TrainConfig)> {
+pub(crate) fn build(args: &TrainArgs, data: PathBuf) -> anyhow::Result<(ModelSpec, TrainConfig)> {
     let epochs = args.epochs.unwrap_or(DEFAULT_EPOCHS);
     let channels = args.channels as usize;
     let preprocess = Preprocess {

@@ -110,7 +110,8 @@ fn trained() -> &'static Trained {
             val_fraction: 0.34,
             val_simulations: vec![],
             test: Default::default(),
-            target: None,
+            // the agreement below is scored against the validation catalog's snapshot labels
+            target: Some(deepgalaxy_core::time::TimeTarget::Snapshot),
             optimizer: OptimizerKind::by_name("adam").unwrap(),
             schedule: Schedule {
                 lr: 3e-3,

@@ -31,6 +31,7 @@ pub mod report;
 pub mod schedule;
 pub mod split;
 pub mod trainer;
+pub mod tune;
 
 pub use config::{Heads, LossWeights, TrainConfig};
 pub use trainer::{resume, resume_with, train, train_from, train_with, Extend, Observer, Outcome};

@@ -131,23 +131,12 @@ pub fn evaluate(
         }
     }
     let n = indices.len().max(1) as f64;
-    let mut metrics = EvalMetrics {
-        images: indices.len(),
-        top1: hit0 as f64 / n,
-        within1: hit1 as f64 / n,
-        within2: hit2 as f64 / n,
-        mae_myr: 0.0,
-        median_abs_myr: 0.0,
-        within_10_myr: 0.0,
-        within_25_myr: 0.0,
-        coverage_1sigma: 0.0,
-        sigma_scale: None,
-        cross_entropy: ce / n,
-        recon_mse: rec / n,
-        vae_recon_mse: vrec / n,
-        kl: kl / n,
-    };
-    metrics.set_times(&answers);
+    let metrics = EvalMetrics::from_parts(
+        indices.len(),
+        [hit0 as f64 / n, hit1 as f64 / n, hit2 as f64 / n],
+        [ce / n, rec / n, vrec / n, kl / n],
+        &answers,
+    );
     Ok(Evaluated {
         metrics,
         confusion,
@@ -163,16 +152,33 @@ fn argmax(q: &[f32]) -> usize {
 }
 
 impl EvalMetrics {
-    /// Sets the time metrics from every image's answer.
-    fn set_times(&mut self, answers: &[TimeAnswer]) {
-        if let Some(t) = TimeScore::of(answers) {
-            self.mae_myr = t.mean_abs_myr;
-            self.median_abs_myr = t.median_abs_myr;
-            self.within_10_myr = t.within_10_myr;
-            self.within_25_myr = t.within_25_myr;
-            self.coverage_1sigma = t.coverage_1sigma;
+    /// The metrics of `images` images from their class accuracies (top-1, within 1, within
+    /// 2), their mean losses (cross-entropy, reconstruction, VAE reconstruction, KL) and every
+    /// image's time answer.
+    fn from_parts(
+        images: usize,
+        [top1, within1, within2]: [f64; 3],
+        [cross_entropy, recon_mse, vae_recon_mse, kl]: [f64; 4],
+        answers: &[TimeAnswer],
+    ) -> EvalMetrics {
+        let t = TimeScore::of(answers);
+        let time = |f: fn(&TimeScore) -> f64| t.as_ref().map_or(0.0, f);
+        EvalMetrics {
+            images,
+            top1,
+            within1,
+            within2,
+            mae_myr: time(|t| t.mean_abs_myr),
+            median_abs_myr: time(|t| t.median_abs_myr),
+            within_10_myr: time(|t| t.within_10_myr),
+            within_25_myr: time(|t| t.within_25_myr),
+            coverage_1sigma: time(|t| t.coverage_1sigma),
+            sigma_scale: sigma_scale(answers),
+            cross_entropy,
+            recon_mse,
+            vae_recon_mse,
+            kl,
         }
-        self.sigma_scale = sigma_scale(answers);
     }
 }
 
@@ -228,22 +234,11 @@ pub fn reduce_metrics(
             truth: a[2].into(),
         })
         .collect();
-    let mut metrics = EvalMetrics {
-        images: images as usize,
-        top1: mean(0),
-        within1: mean(1),
-        within2: mean(2),
-        mae_myr: 0.0,
-        median_abs_myr: 0.0,
-        within_10_myr: 0.0,
-        within_25_myr: 0.0,
-        coverage_1sigma: 0.0,
-        sigma_scale: None,
-        cross_entropy: mean(3),
-        recon_mse: mean(4),
-        vae_recon_mse: mean(5),
-        kl: mean(6),
-    };
-    metrics.set_times(&answers);
+    let metrics = EvalMetrics::from_parts(
+        images as usize,
+        [mean(0), mean(1), mean(2)],
+        [mean(3), mean(4), mean(5), mean(6)],
+        &answers,
+    );
     (metrics, summed)
 }

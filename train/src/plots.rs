@@ -244,3 +244,48 @@ pub fn scaling(path: &Path, title: &str, models: &[Points], observed: &[Points])
             .map_err(|x| e(&x))
     })
 }
+
+/// The search's trials: each trial's validation error after every epoch, `(name, curve)`; a
+/// pruned trial's line stops where it was stopped.
+pub fn trials(path: &Path, curves: &[(String, Vec<f64>)]) -> Result<()> {
+    const PALETTE: [RGBColor; 8] = [
+        BLUE,
+        RED,
+        GREEN,
+        MAGENTA,
+        CYAN,
+        BLACK,
+        RGBColor(230, 140, 0),
+        RGBColor(120, 60, 160),
+    ];
+    let series: Vec<Series<'_>> = curves
+        .iter()
+        .enumerate()
+        .map(|(i, (name, c))| {
+            let points = c
+                .iter()
+                .enumerate()
+                .filter(|(_, v)| v.is_finite())
+                .map(|(e, &v)| ((e + 1) as f64, v))
+                .collect();
+            (name.as_str(), points, PALETTE[i % PALETTE.len()])
+        })
+        .collect();
+    let epochs = curves.iter().map(|c| c.1.len()).max().unwrap_or(1).max(2) as f64;
+    let y_max = series
+        .iter()
+        .flat_map(|s| s.1.iter().map(|p| p.1))
+        .fold(1e-6f64, f64::max)
+        * 1.1;
+    render(path, (900, 560), |root| {
+        line_panel(
+            root,
+            "Trials: validation error by epoch",
+            "median |error| (Myr)",
+            epochs,
+            y_max,
+            series,
+            SeriesLabelPosition::UpperRight,
+        )
+    })
+}
