@@ -117,9 +117,9 @@ pub enum StrategyArg {
 pub struct SearchArgs {
     #[command(flatten)]
     pub model: ModelArgs,
-    /// The latent index (from `deepgalaxy index`).
+    /// The latent index (from `deepgalaxy index`); without it, `search` says how to build one.
     #[arg(long)]
-    pub index: PathBuf,
+    pub index: Option<PathBuf>,
     /// Query images: files, folders, glob patterns or catalogs.
     #[arg(required = true)]
     pub queries: Vec<String>,
@@ -187,11 +187,19 @@ pub fn check_compatible(
 
 /// Runs `search`.
 pub fn search(args: &SearchArgs) -> anyhow::Result<()> {
+    let Some(index_path) = &args.index else {
+        anyhow::bail!(
+            "search needs a library of simulated mergers to search (--index LIB). Build one with \
+             the same model: `deepgalaxy simulate --out sims --grid demo` (or your own grid), then \
+             `deepgalaxy index --model {} --data sims/catalog.csv --output sims/library.idx`",
+            args.model.model.display()
+        );
+    };
     let model = args.model.run.open(&args.model.model)?;
-    let index = LatentIndex::load(&args.index, Some(latent_dim(&model)?))?;
-    check_compatible(&index, &args.index, &model)?;
+    let index = LatentIndex::load(index_path, Some(latent_dim(&model)?))?;
+    check_compatible(&index, index_path, &model)?;
     if !args.allow_paths_outside_index {
-        index.check_files_inside(&args.index).context(
+        index.check_files_inside(index_path).context(
             "refusing to read library images outside the index's folder \
              (if you trust this index, pass --allow-paths-outside-index)",
         )?;
@@ -202,7 +210,7 @@ pub fn search(args: &SearchArgs) -> anyhow::Result<()> {
         StrategyArg::Brute => Strategy::Brute,
     };
     let target = model.card().target;
-    let library = Library::new(&index, &args.index, strategy, target)?;
+    let library = Library::new(&index, index_path, strategy, target)?;
     let items = expand(&args.queries)?;
     let results = run_with_progress(&model, &items, "search");
     let latent = model
@@ -277,7 +285,7 @@ pub fn search(args: &SearchArgs) -> anyhow::Result<()> {
     if unreadable > 0 {
         anyhow::bail!(
             "{unreadable} neighbour image(s) of the index {} could not be read (listed above), so their SSIM is missing",
-            args.index.display()
+            index_path.display()
         );
     }
     Ok(())

@@ -136,6 +136,42 @@ fn index_search_cluster_and_interpolate() {
         err.contains("names the image") && err.contains("--allow-paths-outside-index"),
         "{err}"
     );
+    // without a library, search says how to build one
+    let (ok, _, err) = run(&[a("search"), a("--model"), m.model.as_os_str(), a("x.png")]);
+    assert!(
+        !ok && err.contains("--index LIB") && err.contains("deepgalaxy index --model"),
+        "{err}"
+    );
+    // queries from a catalog never find their own simulation
+    let own = tmp.path().join("own.json");
+    let (ok, _, err) = run(&[
+        a("search"),
+        a("--allow-paths-outside-index"),
+        a("--model"),
+        m.model.as_os_str(),
+        a("--index"),
+        idx.as_os_str(),
+        a("-k"),
+        a("5"),
+        a("--output"),
+        own.as_os_str(),
+        data.as_os_str(),
+    ]);
+    assert!(ok, "search: {err}");
+    let own = json(&own);
+    let queries = own.as_array().unwrap();
+    assert_eq!(queries.len(), 30);
+    let mut skipped = 0;
+    for q in queries {
+        let i: usize = q["id"].as_str().unwrap()[1..].parse().unwrap();
+        let mine = format!("sim{}", i % 3);
+        let n = q["result"]["neighbours"].as_array().unwrap();
+        assert_eq!(n.len(), 5, "{q}");
+        assert!(n.iter().all(|x| x["simulation"] != mine.as_str()), "{q}");
+        skipped += q["result"]["own_simulation_skipped"].as_u64().unwrap();
+    }
+    // each image is nearest to itself, so at least that entry was skipped for every query
+    assert!(skipped >= 30, "{skipped}");
     let query = tmp.path().join("g4.png");
     let (ok, _, err) = run(&[
         a("search"),
