@@ -419,7 +419,9 @@ fn csv_row(p: &Prediction, columns: Columns) -> std::io::Result<Vec<String>> {
             ),
         ));
     }
-    if p.is_t_peri() != columns.t_peri {
+    // a row with no time at all (a failed image, or `embed`) fits either table
+    let has_time = p.time().is_some() || p.true_time().is_some();
+    if has_time && p.is_t_peri() != columns.t_peri {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
             format!(
@@ -550,6 +552,21 @@ mod tests {
             serde_json::from_slice(&to_bytes(&[p], Format::Json).unwrap()).unwrap();
         assert_eq!(json[0]["t_peri_myr"], 2.5);
         assert_eq!(json[0]["true_t_peri_myr"], 5.0);
+        // an image that failed has no time, and still fits the t-peri table
+        let failed = Prediction::new(&item(None, None), Err("bad".into()), &card, 1, false);
+        let mut out = Vec::new();
+        write_stream(
+            &mut out,
+            Format::Csv,
+            Predictor::new(&["probabilities".into()], &card, 1, false)
+                .unwrap()
+                .columns(),
+            |push| push(&failed),
+        )
+        .unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.starts_with("id,file,error,t_peri_myr,"), "{text}");
+        assert!(text.lines().nth(1).unwrap().contains(",bad,"), "{text}");
     }
 
     #[test]
