@@ -79,7 +79,7 @@ pub fn run(args: &EvaluateArgs) -> anyhow::Result<()> {
         None => None,
     };
     let results = run_with_progress(&model, &selection.items, "evaluate");
-    let preds = predictions(
+    let mut preds = predictions(
         &selection.items,
         &results,
         model.output_names(),
@@ -106,15 +106,8 @@ pub fn run(args: &EvaluateArgs) -> anyhow::Result<()> {
     }
     deepgalaxy_core::io::create_dir_all(&args.out)?;
     // the latents were for the search; the table keeps the times
-    let table: Vec<_> = preds
-        .iter()
-        .cloned()
-        .map(|mut p| {
-            p.latent = None;
-            p
-        })
-        .collect();
-    write_predictions(&args.out.join("predictions.csv"), &table)?;
+    preds.iter_mut().for_each(|p| p.latent = None);
+    write_predictions(&args.out.join("predictions.csv"), &preds)?;
     let title = format!(
         "{} on {} unseen mergers",
         name(&args.model.model),

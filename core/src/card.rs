@@ -246,6 +246,22 @@ mod tests {
     }
 
     #[test]
+    fn a_spread_scale_that_is_not_positive_is_refused() {
+        for bad in [0.0, -1.5, f64::NAN, f64::INFINITY] {
+            let mut c = card();
+            c.time_sigma_scale = Some(bad);
+            let e = c.validate().unwrap_err().to_string();
+            assert!(
+                e.contains("time_sigma_scale") && e.contains("not a positive number"),
+                "{e}"
+            );
+        }
+        let mut c = card();
+        c.time_sigma_scale = Some(0.7);
+        c.validate().unwrap();
+    }
+
+    #[test]
     fn metadata_round_trip_is_exact() {
         let c = card();
         let props = c.to_metadata().unwrap();

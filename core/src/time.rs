@@ -45,12 +45,18 @@ impl TimeTarget {
         }
     }
 
+    /// Of a thing's two times (since the start, relative to first pericentre), the one this
+    /// target measures.
+    pub fn pick(self, t_myr: Option<f64>, t_peri_myr: Option<f64>) -> Option<f64> {
+        match self {
+            TimeTarget::TPeri => t_peri_myr,
+            TimeTarget::Snapshot => t_myr,
+        }
+    }
+
     /// The true time of a catalog record under this target, when the catalog gives it.
     pub fn truth(self, r: &CatalogRecord) -> Option<f64> {
-        match self {
-            TimeTarget::TPeri => r.t_peri_myr,
-            TimeTarget::Snapshot => r.t_myr,
-        }
+        self.pick(r.t_myr, r.t_peri_myr)
     }
 
     /// `t-peri` when every record has `t_peri_myr` (a catalog of the phase-labelled

@@ -550,8 +550,16 @@ mod tests {
             train: vec!["s0".into(), "s1".into(), "s2".into()],
             ..Default::default()
         };
-        let err = select(&catalog(), &card(Some(everything)), false).unwrap_err();
+        let err = select(&catalog(), &card(Some(everything.clone())), false).unwrap_err();
         assert!(err.contains("no image to score: all 6"), "{err}");
+        // without a simulation column the seen mergers cannot be told apart
+        let mut nameless = catalog();
+        nameless.records[2].simulation = None;
+        let err = select(&nameless, &card(Some(everything)), false).unwrap_err();
+        assert!(
+            err.contains("without a `simulation`") && err.contains("--include-seen"),
+            "{err}"
+        );
     }
 
     #[test]

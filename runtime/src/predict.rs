@@ -62,7 +62,7 @@ impl Prediction {
         with_latent: bool,
     ) -> Prediction {
         let t_peri = card.target == TimeTarget::TPeri;
-        let truth = if t_peri { item.t_peri_myr } else { item.t_myr };
+        let truth = card.target.pick(item.t_myr, item.t_peri_myr);
         let mut p = Prediction {
             id: item.id.clone(),
             file: item.path.display().to_string(),

@@ -55,10 +55,7 @@ pub struct Recommended {
 impl Recommended {
     /// The neighbour's time under `target`.
     pub fn time(&self, target: TimeTarget) -> Option<f64> {
-        match target {
-            TimeTarget::TPeri => self.t_peri_myr,
-            TimeTarget::Snapshot => self.t_myr,
-        }
+        target.pick(self.t_myr, self.t_peri_myr)
     }
 }
 

@@ -70,6 +70,13 @@ fn trials_are_recorded_continued_and_never_mixed() {
         err.contains("tune.json") && err.contains("other settings"),
         "{err}"
     );
+    // a damaged record of the trials is an error naming it, not a fresh start
+    std::fs::write(out.join("trials.json"), b"[{\"number\": ").unwrap();
+    let err = tune(&more, &out, &Quiet, &go).unwrap_err().to_string();
+    assert!(
+        err.contains("trials.json") && err.contains("not a list of trials"),
+        "{err}"
+    );
     // trials need validation mergers to be scored on
     let mut blind = cfg.clone();
     blind.base.val_fraction = 0.0;
