@@ -94,6 +94,7 @@ fn default_model() -> Vec<u8> {
         metrics: Default::default(),
         precision: "fp32".into(),
         quantization: None,
+        test: None,
     };
     let proto = export(&graph, &weights, &card, Target::Model).expect("export");
     to_bytes(&proto).expect("serialised model")

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use deepgalaxy_core::card::TestRecord;
 use deepgalaxy_core::Catalog;
 use deepgalaxy_runtime::charts::write_evaluation;
 use deepgalaxy_runtime::evaluate::{evaluate, knn, merger_points, select};
@@ -39,6 +40,10 @@ pub struct EvaluateArgs {
     /// Replace an evaluation already in --out.
     #[arg(long)]
     pub overwrite: bool,
+    /// Also record the scores in the model file's card, so they travel with the file
+    /// (`inspect --markdown` shows them): only scores of unseen mergers with every image read.
+    #[arg(long, conflicts_with = "include_seen")]
+    pub record: bool,
 }
 
 /// The files `evaluate` writes in its folder.
@@ -59,7 +64,10 @@ pub fn run(args: &EvaluateArgs) -> anyhow::Result<()> {
             );
         }
     }
-    let model = args.model.run.open(&args.model.model)?;
+    if args.record && args.model.model.is_none() {
+        anyhow::bail!("--record writes the scores into the model file: name it with --model");
+    }
+    let model = args.model.open()?;
     let catalog = Catalog::read(&args.data)?;
     let selection = select(&catalog, model.card(), args.include_seen)
         .map_err(|e| anyhow::anyhow!("{}: {e}", args.data.display()))?;
@@ -91,7 +99,7 @@ pub fn run(args: &EvaluateArgs) -> anyhow::Result<()> {
     let e = evaluate(
         &preds,
         &selection,
-        &name(&args.model.model),
+        &name(&args.model.path()),
         model.card(),
         &name(&args.data),
     )
@@ -110,7 +118,7 @@ pub fn run(args: &EvaluateArgs) -> anyhow::Result<()> {
     write_predictions(&args.out.join("predictions.csv"), &preds)?;
     let title = format!(
         "{} on {} unseen mergers",
-        name(&args.model.model),
+        name(&args.model.path()),
         e.simulations.len()
     );
     write_evaluation(
@@ -134,6 +142,22 @@ pub fn run(args: &EvaluateArgs) -> anyhow::Result<()> {
             e.failed,
             preds.len()
         );
+    }
+    if let (true, Some(path)) = (args.record, &args.model.model) {
+        let (Some(score), Some(baseline)) = (e.overall.time, e.baseline) else {
+            anyhow::bail!(
+                "{}: the catalog gives no times to score, so there is nothing to record",
+                args.data.display()
+            );
+        };
+        let test = TestRecord {
+            simulations: e.simulations.clone(),
+            data_digest: deepgalaxy_core::card::digest_file(&args.data)?,
+            score,
+            baseline,
+        };
+        deepgalaxy_export::record_test(path, test)?;
+        eprintln!("recorded the scores in the card of {}", path.display());
     }
     Ok(())
 }

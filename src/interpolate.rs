@@ -48,7 +48,7 @@ fn embed(model: &Model, path: &Path) -> anyhow::Result<(Image, Vec<f32>)> {
 
 /// Runs `interpolate`.
 pub fn run(args: &InterpolateArgs) -> anyhow::Result<()> {
-    let model = args.model.run.open(&args.model.model)?;
+    let model = args.model.open()?;
     let decoder = args.model.run.open(&args.decoder)?;
     if decoder.card().training_digest != model.card().training_digest
         || decoder.card().model_spec != model.card().model_spec
@@ -56,7 +56,7 @@ pub fn run(args: &InterpolateArgs) -> anyhow::Result<()> {
         anyhow::bail!(
             "{} and {} come from different trainings; export both from one checkpoint",
             args.decoder.display(),
-            args.model.model.display()
+            args.model.path().display()
         );
     }
     let (img_a, za) = embed(&model, &args.a)?;

@@ -56,7 +56,7 @@ fn stored_path(file: &Path, index_path: &Path) -> String {
 
 /// Runs `index`.
 pub fn index(args: &IndexArgs) -> anyhow::Result<()> {
-    let model = args.model.run.open(&args.model.model)?;
+    let model = args.model.open()?;
     let dim = latent_dim(&model)?;
     let catalog = Catalog::read(&args.data)?;
     let items = from_catalog(&catalog);
@@ -188,14 +188,18 @@ pub fn check_compatible(
 /// Runs `search`.
 pub fn search(args: &SearchArgs) -> anyhow::Result<()> {
     let Some(index_path) = &args.index else {
+        let model = args
+            .model
+            .model
+            .as_ref()
+            .map_or(String::new(), |m| format!("--model {} ", m.display()));
         anyhow::bail!(
             "search needs a library of simulated mergers to search (--index LIB). Build one with \
              the same model: `deepgalaxy simulate --out sims --grid demo` (or your own grid), then \
-             `deepgalaxy index --model {} --data sims/catalog.csv --output sims/library.idx`",
-            args.model.model.display()
+             `deepgalaxy index {model}--data sims/catalog.csv --output sims/library.idx`"
         );
     };
-    let model = args.model.run.open(&args.model.model)?;
+    let model = args.model.open()?;
     let index = LatentIndex::load(index_path, Some(latent_dim(&model)?))?;
     check_compatible(&index, index_path, &model)?;
     if !args.allow_paths_outside_index {

@@ -12,6 +12,7 @@ mod interpolate;
 mod library;
 mod predict;
 mod run_args;
+mod shipped;
 mod simulate;
 mod train;
 mod tune;
@@ -75,6 +76,10 @@ struct InspectArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
+    /// For a model: print its card as a Markdown page (what it answers, its input, the mergers
+    /// it was trained, validated and tested on, its scores).
+    #[arg(long, conflicts_with = "json")]
+    markdown: bool,
 }
 
 fn inspect(args: &InspectArgs) -> anyhow::Result<()> {
@@ -85,12 +90,20 @@ fn inspect(args: &InspectArgs) -> anyhow::Result<()> {
         .is_some_and(|e| e.eq_ignore_ascii_case("onnx"))
     {
         let summary = deepgalaxy_export::inspect_onnx(&args.file)?;
-        if args.json {
+        if args.markdown {
+            let card = summary.card.as_ref().ok_or_else(|| {
+                anyhow::anyhow!("{}: no deepgalaxy model card", args.file.display())
+            })?;
+            print!("{}", card.to_markdown(&args.file.display().to_string()));
+        } else if args.json {
             println!("{}", serde_json::to_string_pretty(&summary)?);
         } else {
             print!("{}: {}", args.file.display(), summary.to_text());
         }
         return Ok(());
+    }
+    if args.markdown {
+        anyhow::bail!("{}: --markdown is for models (.onnx)", args.file.display());
     }
     let summary = deepgalaxy_core::inspect::inspect(&args.file)?;
     if args.json {

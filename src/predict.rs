@@ -42,8 +42,7 @@ pub fn run(args: &PredictArgs) -> anyhow::Result<()> {
     let comm = comm.as_ref();
     let opened = args
         .model
-        .run
-        .open(&args.model.model)
+        .open()
         .and_then(|m| Ok((m, expand(&args.inputs)?)));
     let (model, items) = crate::distributed::agreed(comm, "opening the model and inputs", opened)?;
     let predictor = Predictor::new(model.output_names(), model.card(), args.k, args.latent)?;
@@ -166,7 +165,7 @@ pub struct EmbedArgs {
 
 /// Runs `embed`: the predictions' writer with the latent and without classes.
 pub fn embed(args: &EmbedArgs) -> anyhow::Result<()> {
-    let model = args.model.run.open(&args.model.model)?;
+    let model = args.model.open()?;
     if !model.output_names().iter().any(|n| n == "latent") {
         anyhow::bail!(
             "{} has no `latent` output (is it model.onnx?)",

@@ -13,11 +13,34 @@ use indicatif::{ProgressBar, ProgressStyle};
 /// Which model file and how to run it.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ModelArgs {
-    /// The exported model (model.onnx, or a reduced-precision variant).
+    /// The exported model (model.onnx, or a reduced-precision variant); default: the model
+    /// that ships with deepgalaxy (shipped/MODEL.md), built into this program.
     #[arg(long)]
-    pub model: PathBuf,
+    pub model: Option<PathBuf>,
     #[command(flatten)]
     pub run: RunArgs,
+}
+
+impl ModelArgs {
+    /// The model file's path, or the shipped model's place in the repository.
+    pub fn path(&self) -> PathBuf {
+        self.model
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(crate::shipped::PATH))
+    }
+
+    /// Opens the chosen model, or the shipped one.
+    pub fn open(&self) -> anyhow::Result<Model> {
+        match &self.model {
+            Some(path) => self.run.open(path),
+            None => Model::from_bytes(
+                Path::new(crate::shipped::PATH),
+                crate::shipped::MODEL,
+                self.run.options(),
+            )
+            .context("cannot open the shipped model"),
+        }
+    }
 }
 
 /// How to run a model.
@@ -48,6 +71,15 @@ pub fn in_range(lo: u64, hi: u64) -> clap::builder::RangedU64ValueParser<usize> 
     clap::builder::RangedU64ValueParser::<usize>::new().range(lo..=hi)
 }
 
+/// A finite number above zero (a width multiplier, a scale).
+pub fn positive_f32(text: &str) -> Result<f32, String> {
+    match text.parse::<f32>() {
+        Ok(x) if x.is_finite() && x > 0.0 => Ok(x),
+        Ok(x) => Err(format!("{x} is not a positive number")),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 fn default_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_THREADS as usize))
 }
@@ -55,15 +87,17 @@ fn default_threads() -> usize {
 impl RunArgs {
     /// Opens `path` with these settings.
     pub fn open(&self, path: &Path) -> anyhow::Result<Model> {
-        Model::open(
-            path,
-            RunOptions {
-                backend: self.backend,
-                threads: self.threads,
-                batch: self.batch_size,
-            },
-        )
-        .with_context(|| format!("cannot open the model {}", path.display()))
+        Model::open(path, self.options())
+            .with_context(|| format!("cannot open the model {}", path.display()))
+    }
+
+    /// The runtime's settings.
+    pub fn options(&self) -> RunOptions {
+        RunOptions {
+            backend: self.backend,
+            threads: self.threads,
+            batch: self.batch_size,
+        }
     }
 }
 

@@ -82,6 +82,10 @@ pub struct TrainArgs {
     /// Encoder: simple, resnet (ResNet-18 layout, width 0.25) or efficientnet (B0, 0.5/0.5).
     #[arg(long, default_value = "simple", conflicts_with = "resume")]
     pub backbone: String,
+    /// Backbone width multiplier: `simple`'s channels scaled (rounded, at least 4),
+    /// `resnet`'s and `efficientnet`'s width multiplied (1: the sizes --backbone names).
+    #[arg(long, default_value_t = 1.0, value_parser = crate::run_args::positive_f32, conflicts_with = "resume")]
+    pub width: f32,
     /// Image side the network sees (a multiple of the backbone's stride: 16 simple, 32 others).
     #[arg(long, default_value_t = 64, conflicts_with = "resume")]
     pub image_size: u32,
@@ -381,7 +385,8 @@ pub(crate) fn build(args: &TrainArgs, data: PathBuf) -> anyhow::Result<(ModelSpe
         ..Preprocess::default()
     };
     // the class count is set from the data when training starts
-    let mut spec = ModelSpec::new(Backbone::by_name(&args.backbone)?, preprocess, 2);
+    let backbone = Backbone::by_name(&args.backbone)?.scaled(args.width);
+    let mut spec = ModelSpec::new(backbone, preprocess, 2);
     spec.latent_dim = args.latent_dim;
     spec.dropout = args.dropout;
     let opt = optimizer(&args.optimizer)?;

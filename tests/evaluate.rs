@@ -181,6 +181,70 @@ fn test_mergers_stay_out_of_training_and_are_all_evaluate_scores() {
         !ok && err.contains("evaluation.json exists") && err.contains("--overwrite"),
         "{err}"
     );
+    // --record writes exactly these scores into the file's card and changes no prediction
+    let before = std::fs::read(eval.join("predictions.csv")).unwrap();
+    let (ok, _, err) = deepgalaxy(&[
+        a("evaluate"),
+        a("--model"),
+        model.as_os_str(),
+        a("--data"),
+        data.as_os_str(),
+        a("--out"),
+        eval.as_os_str(),
+        a("--overwrite"),
+        a("--record"),
+    ]);
+    assert!(
+        ok && err.contains("recorded the scores"),
+        "evaluate --record: {err}"
+    );
+    let card = deepgalaxy_export::inspect_onnx(&model)
+        .unwrap()
+        .card
+        .unwrap();
+    let test = card.test.expect("recorded scores");
+    assert_eq!(test.simulations, ["sim2"]);
+    assert_eq!(
+        serde_json::to_value(test.score).unwrap(),
+        e["overall"]["time"]
+    );
+    assert_eq!(serde_json::to_value(test.baseline).unwrap(), e["baseline"]);
+    assert_eq!(
+        test.data_digest,
+        deepgalaxy_core::card::digest_file(&data).unwrap()
+    );
+    let again = tmp.path().join("again");
+    let (ok, _, err) = deepgalaxy(&[
+        a("evaluate"),
+        a("--model"),
+        model.as_os_str(),
+        a("--data"),
+        data.as_os_str(),
+        a("--out"),
+        again.as_os_str(),
+    ]);
+    assert!(ok, "evaluate after --record: {err}");
+    assert_eq!(
+        before,
+        std::fs::read(again.join("predictions.csv")).unwrap()
+    );
+    let (ok, md, err) = deepgalaxy(&[a("inspect"), model.as_os_str(), a("--markdown")]);
+    assert!(ok, "{err}");
+    assert!(
+        md.contains("## Scores on mergers it never saw\n\n12 images of 1 mergers (sim2)"),
+        "{md}"
+    );
+    // scores of seen mergers are never recorded
+    let (ok, _, err) = deepgalaxy(&[
+        a("evaluate"),
+        a("--model"),
+        model.as_os_str(),
+        a("--data"),
+        data.as_os_str(),
+        a("--include-seen"),
+        a("--record"),
+    ]);
+    assert!(!ok && err.contains("--include-seen"), "{err}");
     // INT8 calibration keeps to the training merger: a catalog of test mergers only is refused
     let only_test = tmp.path().join("test_only.csv");
     let text = std::fs::read_to_string(&data).unwrap();

@@ -135,6 +135,7 @@ fn card() -> ModelCard {
         metrics: [("top1".to_string(), 0.75)].into_iter().collect(),
         precision: "fp32".into(),
         quantization: None,
+        test: None,
     }
 }
 

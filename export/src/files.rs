@@ -6,12 +6,12 @@
 use std::path::{Path, PathBuf};
 
 use candle_core::Device;
-use deepgalaxy_core::card::{ModelCard, Simulations, CARD_VERSION};
+use deepgalaxy_core::card::{ModelCard, Simulations, TestRecord, CARD_VERSION};
 use deepgalaxy_core::{Error, Result};
 use deepgalaxy_train::checkpoint::{self, Checkpoint};
 use serde::Serialize;
 
-use crate::onnx::{export, read, write, Target};
+use crate::onnx::{export, read, set_card, write, Target};
 use crate::variants::{
     calibration_batches, file_name, fp16_variant, int8_variants, ExportOptions, Int8Format,
     Precision,
@@ -63,6 +63,7 @@ pub fn card_of(ck: &Checkpoint) -> Result<ModelCard> {
         metrics,
         precision: "fp32".into(),
         quantization: None,
+        test: None,
     };
     card.validate()?;
     Ok(card)
@@ -148,6 +149,24 @@ pub fn export_checkpoint(
         write(&w.path, m)?;
     }
     Ok(files.into_iter().map(|(w, _)| w).collect())
+}
+
+/// Records `test` (scores on mergers the model never saw) in the card of the exported file at
+/// `path`, keeping everything else of the file, so the scores travel with it. The card is
+/// validated first: the scores may not name a merger it was trained or validated on.
+pub fn record_test(path: &Path, test: TestRecord) -> Result<ModelCard> {
+    let mut model = read(path)?;
+    let mut card = ModelCard::from_metadata(
+        model
+            .metadata_props
+            .iter()
+            .map(|e| (e.key.as_str(), e.value.as_str())),
+        path,
+    )?;
+    card.test = Some(test);
+    set_card(&mut model, &card).map_err(|e| Error::invalid(path, e.to_string()))?;
+    write(path, &model)?;
+    Ok(card)
 }
 
 /// What an ONNX file is, for `deepgalaxy inspect`.

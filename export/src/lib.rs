@@ -29,5 +29,5 @@ pub mod qoperator;
 pub mod quantize;
 pub mod variants;
 
-pub use files::{export_checkpoint, inspect_onnx};
+pub use files::{export_checkpoint, inspect_onnx, record_test};
 pub use onnx::{export, to_bytes, Target};

@@ -53,6 +53,7 @@ fn model_bytes() -> Vec<u8> {
         metrics: Default::default(),
         precision: "fp32".into(),
         quantization: None,
+        test: None,
     };
     to_bytes(&export(&graph, &weights, &card, Target::Model).unwrap()).unwrap()
 }

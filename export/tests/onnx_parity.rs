@@ -73,6 +73,7 @@ fn card(spec: &ModelSpec) -> ModelCard {
         metrics: Default::default(),
         precision: "fp32".into(),
         quantization: None,
+        test: None,
     }
 }
 

@@ -51,6 +51,28 @@ pub enum Backbone {
 }
 
 impl Backbone {
+    /// This backbone with its widths multiplied by `factor` (`simple`'s convolution widths
+    /// rounded, at least 4 channels; `resnet`'s and `efficientnet`'s width multiplier scaled):
+    /// `train --width` and `tune`'s width draws.
+    pub fn scaled(&self, factor: f32) -> Backbone {
+        match self {
+            Backbone::Simple { widths, depth } => Backbone::Simple {
+                widths: widths
+                    .iter()
+                    .map(|&w| ((w as f32 * factor).round() as usize).max(4))
+                    .collect(),
+                depth: *depth,
+            },
+            Backbone::Resnet { width } => Backbone::Resnet {
+                width: width * factor,
+            },
+            Backbone::Efficientnet { width, depth } => Backbone::Efficientnet {
+                width: width * factor,
+                depth: *depth,
+            },
+        }
+    }
+
     /// The backbone's name on the command line.
     pub fn name(&self) -> &'static str {
         match self {
@@ -152,5 +174,30 @@ impl ModelSpec {
             ));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn widths_scale_every_backbone() {
+        let s = Backbone::Simple {
+            widths: vec![8, 16, 32],
+            depth: 1,
+        }
+        .scaled(0.25);
+        assert_eq!(
+            s,
+            Backbone::Simple {
+                widths: vec![4, 4, 8],
+                depth: 1
+            }
+        );
+        assert_eq!(
+            Backbone::Resnet { width: 0.25 }.scaled(2.0),
+            Backbone::Resnet { width: 0.5 }
+        );
     }
 }

@@ -510,6 +510,7 @@ mod tests {
             metrics: Default::default(),
             precision: "fp32".into(),
             quantization: None,
+            test: None,
         }
     }
 

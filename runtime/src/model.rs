@@ -53,7 +53,12 @@ pub struct Model {
 impl Model {
     /// Reads the card and interface of the file at `path` and loads it in the chosen backend.
     pub fn open(path: &Path, options: RunOptions) -> Result<Model> {
-        let bytes = deepgalaxy_core::io::read_bytes(path)?;
+        Model::from_bytes(path, &deepgalaxy_core::io::read_bytes(path)?, options)
+    }
+
+    /// [`Model::open`] on a file already in memory (e.g. a model built into the binary);
+    /// `path` names it in messages and outputs.
+    pub fn from_bytes(path: &Path, bytes: &[u8], options: RunOptions) -> Result<Model> {
         let proto = tract_onnx::onnx()
             .proto_model_for_read(&mut &bytes[..])
             .map_err(|e| Error::invalid(path, format!("not a readable ONNX model: {e:#}")))?;
@@ -143,8 +148,8 @@ impl Model {
         }
         let outputs: Vec<String> = graph.output.iter().map(|o| o.name.clone()).collect();
         check_interface(path, &proto, &card, &input.name, &dims, &outputs)?;
-        let digest = format!("{:x}", Sha256::digest(&bytes));
-        let backend = backend::from_bytes(path, &bytes, options.backend, options.threads)?;
+        let digest = format!("{:x}", Sha256::digest(bytes));
+        let backend = backend::from_bytes(path, bytes, options.backend, options.threads)?;
         Ok(Model {
             path: path.to_path_buf(),
             card,
@@ -405,6 +410,7 @@ pub(crate) mod tests {
             metrics: Default::default(),
             precision: "fp32".into(),
             quantization: None,
+            test: None,
         }
     }
 

@@ -150,6 +150,7 @@ pub fn exported(dir: &Path, latent: usize, seed: u64) -> Exported {
         metrics: Default::default(),
         precision: "fp32".into(),
         quantization: None,
+        test: None,
     };
     std::fs::create_dir_all(dir).unwrap();
     let model = dir.join("model.onnx");

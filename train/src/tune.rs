@@ -18,7 +18,7 @@ use std::sync::Mutex;
 
 use deepgalaxy_core::io::write_atomic;
 use deepgalaxy_core::{Error, Result};
-use deepgalaxy_models::{Backbone, ModelSpec};
+use deepgalaxy_models::ModelSpec;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -85,27 +85,6 @@ pub struct Params {
     pub label_sigma: f64,
     /// Backbone width multiplier.
     pub width: f32,
-}
-
-/// The base network with its backbone's widths multiplied by `factor` (convolution widths
-/// rounded, at least 4 channels).
-pub fn scaled(backbone: &Backbone, factor: f32) -> Backbone {
-    match backbone {
-        Backbone::Simple { widths, depth } => Backbone::Simple {
-            widths: widths
-                .iter()
-                .map(|&w| ((w as f32 * factor).round() as usize).max(4))
-                .collect(),
-            depth: *depth,
-        },
-        Backbone::Resnet { width } => Backbone::Resnet {
-            width: width * factor,
-        },
-        Backbone::Efficientnet { width, depth } => Backbone::Efficientnet {
-            width: width * factor,
-            depth: *depth,
-        },
-    }
 }
 
 /// How a trial ended.
@@ -238,7 +217,7 @@ pub fn tune(
         let params = cfg.space.draw(cfg.seed, number);
         report.trial_start(number, &params);
         let mut spec = cfg.spec.clone();
-        spec.backbone = scaled(&cfg.spec.backbone, params.width);
+        spec.backbone = cfg.spec.backbone.scaled(params.width);
         let mut run = cfg.base.clone();
         run.out = trial_dir(out, number);
         run.schedule.lr = params.lr;
@@ -439,28 +418,6 @@ mod tests {
             ..space.clone()
         };
         assert!(bad.validate().is_err());
-    }
-
-    #[test]
-    fn widths_scale_every_backbone() {
-        let s = scaled(
-            &Backbone::Simple {
-                widths: vec![8, 16, 32],
-                depth: 1,
-            },
-            0.25,
-        );
-        assert_eq!(
-            s,
-            Backbone::Simple {
-                widths: vec![4, 4, 8],
-                depth: 1
-            }
-        );
-        assert_eq!(
-            scaled(&Backbone::Resnet { width: 0.25 }, 2.0),
-            Backbone::Resnet { width: 0.5 }
-        );
     }
 
     #[test]

@@ -10,12 +10,14 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::preprocess::Preprocess;
-use crate::time::TimeTarget;
+use crate::time::{TimeScore, TimeTarget};
 use crate::{Error, Result};
 
+mod markdown;
+
 /// Version of the card layout; bumped when a field changes meaning or is added (2: `target`
-/// and `simulations`).
-pub const CARD_VERSION: u32 = 2;
+/// and `simulations`; 3: `test`).
+pub const CARD_VERSION: u32 = 3;
 
 /// The most input values per image (`size x size x channels`) a model card may ask for:
 /// 2^24, e.g. 4096 x 4096 grey or 2048 x 2048 RGB (64 MiB as `f32`). A model file comes from
@@ -69,6 +71,25 @@ pub struct ModelCard {
     /// How an `int8` file was quantised (absent for float files).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quantization: Option<Quantization>,
+    /// This file's scores on mergers it never saw, recorded by `deepgalaxy evaluate --record`
+    /// (absent: not evaluated).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test: Option<TestRecord>,
+}
+
+/// How this very file scored on mergers it was neither trained nor validated on, so whoever
+/// receives it knows how far to trust its answers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TestRecord {
+    /// The scored mergers, by name.
+    pub simulations: Vec<String>,
+    /// SHA-256 of the catalog their images came from.
+    pub data_digest: String,
+    /// The errors of the expected time over every scored image.
+    pub score: TimeScore,
+    /// The score of the best constant answer (the median true time) on the same images.
+    pub baseline: TimeScore,
 }
 
 /// Which simulations each part of a training run used.
@@ -147,6 +168,14 @@ impl ModelCard {
                     self.num_classes
                 ),
             ));
+        }
+        if let (Some(test), Some(sims)) = (&self.test, &self.simulations) {
+            if let Some(seen) = test.simulations.iter().find(|s| sims.seen(s)) {
+                return Err(Error::setting(
+                    "model card",
+                    format!("the test scores include {seen}, a merger the model was trained or validated on"),
+                ));
+            }
         }
         self.preprocess.validate()?;
         let (size, channels) = (
@@ -242,6 +271,7 @@ mod tests {
             metrics: [("top1".to_string(), 0.75)].into_iter().collect(),
             precision: "fp32".into(),
             quantization: None,
+            test: None,
         }
     }
 
@@ -259,6 +289,74 @@ mod tests {
         let mut c = card();
         c.time_sigma_scale = Some(0.7);
         c.validate().unwrap();
+    }
+
+    fn score(median: f64) -> TimeScore {
+        TimeScore {
+            count: 140,
+            median_abs_myr: median,
+            mean_abs_myr: median * 1.3,
+            within_10_myr: 0.5,
+            within_25_myr: 0.85,
+            coverage_1sigma: 0.7,
+            coverage_2sigma: 0.94,
+        }
+    }
+
+    fn tested_card() -> ModelCard {
+        let mut c = card();
+        c.target = TimeTarget::TPeri;
+        c.simulations = Some(Simulations {
+            train: vec!["a".into(), "b".into()],
+            validation: vec!["c".into()],
+            test: vec!["d".into()],
+        });
+        c.test = Some(TestRecord {
+            simulations: vec!["d".into()],
+            data_digest: "ef".repeat(32),
+            score: score(10.5),
+            baseline: score(89.0),
+        });
+        c
+    }
+
+    #[test]
+    fn test_scores_round_trip_and_may_not_include_a_seen_merger() {
+        let c = tested_card();
+        let props = c.to_metadata().unwrap();
+        let back = ModelCard::from_metadata(
+            props.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            Path::new("m.onnx"),
+        )
+        .unwrap();
+        assert_eq!(back, c);
+        let mut bad = c;
+        bad.test.as_mut().unwrap().simulations.push("c".into());
+        let e = bad.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("include c, a merger the model was trained or validated on"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn markdown_names_the_mergers_and_the_scores() {
+        let md = tested_card().to_markdown("The model");
+        assert!(md.starts_with("# The model\n"), "{md}");
+        assert!(md.contains("first pericentre"), "{md}");
+        assert!(md.contains("- Trained on (2): a, b"), "{md}");
+        assert!(md.contains("- Held out for testing (1): d"), "{md}");
+        assert!(
+            md.contains("| median absolute error (Myr) | 10.5 | 89.0 |"),
+            "{md}"
+        );
+        assert!(md.contains("| within ±25 Myr | 85.0% | 85.0% |"), "{md}");
+        assert!(
+            md.contains("| truth within 1 sigma (68% if honest) | 70.0% | - |"),
+            "{md}"
+        );
+        let untested = card().to_markdown("Untested");
+        assert!(untested.contains("Not recorded"), "{untested}");
     }
 
     #[test]
