@@ -144,6 +144,7 @@ fn worker(data: &Path) {
         augment: Augment {
             dihedral: true,
             noise: 0.0,
+            blur_fwhm: 0.0,
         },
         seed: 1,
         parallel: Parallel::default(),

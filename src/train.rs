@@ -194,6 +194,10 @@ pub struct TrainArgs {
     /// Gaussian noise added to training images (pixel units, 0-1).
     #[arg(long, default_value_t = 0.0, conflicts_with = "resume")]
     pub noise: f32,
+    /// Blur training images with a Gaussian point-spread function whose FWHM, in pixels of
+    /// the network's input, is drawn for each image from 0 to this (0: none).
+    #[arg(long, default_value_t = 0.0, conflicts_with = "resume")]
+    pub blur_fwhm: f32,
     /// Seed of every random choice.
     #[arg(long, default_value_t = 0, conflicts_with = "resume")]
     pub seed: u64,
@@ -437,6 +441,7 @@ pub(crate) fn build(args: &TrainArgs, data: PathBuf) -> anyhow::Result<(ModelSpe
         augment: Augment {
             dihedral: !args.no_augment,
             noise: args.noise,
+            blur_fwhm: args.blur_fwhm,
         },
         seed: args.seed,
         parallel: Parallel {

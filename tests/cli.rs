@@ -197,6 +197,23 @@ fn train_refuses_bad_input_with_clear_errors() {
         !ok && err.contains("`vgg` is not one of simple, resnet, efficientnet"),
         "{err}"
     );
+
+    let data = tiny_catalog(tmp.path(), 16, 2);
+    for (flag, says) in [
+        ("--blur-fwhm=-1", "augmentation blur FWHM -1 must be zero or positive"),
+        ("--width=0", "0 is not a positive number"),
+    ] {
+        let (ok, _, err) = deepgalaxy(&[
+            OsStr::new("train"),
+            OsStr::new("--data"),
+            data.as_os_str(),
+            OsStr::new("--out"),
+            out.as_os_str(),
+            OsStr::new(flag),
+        ]);
+        assert!(!ok && err.contains(says), "{flag}: {err}");
+        assert!(!out.exists(), "{flag}: a refused run leaves nothing");
+    }
 }
 
 #[test]

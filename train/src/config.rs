@@ -173,6 +173,14 @@ impl TrainConfig {
                 self.loss.label_smoothing
             ));
         }
+        for (what, v) in [
+            ("noise", self.augment.noise),
+            ("blur FWHM", self.augment.blur_fwhm),
+        ] {
+            if !(v >= 0.0 && v.is_finite()) {
+                return bad(format!("augmentation {what} {v} must be zero or positive"));
+            }
+        }
         if !(self.loss.label_sigma >= 0.0 && self.loss.label_sigma.is_finite()) {
             return bad(format!(
                 "label sigma {} must be zero or positive",

@@ -81,6 +81,7 @@ fn state() -> TrainState {
             augment: Augment {
                 dihedral: true,
                 noise: 0.01,
+                blur_fwhm: 0.0,
             },
             seed: 7,
             parallel: Parallel {

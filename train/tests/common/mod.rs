@@ -92,6 +92,7 @@ pub fn config(data: &Path, out: &Path) -> TrainConfig {
         augment: Augment {
             dihedral: true,
             noise: 0.01,
+            blur_fwhm: 0.0,
         },
         seed: 7,
         parallel: Default::default(),
