@@ -311,7 +311,10 @@ fn draw_orbits(cfg: &SimulateConfig, out: &std::path::Path) -> anyhow::Result<()
     let path = out.join("orbits.png");
     deepgalaxy_runtime::charts::write_lines(
         &path,
-        "Separation of the galaxies' centres",
+        &format!(
+            "Separation of the galaxies' centres, {} mergers",
+            series.len()
+        ),
         ("time from snapshot 0 (Myr)", "separation (kpc)"),
         &series,
         &[cfg.merger.first_pericenter_myr],

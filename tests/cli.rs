@@ -200,7 +200,10 @@ fn train_refuses_bad_input_with_clear_errors() {
 
     let data = tiny_catalog(tmp.path(), 16, 2);
     for (flag, says) in [
-        ("--blur-fwhm=-1", "augmentation blur FWHM -1 must be zero or positive"),
+        (
+            "--blur-fwhm=-1",
+            "augmentation blur FWHM -1 must be zero or positive",
+        ),
         ("--width=0", "0 is not a positive number"),
     ] {
         let (ok, _, err) = deepgalaxy(&[

@@ -36,6 +36,9 @@ fn err(e: impl std::fmt::Display) -> Error {
 }
 
 /// The series' legend, in the upper right corner.
+/// Most lines [`write_lines`] names in a legend (more would cover the chart).
+const MAX_LEGEND_LINES: usize = 12;
+
 fn legend<'a, 'b>(
     chart: &mut ChartContext<'a, Canvas<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
 ) -> Result<()>
@@ -185,7 +188,8 @@ pub fn write_bars(
     })
 }
 
-/// Lines `(name, points)` against one x axis, with a legend, and dashed vertical lines at
+/// Lines `(name, points)` against one x axis, with a legend (up to [`MAX_LEGEND_LINES`]
+/// lines; more are drawn thinner and unnamed), and dashed vertical lines at
 /// `marks` (e.g. the time every merger was set up to reach first pericentre).
 pub fn write_lines(
     path: &Path,
@@ -209,20 +213,28 @@ pub fn write_lines(
                 ))
                 .map_err(err)?;
         }
+        // a legend of more lines than fit would hide the lines
+        let named = series.len() <= MAX_LEGEND_LINES;
+        let width = if named { 2 } else { 1 };
         for (j, (name, line)) in series.iter().enumerate() {
             let c = category_colour(j);
-            chart
+            let drawn = chart
                 .draw_series(LineSeries::new(
                     line.iter()
                         .copied()
                         .filter(|p| p.0.is_finite() && p.1.is_finite()),
-                    c.stroke_width(2),
+                    c.stroke_width(width),
                 ))
-                .map_err(err)?
-                .label(name.clone())
-                .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], c.stroke_width(2)));
+                .map_err(err)?;
+            if named {
+                drawn.label(name.clone()).legend(move |(x, y)| {
+                    PathElement::new([(x, y), (x + 16, y)], c.stroke_width(2))
+                });
+            }
         }
-        legend(&mut chart)?;
+        if named {
+            legend(&mut chart)?;
+        }
         Ok(())
     })
 }
