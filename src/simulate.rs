@@ -85,7 +85,7 @@ pub enum FormatArg {
 
 /// Brightness stretch.
 #[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum StretchArg {
+pub enum RenderStretch {
     /// Logarithmic (three decades).
     Log,
     /// Inverse hyperbolic sine.
@@ -127,7 +127,7 @@ pub struct SimulateArgs {
     pub bits: u8,
     /// Brightness stretch.
     #[arg(long, value_enum, default_value = "log")]
-    pub stretch: StretchArg,
+    pub stretch: RenderStretch,
     /// Orbit's pericentre distance in mean disk scale lengths of the two galaxies.
     #[arg(long, default_value_t = MergerConfig::default().pericenter_radii)]
     pub pericenter: f64,
@@ -223,9 +223,9 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
             BitDepth::Eight
         },
         stretch: match args.stretch {
-            StretchArg::Log => Stretch::Log,
-            StretchArg::Asinh => Stretch::Asinh,
-            StretchArg::Linear => Stretch::Linear,
+            RenderStretch::Log => Stretch::Log,
+            RenderStretch::Asinh => Stretch::Asinh,
+            RenderStretch::Linear => Stretch::Linear,
         },
         field_kpc: args.field_kpc,
         full_scale: args.full_scale,

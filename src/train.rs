@@ -60,7 +60,7 @@ pub enum LrScalingArg {
 
 /// Intensity stretch applied in preprocessing.
 #[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum StretchArg {
+pub enum PreprocessStretch {
     /// None (simulated images are stretched when rendered).
     Linear,
     /// DS9's log (a = 1000).
@@ -94,7 +94,7 @@ pub struct TrainArgs {
     pub channels: u32,
     /// Preprocessing stretch.
     #[arg(long, value_enum, default_value = "linear", conflicts_with = "resume")]
-    pub stretch: StretchArg,
+    pub stretch: PreprocessStretch,
     /// Epochs in total [default: 10; with --resume: the run's own].
     #[arg(long)]
     pub epochs: Option<usize>,
@@ -378,9 +378,9 @@ pub(crate) fn build(args: &TrainArgs, data: PathBuf) -> anyhow::Result<(ModelSpe
         size: args.image_size,
         channels: args.channels,
         stretch: match args.stretch {
-            StretchArg::Linear => Stretch::Linear,
-            StretchArg::Log => Stretch::Log { a: 1000.0 },
-            StretchArg::Asinh => Stretch::Asinh { beta: 0.1 },
+            PreprocessStretch::Linear => Stretch::Linear,
+            PreprocessStretch::Log => Stretch::Log { a: 1000.0 },
+            PreprocessStretch::Asinh => Stretch::Asinh { beta: 0.1 },
         },
         normalization: deepgalaxy_core::preprocess::Normalization {
             mean: vec![0.5; channels],

@@ -13,7 +13,7 @@
 //!   dequantised under its original name, and a float tensor that a quantised operator reads is
 //!   quantised into `{name}.q`.
 //!
-//! tract runs QLinearConv and MatMulInteger with integer kernels (DESIGN.md), where the QDQ
+//! tract runs QLinearConv and MatMulInteger with integer kernels (docs/architecture.md), where the QDQ
 //! layout only simulates quantisation in float.
 
 use std::collections::{BTreeMap, HashSet};

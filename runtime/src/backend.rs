@@ -7,7 +7,7 @@
 //!
 //! Threads: tract runs each plan single-threaded, and [`Backend::workers`] tells the caller
 //! how many batches to run at once (one per thread, each on its own state of the shared plan;
-//! DESIGN.md measured this faster than one multi-threaded plan). ONNX Runtime parallelises
+//! measured faster than one multi-threaded plan, docs/architecture.md). ONNX Runtime parallelises
 //! inside a run (intra-op threads) and takes one batch at a time.
 
 use std::path::Path;
