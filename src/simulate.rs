@@ -6,8 +6,8 @@ use deepgalaxy_sim::{
     dataset::{read_marker, read_track, ORBIT_FILE},
     observe::{Observation, Psf},
     render::FULL_SCALE_MSUN_PC2,
-    simulate_dataset, BitDepth, Grid, MergerConfig, MergerSpec, OutputFormat, Progress,
-    SimulateConfig, Stretch,
+    simulate_dataset, BitDepth, Grid, MergerConfig, OutputFormat, Progress, SimulateConfig,
+    Stretch,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
@@ -22,56 +22,6 @@ pub enum GridArg {
     Small,
     /// Nine mergers spread over the paper's ratios, for `deepgalaxy demo`.
     Demo,
-}
-
-/// The demo grid: (size ratio, mass ratio) pairs covering the paper's range, in an order
-/// where every prefix (`--mergers N`) still spreads over it.
-const DEMO_GRID: [(f64, f64); 9] = [
-    (1.0, 1.0),
-    (0.75, 0.5),
-    (1.25, 1.5),
-    (0.5, 0.75),
-    (1.5, 1.25),
-    (1.0, 0.25),
-    (0.75, 1.25),
-    (1.25, 0.75),
-    (1.5, 0.5),
-];
-
-/// The mergers of the demo grid that `deepgalaxy demo` keeps out as test mergers: two inside
-/// the grid's range of ratios, so the score measures how well the model reads mergers between
-/// the simulated ones, as it must for a real galaxy pair whose ratios fall inside the grid.
-const DEMO_TEST: [(f64, f64); 2] = [(1.0, 1.0), (1.25, 0.75)];
-
-/// The demo's validation merger, also inside the range: the spread of the predicted time is
-/// calibrated on it (nothing else is chosen on it; the run's length is fixed).
-const DEMO_VALIDATION: [(f64, f64); 1] = [(0.75, 1.25)];
-
-/// Names of the demo's test and validation mergers among its first `mergers`, kept only while
-/// at least one merger is left to train on.
-pub fn demo_held_out(mergers: usize) -> (Vec<String>, Vec<String>) {
-    let run = &DEMO_GRID[..mergers.min(DEMO_GRID.len())];
-    let names = |set: &[(f64, f64)]| -> Vec<String> {
-        set.iter()
-            .filter(|m| run.contains(m))
-            .map(|&(size_ratio, mass_ratio)| {
-                MergerSpec {
-                    size_ratio,
-                    mass_ratio,
-                }
-                .name()
-            })
-            .collect()
-    };
-    let test = names(&DEMO_TEST);
-    if test.len() >= run.len() {
-        return (vec![], vec![]);
-    }
-    let validation = names(&DEMO_VALIDATION);
-    if test.len() + validation.len() >= run.len() {
-        return (test, vec![]);
-    }
-    (test, validation)
 }
 
 /// Output format.
@@ -187,15 +137,7 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
     let grid = match args.grid {
         GridArg::Paper => Grid::Paper,
         GridArg::Small => Grid::Small,
-        GridArg::Demo => Grid::Custom(
-            DEMO_GRID
-                .iter()
-                .map(|&(size_ratio, mass_ratio)| MergerSpec {
-                    size_ratio,
-                    mass_ratio,
-                })
-                .collect(),
-        ),
+        GridArg::Demo => Grid::Demo,
     };
     let grid = match args.mergers {
         Some(0) => anyhow::bail!("--mergers must be at least 1"),

@@ -56,6 +56,8 @@ pub enum Grid {
     Paper,
     /// Three mergers for demos and tests: (size, mass) = (1, 1), (0.75, 0.5), (1.25, 1.5).
     Small,
+    /// Nine mergers spread over the paper's ratios, for `deepgalaxy demo` ([`DEMO_GRID`]).
+    Demo,
     /// Any list of mergers (e.g. one simulation for a quick demo).
     Custom(Vec<MergerSpec>),
 }
@@ -80,9 +82,66 @@ impl Grid {
                     mass_ratio: m,
                 })
                 .collect(),
+            Grid::Demo => DEMO_GRID
+                .iter()
+                .map(|&(size_ratio, mass_ratio)| MergerSpec {
+                    size_ratio,
+                    mass_ratio,
+                })
+                .collect(),
             Grid::Custom(specs) => specs.clone(),
         }
     }
+}
+
+/// The demo grid: (size ratio, mass ratio) pairs covering the paper's range, in an order
+/// where every prefix (`--mergers N`) still spreads over it.
+pub const DEMO_GRID: [(f64, f64); 9] = [
+    (1.0, 1.0),
+    (0.75, 0.5),
+    (1.25, 1.5),
+    (0.5, 0.75),
+    (1.5, 1.25),
+    (1.0, 0.25),
+    (0.75, 1.25),
+    (1.25, 0.75),
+    (1.5, 0.5),
+];
+
+/// The mergers of the demo grid that `deepgalaxy demo` keeps out as test mergers: two inside
+/// the grid's range of ratios, so the score measures how well the model reads mergers between
+/// the simulated ones, as it must for a real galaxy pair whose ratios fall inside the grid.
+pub const DEMO_TEST: [(f64, f64); 2] = [(1.0, 1.0), (1.25, 0.75)];
+
+/// The demo's validation merger, also inside the range: the spread of the predicted time is
+/// calibrated on it (nothing else is chosen on it; the run's length is fixed).
+pub const DEMO_VALIDATION: [(f64, f64); 1] = [(0.75, 1.25)];
+
+/// Names of the demo's test and validation mergers among its first `mergers`, kept only while
+/// at least one merger is left to train on.
+pub fn demo_held_out(mergers: usize) -> (Vec<String>, Vec<String>) {
+    let run = &DEMO_GRID[..mergers.min(DEMO_GRID.len())];
+    let names = |set: &[(f64, f64)]| -> Vec<String> {
+        set.iter()
+            .filter(|m| run.contains(m))
+            .map(|&(size_ratio, mass_ratio)| {
+                MergerSpec {
+                    size_ratio,
+                    mass_ratio,
+                }
+                .name()
+            })
+            .collect()
+    };
+    let test = names(&DEMO_TEST);
+    if test.len() >= run.len() {
+        return (vec![], vec![]);
+    }
+    let validation = names(&DEMO_VALIDATION);
+    if test.len() + validation.len() >= run.len() {
+        return (test, vec![]);
+    }
+    (test, validation)
 }
 
 /// Physical and numerical settings of a merger run.
@@ -498,4 +557,23 @@ pub fn run_merger(
             first_snapshot: first.unwrap_or(planned),
         },
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_demo_keeps_its_held_out_mergers_inside_the_grid_and_leaves_some_to_train_on() {
+        assert_eq!(Grid::Demo.specs().len(), DEMO_GRID.len());
+        let (test, validation) = demo_held_out(9);
+        assert_eq!(test, ["s_1_m_1", "s_1.25_m_0.75"]);
+        assert_eq!(validation, ["s_0.75_m_1.25"]);
+        // the first 7 mergers hold one test merger and the validation merger
+        assert_eq!(demo_held_out(7), (vec![test[0].clone()], validation));
+        // the first 2 hold s_1_m_1 and no validation merger
+        assert_eq!(demo_held_out(2), (vec!["s_1_m_1".to_string()], vec![]));
+        // one merger is all training
+        assert_eq!(demo_held_out(1), (vec![], vec![]));
+    }
 }

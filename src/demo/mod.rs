@@ -225,7 +225,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         &"--label-sigma",
         &"2",
     ]);
-    let (test_mergers, validation_mergers) = crate::simulate::demo_held_out(args.mergers);
+    let (test_mergers, validation_mergers) = deepgalaxy_sim::merger::demo_held_out(args.mergers);
     if test_mergers.is_empty() {
         train_args.extend(os(&[&"--test-fraction", &"0.2"]));
     } else {
