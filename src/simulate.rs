@@ -31,6 +31,9 @@ pub enum FormatArg {
     Png,
     /// Also the original DeepGalaxy HDF5 file (build with `--features hdf5`).
     Hdf5,
+    /// FITS images of the surface brightness (Lsun/pc^2, float32, no stretch) with the pixel
+    /// scale in kpc in the header, and catalog.csv.
+    Fits,
 }
 
 /// Brightness stretch.
@@ -157,6 +160,7 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
         format: match args.format {
             FormatArg::Png => OutputFormat::Png,
             FormatArg::Hdf5 => OutputFormat::Hdf5,
+            FormatArg::Fits => OutputFormat::Fits,
         },
         threads: args.threads,
         bits: if args.bits == 16 {

@@ -3,6 +3,8 @@
 //!
 //! Layout under the output folder:
 //! * `sims/{name}/c{camera:02}_t{snapshot:02}.png` - the images (`name` = `s_{size}_m_{mass}`);
+//!   with `--format fits`, `.fits` files holding the surface brightness itself (Lsun/pc^2,
+//!   float32, no stretch) with the pixel scale as a linear WCS in kpc;
 //! * `sims/{name}/catalog.csv` - that simulation's rows (paths relative to its folder);
 //! * `sims/{name}/orbit.csv` - the separation of the galaxies' centres at every step;
 //! * `sims/{name}/done.json` - written last and atomically: a simulation whose `done.json`
@@ -31,6 +33,7 @@ use crate::render::{
 };
 use crate::units::{LENGTH_KPC, TIME_MYR};
 use deepgalaxy_core::catalog::{Catalog, CatalogRecord};
+use deepgalaxy_core::fits::write::{encode_image, HeaderCard, HeaderValue};
 use deepgalaxy_core::io::write_atomic;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -47,6 +50,19 @@ pub enum OutputFormat {
     /// PNGs and catalog as above, plus the original DeepGalaxy HDF5 file (needs the `hdf5`
     /// cargo feature).
     Hdf5,
+    /// FITS images of the surface brightness (Lsun/pc^2 as float32, before any stretch),
+    /// the pixel scale in the header, plus `catalog.csv`.
+    Fits,
+}
+
+impl OutputFormat {
+    /// The image files' extension.
+    pub fn extension(self) -> &'static str {
+        match self {
+            OutputFormat::Png | OutputFormat::Hdf5 => "png",
+            OutputFormat::Fits => "fits",
+        }
+    }
 }
 
 /// Everything that defines a dataset.
@@ -149,6 +165,13 @@ struct RunKey {
     field_kpc: f64,
     full_scale: f64,
     observation: String,
+    /// The images' extension (runs from before FITS output wrote PNGs).
+    #[serde(default = "png")]
+    images: String,
+}
+
+fn png() -> String {
+    "png".into()
 }
 
 /// Contents of `done.json`.
@@ -238,6 +261,7 @@ fn key_of(cfg: &SimulateConfig, spec: &MergerSpec, brightness: &Brightness) -> R
         field_kpc: brightness.kpc_per_pixel * f64::from(cfg.size),
         full_scale: brightness.full_scale,
         observation: format!("{:?}", cfg.observation),
+        images: cfg.format.extension().into(),
     }
 }
 
@@ -317,15 +341,15 @@ pub fn simulate_dataset(
     })
 }
 
-/// Image file name of one camera and snapshot.
-pub fn image_name(camera: usize, snapshot: usize) -> String {
-    format!("c{camera:02}_t{snapshot:02}.png")
+/// Image file name of one camera and snapshot (`ext`: [`OutputFormat::extension`]).
+pub fn image_name(camera: usize, snapshot: usize, ext: &str) -> String {
+    format!("c{camera:02}_t{snapshot:02}.{ext}")
 }
 
 /// Name of an image of the run's snapshot grid while the run goes on, before it is known
 /// which grid point becomes which snapshot.
-fn grid_image_name(camera: usize, grid: usize) -> String {
-    format!("{GRID_PREFIX}{grid:03}_c{camera:02}.png")
+fn grid_image_name(camera: usize, grid: usize, ext: &str) -> String {
+    format!("{GRID_PREFIX}{grid:03}_c{camera:02}.{ext}")
 }
 
 const GRID_PREFIX: &str = ".grid";
@@ -373,6 +397,7 @@ fn run_one(
     let text: Vec<(&str, String)> = text.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
     let size = cfg.size as usize;
     let name = spec.name();
+    let ext = cfg.format.extension();
     // energy and virial ratio at every point of the run's snapshot grid
     let mut states = Vec::new();
     let (_, run) = run_merger(
@@ -398,10 +423,18 @@ fn run_one(
                             .observation
                             .apply(&sb, size, brightness.kpc_per_pixel, seed);
                     }
-                    let values = to_pixels(&sb, brightness);
-                    let path = dir.join(grid_image_name(c, grid));
-                    let png = encode_png(&values, size, cfg.bits, &text, &path)?;
-                    write_atomic(&path, |f| f.write_all(&png))?;
+                    let path = dir.join(grid_image_name(c, grid, ext));
+                    let bytes = if cfg.format == OutputFormat::Fits {
+                        let header = fits_header(&text, &name, c, grid, brightness, size);
+                        let values: Vec<f32> = sb.iter().map(|&v| v as f32).collect();
+                        encode_image(size, size, &values, &header).map_err(|e| Error::Image {
+                            path: path.clone(),
+                            what: e.to_string(),
+                        })?
+                    } else {
+                        encode_png(&to_pixels(&sb, brightness), size, cfg.bits, &text, &path)?
+                    };
+                    write_atomic(&path, |f| f.write_all(&bytes))?;
                     Ok(())
                 })
                 .collect();
@@ -426,13 +459,13 @@ fn run_one(
         let t = grid as f64 * interval / TIME_MYR;
         for c in 0..CAMERAS {
             let (from, to) = (
-                dir.join(grid_image_name(c, grid)),
-                dir.join(image_name(c, snap)),
+                dir.join(grid_image_name(c, grid, ext)),
+                dir.join(image_name(c, snap, ext)),
             );
             std::fs::rename(&from, &to).map_err(|e| deepgalaxy_core::Error::io(&from, e))?;
             records.push(CatalogRecord {
                 id_str: format!("{name}_c{c:02}_t{snap:02}"),
-                file_loc: image_name(c, snap),
+                file_loc: image_name(c, snap, ext),
                 simulation: Some(name.clone()),
                 camera: Some(c as u32),
                 snapshot: Some(snap as u32),
@@ -525,6 +558,62 @@ fn observation_columns(obs: &Observation) -> BTreeMap<String, String> {
         columns.insert("psf_moffat_beta".into(), beta);
     }
     columns
+}
+
+/// The header of a FITS image: the pixel scale as a linear WCS in kpc from the frame's centre,
+/// the unit, and the scale and observation columns of the catalog under FITS keywords.
+fn fits_header(
+    columns: &[(&str, String)],
+    simulation: &str,
+    camera: usize,
+    grid: usize,
+    brightness: &Brightness,
+    size: usize,
+) -> Vec<HeaderCard> {
+    use HeaderValue::{Integer, Real, Text};
+    let centre = 0.5 * size as f64 + 0.5;
+    let mut cards = vec![
+        HeaderCard::new("BUNIT", Text("Lsun/pc2".into()), "surface brightness"),
+        HeaderCard::new(
+            "OBJECT",
+            Text(simulation.into()),
+            "merger: size and mass ratio",
+        ),
+        HeaderCard::new("CAMERA", Integer(camera as i64), "viewing direction (0-13)"),
+        HeaderCard::new(
+            "GRIDPT",
+            Integer(grid as i64),
+            "point of the run's snapshot grid",
+        ),
+    ];
+    for axis in ["1", "2"] {
+        cards.extend([
+            HeaderCard::new(&format!("CTYPE{axis}"), Text("LINEAR".into()), ""),
+            HeaderCard::new(&format!("CUNIT{axis}"), Text("kpc".into()), ""),
+            HeaderCard::new(&format!("CRPIX{axis}"), Real(centre), "the frame's centre"),
+            HeaderCard::new(&format!("CRVAL{axis}"), Real(0.0), ""),
+            HeaderCard::new(
+                &format!("CDELT{axis}"),
+                Real(brightness.kpc_per_pixel),
+                "kpc per pixel",
+            ),
+        ]);
+    }
+    // the catalog's columns that mean something for a FITS image, by keyword
+    for (column, keyword, comment) in [
+        ("mass_to_light", "MTOL", "mass-to-light ratio (solar units)"),
+        ("psf", "PSF", "point-spread function"),
+        ("psf_fwhm_kpc", "PSFFWHM", "PSF FWHM (kpc)"),
+        ("psf_moffat_beta", "PSFBETA", "Moffat beta"),
+        ("sky_lsun_pc2", "SKY", "sky level (Lsun/pc2)"),
+        ("noise_lsun_pc2", "NOISE", "noise sigma (Lsun/pc2)"),
+    ] {
+        if let Some((_, v)) = columns.iter().find(|(k, _)| *k == column) {
+            let value = v.parse::<f64>().map_or_else(|_| Text(v.clone()), Real);
+            cards.push(HeaderCard::new(keyword, value, comment));
+        }
+    }
+    cards
 }
 
 /// The noise seed of one image: the simulation's seed, the camera and the grid point, mixed

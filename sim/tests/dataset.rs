@@ -178,7 +178,10 @@ fn small_grid_dataset_is_complete_physical_deterministic_and_resumable() {
         for snap in [0, 20, 40] {
             let images: Vec<image::GrayImage> = (0..14)
                 .map(|c| {
-                    let path = out.join("sims").join(spec.name()).join(image_name(c, snap));
+                    let path = out
+                        .join("sims")
+                        .join(spec.name())
+                        .join(image_name(c, snap, "png"));
                     image::open(&path).expect("png").into_luma8()
                 })
                 .collect();
@@ -222,7 +225,7 @@ fn small_grid_dataset_is_complete_physical_deterministic_and_resumable() {
     // Remove one marker: only that simulation reruns, on one thread this time, and it
     // reproduces every byte.
     std::fs::remove_file(dir.join("done.json")).expect("remove marker");
-    std::fs::remove_file(dir.join(image_name(3, 40))).expect("remove an image");
+    std::fs::remove_file(dir.join(image_name(3, 40, "png"))).expect("remove an image");
     let (_, events3) = run(&config(Grid::Small, 2000, 32, 11, 1), out);
     let started: Vec<&Progress> = events3
         .iter()
@@ -253,7 +256,7 @@ fn another_seed_gives_other_images() {
     let name = one.name();
     let fa = read_all(&a.join("sims").join(&name));
     let fb = read_all(&b.join("sims").join(&name));
-    let png = image_name(0, 0);
+    let png = image_name(0, 0, "png");
     assert_ne!(fa[&png], fb[&png]);
 }
 
@@ -288,6 +291,61 @@ fn linear_images_sum_to_the_disk_mass_on_one_scale_for_the_grid() {
         cfg.observation.psf = psf;
         let (cat, _) = run(&cfg, &tmp.path().join(name));
         check_flux(&cat, cfg.full_scale, psf.is_some());
+    }
+}
+
+#[test]
+fn fits_images_hold_the_surface_brightness_the_pngs_show_and_its_scale() {
+    use deepgalaxy_sim::{BitDepth, Stretch};
+    let one = MergerSpec {
+        size_ratio: 1.0,
+        mass_ratio: 0.5,
+    };
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut cfg = config(Grid::Custom(vec![one]), 2000, 32, 5, 2);
+    cfg.merger.snapshots = 3;
+    cfg.merger.first_pericenter_myr = 5.0;
+    cfg.stretch = Stretch::Linear;
+    cfg.bits = BitDepth::Sixteen;
+    cfg.full_scale = 1e6;
+    let (png, _) = run(&cfg, &tmp.path().join("png"));
+    cfg.format = OutputFormat::Fits;
+    let (fits, _) = run(&cfg, &tmp.path().join("fits"));
+    assert_eq!(png.records.len(), fits.records.len());
+    let limits = deepgalaxy_core::limits::Limits::default();
+    for (p, f) in png.records.iter().zip(&fits.records) {
+        assert_eq!(f.file_loc, p.file_loc.replace(".png", ".fits"));
+        assert_eq!((f.t_peri_myr, &f.extra), (p.t_peri_myr, &p.extra));
+        let path = fits.resolve(f);
+        let bytes = std::fs::read(&path).expect("fits");
+        let img = deepgalaxy_core::fits::read_bytes(&path, &bytes, &limits).expect("fits reads");
+        let shown = image::open(png.resolve(p)).expect("png").into_luma16();
+        // the 16-bit linear PNG is the same surface brightness, rounded to a step of the scale
+        let step = cfg.full_scale / 65535.0;
+        for (&v, &q) in img.data.iter().zip(shown.as_raw()) {
+            let d = (f64::from(v) - f64::from(q) * step).abs();
+            assert!(
+                d <= 0.5 * step + 1e-6 * f64::from(v).abs(),
+                "{}: {v} vs {q}",
+                f.id_str
+            );
+        }
+        // the header carries the scale the catalog states
+        let header = String::from_utf8_lossy(&bytes[..2880]).to_string();
+        let kpc: f64 = f.extra["kpc_per_pixel"].parse().expect("number");
+        let cdelt = header
+            .as_bytes()
+            .chunks(80)
+            .map(|c| String::from_utf8_lossy(c).to_string())
+            .find(|c| c.starts_with("CDELT1  ="))
+            .expect("CDELT1");
+        let value: f64 = cdelt[10..30].trim().parse().expect("number");
+        assert_eq!(value, kpc, "{cdelt}");
+        assert!(header.contains("BUNIT   = 'Lsun/pc2'"), "{header}");
+        assert!(
+            header.contains(&format!("OBJECT  = '{}'", one.name())),
+            "{header}"
+        );
     }
 }
 

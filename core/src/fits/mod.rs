@@ -1,4 +1,4 @@
-//! FITS images through `fitsrs`.
+//! FITS images through `fitsrs`, and writing one float image ([`write`]).
 //!
 //! Which data is read: the first HDU, primary or IMAGE extension, that has at least two axes
 //! (a primary HDU with `NAXIS = 0` followed by an image extension is the common case). A cube
@@ -32,6 +32,8 @@ use fitsrs::{Fits, HDU};
 use crate::image::{Image, SampleType};
 use crate::limits::Limits;
 use crate::{Error, Result};
+
+pub mod write;
 
 /// Summary of one image HDU, for `deepgalaxy inspect`.
 #[derive(Debug, Clone, serde::Serialize)]
