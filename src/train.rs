@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use clap::ValueEnum;
-use deepgalaxy_core::preprocess::{Preprocess, Stretch};
+use deepgalaxy_core::preprocess::{Preprocess, Scale, Stretch};
 use deepgalaxy_core::time::TimeTarget;
 use deepgalaxy_models::{Backbone, ModelSpec};
 use deepgalaxy_train::augment::Augment;
@@ -95,6 +95,12 @@ pub struct TrainArgs {
     /// Preprocessing stretch.
     #[arg(long, value_enum, default_value = "linear", conflicts_with = "resume")]
     pub stretch: PreprocessStretch,
+    /// Which raw values become 0 and 1 before the stretch: `auto` (8/16-bit: the type's
+    /// range; FITS and floats: the image's 0.5 and 99.5 percentiles), `minmax`,
+    /// `percentile:LOW,HIGH` (of each image) or `fixed:LOW,HIGH` (one physical scale for every
+    /// image, e.g. `fixed:0,2000` on `simulate --format fits` surface brightness, Lsun/pc^2).
+    #[arg(long, default_value = "auto", value_parser = parse_scale, conflicts_with = "resume")]
+    pub scale: Scale,
     /// Epochs in total [default: 10; with --resume: the run's own].
     #[arg(long)]
     pub epochs: Option<usize>,
@@ -317,6 +323,42 @@ fn optimizer(name: &str) -> anyhow::Result<OptimizerKind> {
     })
 }
 
+/// `--scale`: `auto`, `minmax`, `percentile:LOW,HIGH` or `fixed:LOW,HIGH`.
+fn parse_scale(text: &str) -> Result<Scale, String> {
+    let pair = |rest: &str| -> Result<(f32, f32), String> {
+        let (a, b) = rest
+            .split_once(',')
+            .ok_or_else(|| format!("`{rest}`: expected LOW,HIGH"))?;
+        let num = |x: &str| x.trim().parse::<f32>().map_err(|e| format!("`{x}`: {e}"));
+        Ok((num(a)?, num(b)?))
+    };
+    let scale = match text.split_once(':') {
+        None if text == "auto" => Scale::Auto,
+        None if text == "minmax" => Scale::MinMax,
+        Some(("percentile", rest)) => {
+            let (low, high) = pair(rest)?;
+            Scale::Percentile { low, high }
+        }
+        Some(("fixed", rest)) => {
+            let (low, high) = pair(rest)?;
+            Scale::Fixed { low, high }
+        }
+        _ => {
+            return Err(format!(
+                "`{text}` is not auto, minmax, percentile:LOW,HIGH or fixed:LOW,HIGH"
+            ))
+        }
+    };
+    // the preprocessing contract's own checks (finite, ordered, percentiles within 0..100)
+    Preprocess {
+        scale,
+        ..Preprocess::default()
+    }
+    .validate()
+    .map_err(|e| e.to_string())?;
+    Ok(scale)
+}
+
 /// Runs the `train` subcommand.
 pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
@@ -382,6 +424,7 @@ pub(crate) fn build(args: &TrainArgs, data: PathBuf) -> anyhow::Result<(ModelSpe
             PreprocessStretch::Log => Stretch::Log { a: 1000.0 },
             PreprocessStretch::Asinh => Stretch::Asinh { beta: 0.1 },
         },
+        scale: args.scale,
         normalization: deepgalaxy_core::preprocess::Normalization {
             mean: vec![0.5; channels],
             std: vec![0.25; channels],

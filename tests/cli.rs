@@ -416,3 +416,63 @@ fn train_can_start_from_an_exported_model() {
     assert!(ok, "{err}");
     assert!(err.contains("initial weights: loaded"), "{err}");
 }
+
+#[test]
+fn fits_simulations_train_on_one_physical_scale() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (sims, run) = (tmp.path().join("sims"), tmp.path().join("run"));
+    let a = OsStr::new;
+    let (ok, _, err) = deepgalaxy(&[
+        a("simulate"),
+        a("--out"),
+        sims.as_os_str(),
+        a("--grid"),
+        a("small"),
+        a("--mergers"),
+        a("1"),
+        a("--particles"),
+        a("1000"),
+        a("--size"),
+        a("16"),
+        a("--format"),
+        a("fits"),
+    ]);
+    assert!(ok, "simulate: {err}");
+    let catalog = sims.join("catalog.csv");
+    let text = std::fs::read_to_string(&catalog).unwrap();
+    assert!(text.lines().nth(1).unwrap().contains(".fits"), "{text:.300}");
+    let train = |scale: &str| {
+        deepgalaxy(&[
+            a("train"),
+            a("--data"),
+            catalog.as_os_str(),
+            a("--out"),
+            run.as_os_str(),
+            a("--image-size"),
+            a("16"),
+            a("--epochs"),
+            a("1"),
+            a("--max-steps"),
+            a("2"),
+            a("--scale"),
+            a(scale),
+            a("--stretch"),
+            a("log"),
+            a("--split"),
+            a("random"),
+        ])
+    };
+    let (ok, _, err) = train("fixed:5,1");
+    assert!(
+        !ok && err.contains("fixed range 5..1 is empty or not finite"),
+        "{err}"
+    );
+    let (ok, _, err) = train("fixed:0,2000");
+    assert!(ok, "train: {err}");
+    let spec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("checkpoint/spec.json")).unwrap()).unwrap();
+    assert_eq!(
+        spec["preprocess"]["scale"],
+        serde_json::json!({"kind": "fixed", "low": 0.0, "high": 2000.0})
+    );
+}
