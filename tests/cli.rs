@@ -440,7 +440,10 @@ fn fits_simulations_train_on_one_physical_scale() {
     assert!(ok, "simulate: {err}");
     let catalog = sims.join("catalog.csv");
     let text = std::fs::read_to_string(&catalog).unwrap();
-    assert!(text.lines().nth(1).unwrap().contains(".fits"), "{text:.300}");
+    assert!(
+        text.lines().nth(1).unwrap().contains(".fits"),
+        "{text:.300}"
+    );
     let train = |scale: &str| {
         deepgalaxy(&[
             a("train"),

@@ -126,17 +126,20 @@ fn test_mergers_stay_out_of_training_and_are_all_evaluate_scores() {
     );
     assert!(err.contains("time error median"), "{err}");
 
-    let evaluate = || {
-        deepgalaxy(&[
+    let evaluate_into = |out: &Path, extra: &[&OsStr]| {
+        let mut args = vec![
             a("evaluate"),
             a("--model"),
             model.as_os_str(),
             a("--data"),
             data.as_os_str(),
             a("--out"),
-            eval.as_os_str(),
-        ])
+            out.as_os_str(),
+        ];
+        args.extend_from_slice(extra);
+        deepgalaxy(&args)
     };
+    let evaluate = || evaluate_into(&eval, &[]);
     let (ok, _, err) = evaluate();
     assert!(ok, "evaluate: {err}");
     let e: serde_json::Value =
@@ -183,17 +186,7 @@ fn test_mergers_stay_out_of_training_and_are_all_evaluate_scores() {
     );
     // --record writes exactly these scores into the file's card and changes no prediction
     let before = std::fs::read(eval.join("predictions.csv")).unwrap();
-    let (ok, _, err) = deepgalaxy(&[
-        a("evaluate"),
-        a("--model"),
-        model.as_os_str(),
-        a("--data"),
-        data.as_os_str(),
-        a("--out"),
-        eval.as_os_str(),
-        a("--overwrite"),
-        a("--record"),
-    ]);
+    let (ok, _, err) = evaluate_into(&eval, &[a("--overwrite"), a("--record")]);
     assert!(
         ok && err.contains("recorded the scores"),
         "evaluate --record: {err}"
@@ -214,15 +207,7 @@ fn test_mergers_stay_out_of_training_and_are_all_evaluate_scores() {
         deepgalaxy_core::card::digest_file(&data).unwrap()
     );
     let again = tmp.path().join("again");
-    let (ok, _, err) = deepgalaxy(&[
-        a("evaluate"),
-        a("--model"),
-        model.as_os_str(),
-        a("--data"),
-        data.as_os_str(),
-        a("--out"),
-        again.as_os_str(),
-    ]);
+    let (ok, _, err) = evaluate_into(&again, &[]);
     assert!(ok, "evaluate after --record: {err}");
     assert_eq!(
         before,
@@ -235,15 +220,7 @@ fn test_mergers_stay_out_of_training_and_are_all_evaluate_scores() {
         "{md}"
     );
     // scores of seen mergers are never recorded
-    let (ok, _, err) = deepgalaxy(&[
-        a("evaluate"),
-        a("--model"),
-        model.as_os_str(),
-        a("--data"),
-        data.as_os_str(),
-        a("--include-seen"),
-        a("--record"),
-    ]);
+    let (ok, _, err) = evaluate_into(&again, &[a("--include-seen"), a("--record")]);
     assert!(!ok && err.contains("--include-seen"), "{err}");
     // INT8 calibration keeps to the training merger: a catalog of test mergers only is refused
     let only_test = tmp.path().join("test_only.csv");

@@ -12,11 +12,15 @@ const SHIPPED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/shipped/model.onnx")
 const HST: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/observations/hst");
 
 #[test]
-fn the_shipped_card_records_test_scores_on_unseen_mergers_only() {
-    let card = deepgalaxy_export::inspect_onnx(Path::new(SHIPPED))
-        .unwrap()
-        .card
-        .unwrap();
+fn the_shipped_cards_record_test_scores_on_unseen_mergers_only() {
+    let int8 = SHIPPED.replace("model.onnx", "model.int8.onnx");
+    for file in [SHIPPED, int8.as_str()] {
+        check_card(Path::new(file));
+    }
+}
+
+fn check_card(file: &Path) {
+    let card = deepgalaxy_export::inspect_onnx(file).unwrap().card.unwrap();
     assert_eq!(card.target, deepgalaxy_core::time::TimeTarget::TPeri);
     let sims = card.simulations.as_ref().expect("the mergers of each part");
     let test = card.test.as_ref().expect("scores on the test mergers");
@@ -33,6 +37,11 @@ fn the_shipped_card_records_test_scores_on_unseen_mergers_only() {
         test.baseline
     );
     assert!(card.latent_dim.is_some(), "search needs the latent");
+    if let Some(q) = &card.quantization {
+        // an INT8 card says how it was quantised
+        assert!(q.calibration_images > 0, "{q:?}");
+        assert_eq!(card.precision, "int8");
+    }
 }
 
 #[test]
