@@ -21,14 +21,10 @@ use crate::run_args::{report_failures, run_with_progress, RunArgs};
 fn outputs(model: &Model, items: &[InputItem], what: &str) -> anyhow::Result<Outputs> {
     let results = run_with_progress(model, items, what);
     report_failures(items, &results)?;
-    let names = model.output_names();
-    let column = |name: &str| -> anyhow::Result<usize> {
-        names
-            .iter()
-            .position(|n| n == name)
-            .with_context(|| format!("{} has no `{name}` output", model.path().display()))
-    };
-    let (p, z) = (column("probabilities")?, column("latent")?);
+    let (p, z) = (
+        model.output_index("probabilities")?,
+        model.output_index("latent")?,
+    );
     let mut out = Outputs {
         probabilities: vec![],
         latent: vec![],

@@ -61,11 +61,7 @@ pub fn index(args: &IndexArgs) -> anyhow::Result<()> {
     let catalog = Catalog::read(&args.data)?;
     let items = from_catalog(&catalog);
     let results = run_with_progress(&model, &items, "index");
-    let latent = model
-        .output_names()
-        .iter()
-        .position(|n| n == "latent")
-        .with_context(|| format!("{} has no `latent` output", model.path().display()))?;
+    let latent = model.output_index("latent")?;
     let mut vectors = Vec::with_capacity(items.len() * dim);
     let mut entries = Vec::with_capacity(items.len());
     for (item, r) in items.iter().zip(&results) {
@@ -217,11 +213,7 @@ pub fn search(args: &SearchArgs) -> anyhow::Result<()> {
     let library = Library::new(&index, index_path, strategy, target)?;
     let items = expand(&args.queries)?;
     let results = run_with_progress(&model, &items, "search");
-    let latent = model
-        .output_names()
-        .iter()
-        .position(|n| n == "latent")
-        .with_context(|| format!("{} has no `latent` output", model.path().display()))?;
+    let latent = model.output_index("latent")?;
     let mut out = Vec::new();
     let mut pictures: Vec<(Image, Vec<Image>)> = Vec::new();
     for (item, r) in items.iter().zip(&results) {

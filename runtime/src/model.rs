@@ -201,6 +201,20 @@ impl Model {
         &self.outputs
     }
 
+    /// Where the output called `name` is among [`Model::output_names`] (and so among a run's
+    /// rows), or an error naming the file and the outputs it has.
+    pub fn output_index(&self, name: &str) -> Result<usize> {
+        self.outputs.iter().position(|n| n == name).ok_or_else(|| {
+            Error::invalid(
+                &self.path,
+                format!(
+                    "the model has no `{name}` output (it has {:?})",
+                    self.outputs
+                ),
+            )
+        })
+    }
+
     /// How the model runs.
     pub fn options(&self) -> RunOptions {
         self.options

@@ -114,7 +114,7 @@ fn variants(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
 }
 
 fn outputs(model: &Model, run: &PreparedRun, name: &str) -> Option<Vec<Vec<f32>>> {
-    let i = model.output_names().iter().position(|n| n == name)?;
+    let i = model.output_index(name).ok()?;
     Some(run.samples.iter().map(|s| s.rows[i].clone()).collect())
 }
 
@@ -122,21 +122,6 @@ fn argmax(v: &[f32]) -> usize {
     (0..v.len())
         .max_by(|&a, &b| v[a].total_cmp(&v[b]))
         .unwrap_or(0)
-}
-
-fn cosine(a: &[f32], b: &[f32]) -> f64 {
-    let dot: f64 = a
-        .iter()
-        .zip(b)
-        .map(|(x, y)| f64::from(*x) * f64::from(*y))
-        .sum();
-    let na: f64 = a.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
-    let nb: f64 = b.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
-    if na == 0.0 || nb == 0.0 {
-        f64::from(u8::from(na == nb))
-    } else {
-        dot / (na * nb)
-    }
 }
 
 /// The folder of exported files to measure: `--models`, or `--checkpoint` exported into
@@ -220,9 +205,13 @@ pub fn run(args: &PrecisionArgs) -> anyhow::Result<()> {
             .zip(ref_probs.iter())
             .filter(|(a, b)| argmax(a) == argmax(b))
             .count();
-        let latent_cosine = latent
-            .zip(ref_latent.as_ref())
-            .map(|(l, r)| l.iter().zip(r).map(|(a, b)| cosine(a, b)).sum::<f64>() / n as f64);
+        let latent_cosine = latent.zip(ref_latent.as_ref()).map(|(l, r)| {
+            l.iter()
+                .zip(r)
+                .map(|(a, b)| deepgalaxy_export::agreement::cosine(a, b))
+                .sum::<f64>()
+                / n as f64
+        });
         quality.push(Quality {
             file: file.display().to_string(),
             precision: model.card().precision.clone(),
