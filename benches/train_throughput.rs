@@ -22,8 +22,10 @@ use deepgalaxy_train::optim::{Optimizer, OptimizerKind};
 use rand::SeedableRng;
 
 /// The allocator `deepgalaxy` itself uses (see `src/main.rs`), so the figures match the tool.
+#[path = "../src/allocator.rs"]
+mod allocator;
 #[global_allocator]
-static ALLOCATOR: deepgalaxy_train::allocator::MiMalloc = deepgalaxy_train::allocator::MiMalloc;
+static ALLOCATOR: allocator::MiMalloc = allocator::MiMalloc;
 
 fn peak_rss_mb() -> f64 {
     std::fs::read_to_string("/proc/self/status")
@@ -114,7 +116,7 @@ fn torch(graph: &Graph, batch: usize, threads: usize, steps: usize) -> Option<f6
 }
 
 fn main() {
-    deepgalaxy_train::allocator::keep_freed_memory();
+    allocator::keep_freed_memory();
     let threads: usize = std::env::var("RAYON_NUM_THREADS")
         .ok()
         .and_then(|v| v.parse().ok())

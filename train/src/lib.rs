@@ -16,7 +16,6 @@
 //!
 //! It knows nothing about ONNX.
 
-pub mod allocator;
 pub mod augment;
 pub mod checkpoint;
 pub mod config;

@@ -1,4 +1,6 @@
-//! The memory allocator training runs on: mimalloc, told to keep the memory it frees.
+//! The binary's memory allocator: mimalloc, told to keep the memory it frees (a program's
+//! choice, so it lives here and not in a library; `benches/train_throughput.rs` includes this
+//! file to measure with the same allocator).
 //!
 //! A training step allocates and frees tensors of tens of MB. glibc's malloc handed each back
 //! to the kernel (mmap/munmap), and the page faults and TLB shootdowns were a fifth of a step
@@ -34,8 +36,6 @@ pub fn keep_freed_memory() {
 
 #[cfg(test)]
 mod tests {
-    use super::MI_OPTION_PURGE_DELAY;
-
     /// The index names the purge delay: its default is 1,000 ms in mimalloc v3, a value no
     /// neighbouring option has (they are 0, 1 or 100).
     #[test]
@@ -44,7 +44,7 @@ mod tests {
             return; // the environment set it; the default is not observable
         }
         // SAFETY: reads one option; no other test touches mimalloc's options
-        let value = unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) };
+        let value = unsafe { libmimalloc_sys::mi_option_get(super::MI_OPTION_PURGE_DELAY) };
         assert_eq!(value, 1000);
     }
 }
