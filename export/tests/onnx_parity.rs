@@ -249,6 +249,13 @@ fn tract_agrees_with_candle_for_every_backbone_and_file() {
     let tmp = tempfile::tempdir().unwrap();
     for (name, case, path) in exported_cases(tmp.path()) {
         let target = case.target;
+        // the file's input is the one the case feeds
+        let inputs = deepgalaxy_export::inspect_onnx(&path).unwrap().inputs;
+        assert_eq!(
+            inputs.first().map(String::as_str),
+            Some(case.input),
+            "{name} {target:?}"
+        );
         let tract = TractBackend::open(&path, 1).unwrap();
         let input = deepgalaxy_runtime::backend::Tensor::new(
             case.value.dims().to_vec(),
