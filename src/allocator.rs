@@ -6,9 +6,9 @@
 //! to the kernel (mmap/munmap), and the page faults and TLB shootdowns were a fifth of a step
 //! (`benches/README.md`, Training); mimalloc reuses them, but by default it still returns
 //! ("purges") memory that stays free for a second, and the kernel then zeroes fresh pages on
-//! the next step: 47,000 page faults in a one-thread benchmark run, 760 with purging off, and
-//! 1.05-1.3x faster steps. The peak is reached on every step anyway, so keeping it costs no
-//! memory that a step does not use.
+//! the next step. With purging off, page faults and step times fall (figures:
+//! `benches/README.md`, Training). The peak is reached on every step anyway, so keeping it
+//! costs no memory that a step does not use.
 
 pub use mimalloc::MiMalloc;
 

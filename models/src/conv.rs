@@ -41,9 +41,8 @@ const PLANAR_MAX_OUTPUTS: usize = 8;
 /// images in place. Where it has fewer (the deep layers, e.g. 4 positions against 1,152
 /// weights), per-image products would be thin, so the images' transposed blocks are stacked
 /// into one (N*Ho*Wo, K) matrix: one product forward, one for each gradient, and a transpose
-/// of the output and of its gradient. Measured on the training benchmark: resnet at 64 px
-/// 66 -> 121 images/s, efficientnet 17 -> 37; stacking every layer instead was slower
-/// (`benches/README.md`, Training).
+/// of the output and of its gradient. The choice was measured on the training benchmark,
+/// where it beat stacking every layer (figures: `benches/README.md`, Training).
 pub fn conv2d(x: &Tensor, kernel: &Tensor, stride: usize, padding: usize) -> Result<Tensor> {
     let (_, c, h, w) = x.dims4()?;
     let (o, _, kh, kw) = kernel.dims4()?;

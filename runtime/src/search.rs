@@ -16,13 +16,12 @@
 //! * **[`Strategy::Auto`]**, from the `latent_search` benchmark (`benches/README.md`,
 //!   "Runtime: latent search"; 2 cores, k = 6):
 //!   - fewer than [`AUTO_MIN_KD_LEN`] vectors, or a dimension without a kd-tree: brute force
-//!     (a brute query over 1000 latents takes 5-15 µs; a tree buys little);
-//!   - dimension 8 (up to [`AUTO_MAX_STATIC_KD_DIM`]): the kd-tree, 1.4-46x faster than
-//!     brute force on every 8-D library measured, clustered or uniform;
+//!     (a brute query over so few latents takes microseconds; a tree buys little);
+//!   - dimension 8 (up to [`AUTO_MAX_STATIC_KD_DIM`]): the kd-tree, faster than brute force
+//!     on every 8-D library measured, clustered or uniform;
 //!   - dimension 16, 32 or 64: measured on the data itself, because there the winner flips
-//!     with the data's structure: on clustered latents the kd-tree was 2-31x faster
-//!     (16-D: 15-31x at 10k-1M vectors), on uniform ones brute force was up to 2.5x (16-D)
-//!     and 5x (64-D) faster. The tree is built, [`AUTO_PROBES`] of the library's own
+//!     with the data's structure: on clustered latents the kd-tree was faster, on uniform
+//!     ones brute force was. The tree is built, [`AUTO_PROBES`] of the library's own
 //!     vectors, evenly spaced, are searched both ways, and the faster path is kept. Only
 //!     the speed depends on this timing, never the results (both paths return identical
 //!     neighbours).
