@@ -22,6 +22,10 @@ pub enum GridArg {
     Small,
     /// Nine mergers spread over the paper's ratios, for `deepgalaxy demo`.
     Demo,
+    /// 36 mergers that also vary the orbit: 4 size x mass pairs, pericentres of 0.5, 1 and 2
+    /// disk scale lengths, eccentricities 0.9, 1 and 1.1 (--pericenter and --eccentricity
+    /// do not apply to them).
+    Orbits,
 }
 
 /// Output format.
@@ -141,6 +145,7 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
         GridArg::Paper => Grid::Paper,
         GridArg::Small => Grid::Small,
         GridArg::Demo => Grid::Demo,
+        GridArg::Orbits => Grid::Orbits,
     };
     let grid = match args.mergers {
         Some(0) => anyhow::bail!("--mergers must be at least 1"),

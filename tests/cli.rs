@@ -422,23 +422,7 @@ fn fits_simulations_train_on_one_physical_scale() {
     let tmp = tempfile::tempdir().unwrap();
     let (sims, run) = (tmp.path().join("sims"), tmp.path().join("run"));
     let a = OsStr::new;
-    let (ok, _, err) = deepgalaxy(&[
-        a("simulate"),
-        a("--out"),
-        sims.as_os_str(),
-        a("--grid"),
-        a("small"),
-        a("--mergers"),
-        a("1"),
-        a("--particles"),
-        a("1000"),
-        a("--size"),
-        a("16"),
-        a("--format"),
-        a("fits"),
-    ]);
-    assert!(ok, "simulate: {err}");
-    let catalog = sims.join("catalog.csv");
+    let catalog = common::simulate_fits(&sims);
     let text = std::fs::read_to_string(&catalog).unwrap();
     assert!(
         text.lines().nth(1).unwrap().contains(".fits"),

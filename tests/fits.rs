@@ -85,25 +85,8 @@ fn astropy_written_now_reads_back_the_same() {
 #[test]
 fn astropy_reads_the_fits_images_simulate_writes() {
     let tmp = tempfile::tempdir().unwrap();
-    let out = tmp.path().join("sims");
-    let a = std::ffi::OsStr::new;
-    let (ok, _, err) = common::deepgalaxy(&[
-        a("simulate"),
-        a("--out"),
-        out.as_os_str(),
-        a("--grid"),
-        a("small"),
-        a("--mergers"),
-        a("1"),
-        a("--particles"),
-        a("1000"),
-        a("--size"),
-        a("16"),
-        a("--format"),
-        a("fits"),
-    ]);
-    assert!(ok, "simulate: {err}");
-    let catalog = deepgalaxy_core::Catalog::read(&out.join("catalog.csv")).unwrap();
+    let catalog =
+        deepgalaxy_core::Catalog::read(&common::simulate_fits(&tmp.path().join("sims"))).unwrap();
     let rows: Vec<_> = catalog.records.iter().step_by(97).collect();
     let paths: Vec<std::path::PathBuf> = rows.iter().map(|r| catalog.resolve(r)).collect();
     let args: Vec<&std::ffi::OsStr> = paths.iter().map(|p| p.as_os_str()).collect();

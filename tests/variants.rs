@@ -139,10 +139,12 @@ fn trained() -> &'static Trained {
                 MergerSpec {
                     size_ratio: 1.0,
                     mass_ratio: 1.0,
+                    orbit: None,
                 },
                 MergerSpec {
                     size_ratio: 1.25,
                     mass_ratio: 1.5,
+                    orbit: None,
                 },
             ]),
             99,

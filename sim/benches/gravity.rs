@@ -21,6 +21,7 @@ fn particles(n: usize) -> deepgalaxy_sim::particles::Particles {
     let spec = MergerSpec {
         size_ratio: 1.0,
         mass_ratio: 1.0,
+        orbit: None,
     };
     initial_conditions(&spec, &MergerConfig::with_particles(n), 1)
         .expect("valid settings")
@@ -123,6 +124,7 @@ fn sim() -> (f64, f64, usize) {
     let spec = MergerSpec {
         size_ratio: 1.0,
         mass_ratio: 1.0,
+        orbit: None,
     };
     let cfg = SimulateConfig {
         grid: Grid::Custom(vec![spec]),

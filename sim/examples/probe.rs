@@ -34,6 +34,7 @@ fn main() {
     let spec = MergerSpec {
         size_ratio: s,
         mass_ratio: m,
+        orbit: None,
     };
     let t0 = std::time::Instant::now();
     let mut e0 = 0.0;

@@ -244,7 +244,13 @@ fn check(cfg: &SimulateConfig) -> Result<()> {
                 .into(),
         ));
     }
-    validate(&cfg.merger)
+    validate(&cfg.merger)?;
+    // a merger with its own orbit is checked with it
+    for spec in cfg.grid.specs().iter().filter(|s| s.orbit.is_some()) {
+        validate(&spec.config(&cfg.merger))
+            .map_err(|e| Error::Config(format!("{}: {e}", spec.name())))?;
+    }
+    Ok(())
 }
 
 fn key_of(cfg: &SimulateConfig, spec: &MergerSpec, brightness: &Brightness) -> RunKey {
@@ -257,7 +263,7 @@ fn key_of(cfg: &SimulateConfig, spec: &MergerSpec, brightness: &Brightness) -> R
         size: cfg.size,
         bits: cfg.bits,
         stretch: cfg.stretch,
-        merger: format!("{:?}", cfg.merger),
+        merger: format!("{:?}", spec.config(&cfg.merger)),
         field_kpc: brightness.kpc_per_pixel * f64::from(cfg.size),
         full_scale: brightness.full_scale,
         observation: format!("{:?}", cfg.observation),
@@ -402,7 +408,7 @@ fn run_one(
     let mut states = Vec::new();
     let (_, run) = run_merger(
         spec,
-        &cfg.merger,
+        &spec.config(&cfg.merger),
         spec.seed(cfg.seed),
         |grid, sim, _| {
             let p = &sim.particles;
@@ -627,7 +633,7 @@ fn noise_seed(simulation: u64, camera: usize, grid: usize) -> u64 {
 pub fn grid_field_kpc(specs: &[MergerSpec], cfg: &MergerConfig) -> Result<f64> {
     let mut widest: f64 = 0.0;
     for spec in specs {
-        widest = widest.max(SetUp::new(spec, cfg)?.half_width());
+        widest = widest.max(SetUp::new(spec, &spec.config(cfg))?.half_width());
     }
     Ok((2.0 * widest).ceil())
 }

@@ -18,26 +18,64 @@ pub const SNAPSHOTS: usize = 71;
 /// Size and mass ratios of the paper's grid.
 pub const RATIOS: [f64; 6] = [0.25, 0.5, 0.75, 1.0, 1.25, 1.5];
 
-/// One merger of the grid: the secondary galaxy is the primary scaled in size and mass.
+/// One merger of the grid: the secondary galaxy is the primary scaled in size and mass, on
+/// the run's orbit or one of its own.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct MergerSpec {
     /// Secondary / primary length scale.
     pub size_ratio: f64,
     /// Secondary / primary mass.
     pub mass_ratio: f64,
+    /// This merger's own orbit (`None`: the run's [`MergerConfig`] orbit).
+    pub orbit: Option<OrbitShape>,
+}
+
+/// The shape of an orbit: how close the galaxies pass and how bound they are.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct OrbitShape {
+    /// Pericentre in mean disk scale lengths ([`MergerConfig::pericenter_radii`]).
+    pub pericenter_radii: f64,
+    /// Eccentricity ([`MergerConfig::eccentricity`]).
+    pub eccentricity: f64,
 }
 
 impl MergerSpec {
-    /// Folder and group name, `s_{size}_m_{mass}` as in the original HDF5 files.
+    /// Folder and group name: `s_{size}_m_{mass}` as in the original HDF5 files, and
+    /// `_p{pericentre}_e{eccentricity}` after it for a merger with its own orbit.
     pub fn name(&self) -> String {
-        format!("s_{}_m_{}", self.size_ratio, self.mass_ratio)
+        let base = format!("s_{}_m_{}", self.size_ratio, self.mass_ratio);
+        match self.orbit {
+            None => base,
+            Some(o) => format!("{base}_p{}_e{}", o.pericenter_radii, o.eccentricity),
+        }
     }
 
-    /// A per-simulation seed derived from the dataset seed and the ratios.
+    /// A per-simulation seed derived from the dataset seed, the ratios and the merger's own
+    /// orbit (so two orbits of one pair get their own disk orientations).
     pub fn seed(&self, dataset_seed: u64) -> u64 {
         let s = (self.size_ratio * 1000.0).round() as u64;
         let m = (self.mass_ratio * 1000.0).round() as u64;
-        splitmix64(splitmix64(dataset_seed ^ 0x5EED_0000_0000) ^ (s << 20) ^ m)
+        let ratios = splitmix64(splitmix64(dataset_seed ^ 0x5EED_0000_0000) ^ (s << 20) ^ m);
+        match self.orbit {
+            None => ratios,
+            Some(o) => {
+                let p = (o.pericenter_radii * 1000.0).round() as u64;
+                let e = (o.eccentricity * 1000.0).round() as u64;
+                splitmix64(ratios ^ (p << 24) ^ e)
+            }
+        }
+    }
+
+    /// The run's settings with this merger's own orbit, if it has one.
+    pub fn config(&self, run: &MergerConfig) -> MergerConfig {
+        match self.orbit {
+            None => *run,
+            Some(o) => MergerConfig {
+                pericenter_radii: o.pericenter_radii,
+                eccentricity: o.eccentricity,
+                ..*run
+            },
+        }
     }
 }
 
@@ -58,6 +96,10 @@ pub enum Grid {
     Small,
     /// Nine mergers spread over the paper's ratios, for `deepgalaxy demo` ([`DEMO_GRID`]).
     Demo,
+    /// 36 mergers that vary the orbit as well as the galaxies ([`ORBIT_GRID_RATIOS`] x
+    /// [`ORBIT_GRID_PERICENTERS`] x [`ORBIT_GRID_ECCENTRICITIES`]): as many images as the
+    /// paper grid, more distinct encounters (each also draws its own disk orientations).
+    Orbits,
     /// Any list of mergers (e.g. one simulation for a quick demo).
     Custom(Vec<MergerSpec>),
 }
@@ -72,6 +114,7 @@ impl Grid {
                     RATIOS.iter().map(move |&m| MergerSpec {
                         size_ratio: s,
                         mass_ratio: m,
+                        orbit: None,
                     })
                 })
                 .collect(),
@@ -80,6 +123,7 @@ impl Grid {
                 .map(|&(s, m)| MergerSpec {
                     size_ratio: s,
                     mass_ratio: m,
+                    orbit: None,
                 })
                 .collect(),
             Grid::Demo => DEMO_GRID
@@ -87,12 +131,39 @@ impl Grid {
                 .map(|&(size_ratio, mass_ratio)| MergerSpec {
                     size_ratio,
                     mass_ratio,
+                    orbit: None,
+                })
+                .collect(),
+            Grid::Orbits => ORBIT_GRID_RATIOS
+                .iter()
+                .flat_map(|&(size_ratio, mass_ratio)| {
+                    ORBIT_GRID_PERICENTERS.iter().flat_map(move |&p| {
+                        ORBIT_GRID_ECCENTRICITIES.iter().map(move |&e| MergerSpec {
+                            size_ratio,
+                            mass_ratio,
+                            orbit: Some(OrbitShape {
+                                pericenter_radii: p,
+                                eccentricity: e,
+                            }),
+                        })
+                    })
                 })
                 .collect(),
             Grid::Custom(specs) => specs.clone(),
         }
     }
 }
+
+/// The (size ratio, mass ratio) pairs of [`Grid::Orbits`]: equal galaxies, a small dense
+/// companion and a large diffuse one, the extremes and the middle of the paper's range.
+pub const ORBIT_GRID_RATIOS: [(f64, f64); 4] = [(1.0, 1.0), (0.5, 0.25), (1.5, 0.5), (0.75, 1.25)];
+
+/// Pericentres of [`Grid::Orbits`], in mean disk scale lengths: a near head-on pass, the
+/// default, and a wide one.
+pub const ORBIT_GRID_PERICENTERS: [f64; 3] = [0.5, 1.0, 2.0];
+
+/// Eccentricities of [`Grid::Orbits`]: bound, parabolic (the default) and slightly hyperbolic.
+pub const ORBIT_GRID_ECCENTRICITIES: [f64; 3] = [0.9, 1.0, 1.1];
 
 /// The demo grid: (size ratio, mass ratio) pairs covering the paper's range, in an order
 /// where every prefix (`--mergers N`) still spreads over it.
@@ -128,6 +199,7 @@ pub fn demo_held_out(mergers: usize) -> (Vec<String>, Vec<String>) {
                 MergerSpec {
                     size_ratio,
                     mass_ratio,
+                    orbit: None,
                 }
                 .name()
             })
@@ -562,6 +634,30 @@ pub fn run_merger(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_orbit_grid_has_36_distinct_mergers_with_their_own_orbits_and_seeds() {
+        let specs = Grid::Orbits.specs();
+        assert_eq!(specs.len(), 36);
+        let names: std::collections::BTreeSet<String> = specs.iter().map(|s| s.name()).collect();
+        let seeds: std::collections::BTreeSet<u64> = specs.iter().map(|s| s.seed(0)).collect();
+        assert_eq!((names.len(), seeds.len()), (36, 36));
+        assert!(names.contains("s_0.5_m_0.25_p2_e1.1"), "{names:?}");
+        let run = MergerConfig::default();
+        for s in &specs {
+            let o = s.orbit.expect("every merger has its own orbit");
+            let cfg = s.config(&run);
+            assert_eq!(
+                (cfg.pericenter_radii, cfg.eccentricity),
+                (o.pericenter_radii, o.eccentricity)
+            );
+            assert_eq!(cfg.particles, run.particles);
+        }
+        // a merger without its own orbit keeps the paper's name, seed and the run's orbit
+        let paper = Grid::Paper.specs()[0];
+        assert_eq!(paper.name(), "s_0.25_m_0.25");
+        assert_eq!(paper.config(&run), run);
+    }
 
     #[test]
     fn the_demo_keeps_its_held_out_mergers_inside_the_grid_and_leaves_some_to_train_on() {

@@ -243,6 +243,7 @@ fn another_seed_gives_other_images() {
     let one = MergerSpec {
         size_ratio: 1.0,
         mass_ratio: 1.0,
+        orbit: None,
     };
     let tmp = tempfile::tempdir().expect("tempdir");
     let a = tmp.path().join("a");
@@ -268,10 +269,12 @@ fn linear_images_sum_to_the_disk_mass_on_one_scale_for_the_grid() {
         MergerSpec {
             size_ratio: 1.0,
             mass_ratio: 0.5,
+            orbit: None,
         },
         MergerSpec {
             size_ratio: 0.75,
             mass_ratio: 1.5,
+            orbit: None,
         },
     ];
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -295,11 +298,46 @@ fn linear_images_sum_to_the_disk_mass_on_one_scale_for_the_grid() {
 }
 
 #[test]
+fn mergers_of_the_orbit_grid_run_on_their_own_orbits() {
+    let specs: Vec<MergerSpec> = Grid::Orbits
+        .specs()
+        .into_iter()
+        .filter(|s| s.name() == "s_1_m_1_p0.5_e0.9" || s.name() == "s_1_m_1_p2_e1.1")
+        .collect();
+    assert_eq!(specs.len(), 2);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut cfg = config(Grid::Custom(specs.clone()), 1000, 16, 3, 2);
+    cfg.merger.snapshots = 3;
+    cfg.merger.first_pericenter_myr = 5.0;
+    let (cat, _) = run(&cfg, tmp.path());
+    let column = |sim: &str, key: &str| -> f64 {
+        let r = cat
+            .records
+            .iter()
+            .find(|r| r.simulation.as_deref() == Some(sim))
+            .expect("rows of the merger");
+        r.extra[key].parse().expect("number")
+    };
+    let (near, wide) = ("s_1_m_1_p0.5_e0.9", "s_1_m_1_p2_e1.1");
+    assert_eq!(column(near, "orbit_eccentricity"), 0.9);
+    assert_eq!(column(wide, "orbit_eccentricity"), 1.1);
+    // the same two galaxies: the requested pericentre scales with the pericentre radii
+    let ratio = column(wide, "orbit_pericenter_kpc") / column(near, "orbit_pericenter_kpc");
+    assert!((ratio - 4.0).abs() < 1e-6, "{ratio}");
+    // each merger draws its own disk orientations
+    assert_ne!(
+        column(near, "disk1_inclination_deg"),
+        column(wide, "disk1_inclination_deg")
+    );
+}
+
+#[test]
 fn fits_images_hold_the_surface_brightness_the_pngs_show_and_its_scale() {
     use deepgalaxy_sim::{BitDepth, Stretch};
     let one = MergerSpec {
         size_ratio: 1.0,
         mass_ratio: 0.5,
+        orbit: None,
     };
     let tmp = tempfile::tempdir().expect("tempdir");
     let mut cfg = config(Grid::Custom(vec![one]), 2000, 32, 5, 2);
@@ -419,6 +457,7 @@ fn hdf5_output_follows_the_original_layout() {
     let spec = MergerSpec {
         size_ratio: 0.5,
         mass_ratio: 1.5,
+        orbit: None,
     };
     let tmp = tempfile::tempdir().expect("tempdir");
     let mut cfg = config(Grid::Custom(vec![spec]), 1000, 16, 3, 2);

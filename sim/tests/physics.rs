@@ -23,6 +23,7 @@ fn merger_particles(n: usize) -> Particles {
     let spec = MergerSpec {
         size_ratio: 0.75,
         mass_ratio: 0.5,
+        orbit: None,
     };
     initial_conditions(&spec, &cfg, 7)
         .expect("valid settings")

@@ -37,6 +37,7 @@ pub fn run(args: &SpeedupArgs) -> anyhow::Result<()> {
         grid: Grid::Custom(vec![MergerSpec {
             size_ratio: 1.0,
             mass_ratio: 1.0,
+            orbit: None,
         }]),
         merger: MergerConfig::with_particles(args.particles),
         size: args.size,

@@ -59,6 +59,29 @@ pub fn deepgalaxy(args: &[&std::ffi::OsStr]) -> (bool, String, String) {
     )
 }
 
+/// `deepgalaxy simulate` of one small merger (1,000 particles, 16 px) into `out` as FITS
+/// images, in a few seconds; returns its catalog.
+pub fn simulate_fits(out: &Path) -> PathBuf {
+    let a = std::ffi::OsStr::new;
+    let (ok, _, err) = deepgalaxy(&[
+        a("simulate"),
+        a("--out"),
+        out.as_os_str(),
+        a("--grid"),
+        a("small"),
+        a("--mergers"),
+        a("1"),
+        a("--particles"),
+        a("1000"),
+        a("--size"),
+        a("16"),
+        a("--format"),
+        a("fits"),
+    ]);
+    assert!(ok, "simulate: {err}");
+    out.join("catalog.csv")
+}
+
 /// Writes a 16-bit grey PNG whose pixel (x, y) is `f(x, y)`.
 pub fn write_png16(path: &Path, w: u32, h: u32, f: impl Fn(u32, u32) -> u16) {
     let buf =
