@@ -126,6 +126,36 @@ fn inspect_bad_input_fails_naming_the_file() {
 
     let (ok, _, err) = deepgalaxy(&[OsStr::new("inspect"), OsStr::new("/no/such/file.png")]);
     assert!(!ok && err.contains("/no/such/file.png"), "{err}");
+
+    // --markdown is the page of a model's card: an image has none
+    let (ok, _, err) = deepgalaxy(&[
+        OsStr::new("inspect"),
+        good.as_os_str(),
+        OsStr::new("--markdown"),
+    ]);
+    assert!(
+        !ok && err.contains("good.png") && err.contains("--markdown is for models"),
+        "{err}"
+    );
+}
+
+#[test]
+fn evaluate_record_needs_a_model_file_to_write_into() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tiny_catalog(tmp.path(), 4, 2);
+    let (ok, _, err) = deepgalaxy(&[
+        OsStr::new("evaluate"),
+        OsStr::new("--data"),
+        data.as_os_str(),
+        OsStr::new("--out"),
+        tmp.path().join("eval").as_os_str(),
+        OsStr::new("--record"),
+    ]);
+    assert!(
+        !ok && err.contains("--record writes the scores into the model file"),
+        "{err}"
+    );
+    assert!(!tmp.path().join("eval").exists(), "nothing is written");
 }
 
 #[cfg(feature = "hdf5")]
