@@ -404,6 +404,7 @@ fn run_one(
     let size = cfg.size as usize;
     let name = spec.name();
     let ext = cfg.format.extension();
+    let fits_shared = fits_header(&text, &name, brightness, size);
     // energy and virial ratio at every point of the run's snapshot grid
     let mut states = Vec::new();
     let (_, run) = run_merger(
@@ -431,7 +432,7 @@ fn run_one(
                     }
                     let path = dir.join(grid_image_name(c, grid, ext));
                     let bytes = if cfg.format == OutputFormat::Fits {
-                        let header = fits_header(&text, &name, c, grid, brightness, size);
+                        let header = image_cards(&fits_shared, c, grid);
                         let values: Vec<f32> = sb.iter().map(|&v| v as f32).collect();
                         encode_image(size, size, &values, &header).map_err(|e| Error::Image {
                             path: path.clone(),
@@ -566,17 +567,16 @@ fn observation_columns(obs: &Observation) -> BTreeMap<String, String> {
     columns
 }
 
-/// The header of a FITS image: the pixel scale as a linear WCS in kpc from the frame's centre,
-/// the unit, and the scale and observation columns of the catalog under FITS keywords.
+/// The header cards every FITS image of a merger shares: the pixel scale as a linear WCS in
+/// kpc from the frame's centre, the unit, and the scale and observation columns of the
+/// catalog under FITS keywords ([`image_cards`] adds each image's own).
 fn fits_header(
     columns: &[(&str, String)],
     simulation: &str,
-    camera: usize,
-    grid: usize,
     brightness: &Brightness,
     size: usize,
 ) -> Vec<HeaderCard> {
-    use HeaderValue::{Integer, Real, Text};
+    use HeaderValue::{Real, Text};
     let centre = 0.5 * size as f64 + 0.5;
     let mut cards = vec![
         HeaderCard::new("BUNIT", Text("Lsun/pc2".into()), "surface brightness"),
@@ -584,12 +584,6 @@ fn fits_header(
             "OBJECT",
             Text(simulation.into()),
             "merger: size and mass ratio",
-        ),
-        HeaderCard::new("CAMERA", Integer(camera as i64), "viewing direction (0-13)"),
-        HeaderCard::new(
-            "GRIDPT",
-            Integer(grid as i64),
-            "point of the run's snapshot grid",
         ),
     ];
     for axis in ["1", "2"] {
@@ -619,6 +613,21 @@ fn fits_header(
             cards.push(HeaderCard::new(keyword, value, comment));
         }
     }
+    cards
+}
+
+/// `shared` and the cards of one image: its camera and its point of the run's snapshot grid.
+fn image_cards(shared: &[HeaderCard], camera: usize, grid: usize) -> Vec<HeaderCard> {
+    use HeaderValue::Integer;
+    let mut cards = shared.to_vec();
+    cards.extend([
+        HeaderCard::new("CAMERA", Integer(camera as i64), "viewing direction (0-13)"),
+        HeaderCard::new(
+            "GRIDPT",
+            Integer(grid as i64),
+            "point of the run's snapshot grid",
+        ),
+    ]);
     cards
 }
 
