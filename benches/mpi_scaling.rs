@@ -19,11 +19,12 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Mutex;
 use std::time::Instant;
 
+use deepgalaxy_collective::{Collective, Mpi};
 use deepgalaxy_core::preprocess::Preprocess;
 use deepgalaxy_core::{Catalog, CatalogRecord};
 use deepgalaxy_models::{Backbone, Graph, ModelSpec};
 use deepgalaxy_train::augment::Augment;
-use deepgalaxy_train::distributed::{Collective, Mpi, Network, Parallel};
+use deepgalaxy_train::distributed::{Network, Parallel};
 use deepgalaxy_train::optim::OptimizerKind;
 use deepgalaxy_train::schedule::{Schedule, ScheduleKind};
 use deepgalaxy_train::split::SplitKind;

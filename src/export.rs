@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
+use candle_core::Device;
 use deepgalaxy_export::calibrate::Method;
 use deepgalaxy_export::files::Written;
 use deepgalaxy_export::quantize::ActivationType;
@@ -103,7 +104,8 @@ pub fn checkpoint_folder(path: &Path) -> PathBuf {
 /// Exports the checkpoint at `checkpoint` (a run folder or its checkpoint/) into `out` and
 /// prints what was written.
 pub fn export(checkpoint: &Path, out: &Path, opts: &ExportOptions) -> anyhow::Result<Vec<Written>> {
-    let written = deepgalaxy_export::export_checkpoint(&checkpoint_folder(checkpoint), out, opts)?;
+    let ck = deepgalaxy_train::checkpoint::load(&checkpoint_folder(checkpoint), &Device::Cpu)?;
+    let written = deepgalaxy_export::export_model(&ck.graph, &ck.weights, &ck.card()?, out, opts)?;
     for w in &written {
         println!("wrote {} ({})", w.path.display(), w.precision.name());
     }

@@ -11,7 +11,9 @@ use deepgalaxy_runtime::predict::{
     Tally,
 };
 
-use crate::run_args::{report_errors, run_in_order_with_progress, ModelArgs};
+use crate::run_args::{
+    report_errors, run_in_order_with_progress, run_sharded_with_progress, ModelArgs,
+};
 
 /// Predict the merger timescale of images with an exported model.
 #[derive(Debug, clap::Args)]
@@ -38,7 +40,7 @@ pub struct PredictArgs {
 
 /// Runs `predict`.
 pub fn run(args: &PredictArgs) -> anyhow::Result<()> {
-    let comm = crate::distributed::communicator(args.distributed)?;
+    let comm = deepgalaxy_collective::world(args.distributed)?;
     let comm = comm.as_ref();
     let opened = args
         .model
@@ -61,8 +63,7 @@ pub fn run(args: &PredictArgs) -> anyhow::Result<()> {
         wrote(written, "predictions", output);
         (tally, errors)
     } else {
-        let Some(results) = crate::distributed::run_sharded(comm, &model, &items, "predict")?
-        else {
+        let Some(results) = run_sharded_with_progress(comm, &model, &items)? else {
             return Ok(());
         };
         let preds = predictions(

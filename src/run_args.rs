@@ -4,10 +4,12 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use deepgalaxy_collective::Collective;
 use deepgalaxy_runtime::backend::BackendKind;
 use deepgalaxy_runtime::infer::{run_items, run_items_in_order, SampleResult};
 use deepgalaxy_runtime::inputs::InputItem;
 use deepgalaxy_runtime::model::{Model, RunOptions};
+use deepgalaxy_runtime::sharded::run_sharded;
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// Which model file and how to run it.
@@ -107,6 +109,21 @@ pub fn run_with_progress(model: &Model, items: &[InputItem], what: &str) -> Vec<
     let results = run_items(model, items, &|done| bar.set_position(done as u64));
     bar.finish_and_clear();
     results
+}
+
+/// [`run_sharded`] behind a progress bar on stderr (on rank 0, over its own part).
+pub fn run_sharded_with_progress(
+    comm: &dyn Collective,
+    model: &Model,
+    items: &[InputItem],
+) -> anyhow::Result<Option<Vec<SampleResult>>> {
+    let bar = progress_bar(0, "predict");
+    let results = run_sharded(comm, model, items, &|done, total| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64)
+    })?;
+    bar.finish_and_clear();
+    Ok(results)
 }
 
 /// [`run_items_in_order`] behind a progress bar on stderr: `keep` on the workers, `emit` here

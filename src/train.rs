@@ -15,7 +15,7 @@ use deepgalaxy_train::optim::OptimizerKind;
 use deepgalaxy_train::schedule::{Schedule, ScheduleKind};
 use deepgalaxy_train::split::{SplitKind, TestSet};
 use deepgalaxy_train::trainer::StepInfo;
-use deepgalaxy_train::{Extend, Heads, LossWeights, Observer, Outcome, TrainConfig};
+use deepgalaxy_train::{Heads, LossWeights, Observer, Outcome, ResumeChanges, TrainConfig};
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// Validation split.
@@ -370,13 +370,13 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         }
         eprintln!("\nstopping after this step; writing a checkpoint (Ctrl-C again to quit now)");
     });
-    let comm = crate::distributed::communicator(args.distributed)?;
+    let comm = deepgalaxy_collective::world(args.distributed)?;
     let bars = Bars {
         bar: Mutex::new(None),
     };
     let comm = comm.as_ref();
     let outcome = if args.resume {
-        let extend = Extend {
+        let extend = ResumeChanges {
             epochs: args.epochs,
             max_steps: args.max_steps.map(Some),
             data: args.data.clone(),

@@ -57,6 +57,17 @@ fn simulate(out: &Path, grid: Grid, seed: u64) -> PathBuf {
     out.join("catalog.csv")
 }
 
+/// Exports the checkpoint in `dir` as `deepgalaxy export` does: loaded by the trainer, its
+/// card built from the run, translated by export.
+fn export_checkpoint(
+    dir: &Path,
+    out: &Path,
+    opts: &ExportOptions,
+) -> deepgalaxy_core::Result<Vec<deepgalaxy_export::files::Written>> {
+    let ck = deepgalaxy_train::checkpoint::load(dir, &candle_core::Device::Cpu)?;
+    deepgalaxy_export::export_model(&ck.graph, &ck.weights, &ck.card()?, out, opts)
+}
+
 fn int8(calibration: &Path, method: Method) -> Int8Options {
     Int8Options {
         calibration: calibration.to_path_buf(),
@@ -131,7 +142,7 @@ fn trained() -> &'static Trained {
             int8: Some(int8(&data, Method::Percentile(99.99))),
         };
         let checkpoint = deepgalaxy_train::checkpoint::checkpoint_dir(&run);
-        let written = deepgalaxy_export::export_checkpoint(&checkpoint, &onnx, &opts).unwrap();
+        let written = export_checkpoint(&checkpoint, &onnx, &opts).unwrap();
         assert_eq!(written.len(), 8, "{written:?}");
         let val = simulate(
             &dir.path().join("val"),
@@ -152,7 +163,7 @@ fn trained() -> &'static Trained {
         let catalog = Catalog::read(&val).unwrap();
         let all: Vec<usize> = (0..catalog.records.len()).collect();
         let p = card(&onnx.join("model.onnx")).preprocess;
-        let pixels = deepgalaxy_train::data::load_images(&catalog, &all, &p, &|_, _| {}).unwrap();
+        let pixels = deepgalaxy_core::pixels::load_images(&catalog, &all, &p, &|_, _| {}).unwrap();
         let mut x = Vec::new();
         for px in &pixels {
             px.extend_f32(&mut x);
@@ -222,7 +233,7 @@ fn bad_calibration_input_is_a_clear_error_and_writes_nothing() {
         precisions: vec![Precision::Int8],
         int8,
     };
-    let e = deepgalaxy_export::export_checkpoint(&t.run, &out, &only_int8(None)).unwrap_err();
+    let e = export_checkpoint(&t.run, &out, &only_int8(None)).unwrap_err();
     assert!(e.to_string().contains("--calibration"), "{e}");
     // a calibration catalog whose only image is damaged
     let cat = Catalog::read(&t.data).unwrap();
@@ -232,7 +243,7 @@ fn bad_calibration_input_is_a_clear_error_and_writes_nothing() {
     std::fs::write(broken.join("cut.png"), &bytes[..bytes.len() / 2]).unwrap();
     std::fs::write(broken.join("catalog.csv"), "id_str,file_loc\ncut,cut.png\n").unwrap();
     let opts = only_int8(Some(int8(&broken.join("catalog.csv"), Method::Entropy)));
-    let e = deepgalaxy_export::export_checkpoint(&t.run, &out, &opts).unwrap_err();
+    let e = export_checkpoint(&t.run, &out, &opts).unwrap_err();
     assert!(e.to_string().contains("cut.png"), "{e}");
     assert!(!out.exists(), "nothing is written when a variant fails");
     let e = Precision::parse_list("fp32,int4").unwrap_err();

@@ -8,6 +8,8 @@
 //! * [`preprocess`]: the preprocessing contract, one serialisable [`Preprocess`] and the one
 //!   function, [`preprocess()`], that applies it. Training and inference both call it; nothing
 //!   else resizes or stretches an image.
+//! * [`pixels`]: preprocessed images stored in 8 or 16 bits, and [`pixels::load_images`], the
+//!   loader training and INT8 calibration share.
 //! * [`catalog`]: `catalog.csv` in the Zoobot convention plus DeepGalaxy's simulation columns.
 //! * [`hdf5`] (feature `hdf5`): the original DeepGalaxy HDF5 layout, read and written.
 //! * [`card`]: the model card that export writes into ONNX `metadata_props` and runtime reads.
@@ -33,6 +35,7 @@ pub mod image;
 pub mod inspect;
 pub mod io;
 pub mod limits;
+pub mod pixels;
 pub mod preprocess;
 pub mod time;
 

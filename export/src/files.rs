@@ -1,14 +1,13 @@
-//! From a training checkpoint to the files other observatories receive: `model.onnx`,
+//! From a trained model to the files other observatories receive: `model.onnx`,
 //! `autoencoder.onnx` and `decoder.onnx` and their reduced-precision variants, each with the
 //! model card; and back, reading the card
 //! and the interface of an ONNX file for `deepgalaxy inspect`.
 
 use std::path::{Path, PathBuf};
 
-use candle_core::Device;
-use deepgalaxy_core::card::{ModelCard, Simulations, TestRecord, CARD_VERSION};
+use deepgalaxy_core::card::{ModelCard, TestRecord};
 use deepgalaxy_core::{Error, Result};
-use deepgalaxy_train::checkpoint::{self, Checkpoint};
+use deepgalaxy_models::{Graph, Weights};
 use serde::Serialize;
 
 use crate::onnx::{export, read, set_card, write, Target};
@@ -17,57 +16,6 @@ use crate::variants::{
     Precision,
 };
 use onnx_protobuf::ModelProto;
-
-/// The card of a checkpoint: architecture, preprocessing, class times and their target,
-/// training-data digest, split, the simulations of each part and the last validation metrics.
-pub fn card_of(ck: &Checkpoint) -> Result<ModelCard> {
-    let s = &ck.state;
-    let mut metrics = std::collections::BTreeMap::new();
-    if let Some(v) = s.history.last().and_then(|r| r.val.as_ref()) {
-        for (k, x) in [
-            ("val_top1", v.top1),
-            ("val_within1", v.within1),
-            ("val_within2", v.within2),
-            ("val_mae_myr", v.mae_myr),
-            ("val_median_abs_myr", v.median_abs_myr),
-            ("val_within_10_myr", v.within_10_myr),
-            ("val_within_25_myr", v.within_25_myr),
-            ("val_coverage_1sigma", v.coverage_1sigma),
-            ("val_recon_mse", v.recon_mse),
-        ] {
-            metrics.insert(k.to_string(), x);
-        }
-    }
-    let card = ModelCard {
-        card_version: CARD_VERSION,
-        tool_version: env!("CARGO_PKG_VERSION").into(),
-        model_spec: serde_json::to_value(&ck.spec)
-            .map_err(|e| Error::setting("model card", e.to_string()))?,
-        preprocess: ck.spec.preprocess.clone(),
-        num_classes: ck.spec.num_classes,
-        class_t_myr: s.class_t_myr.clone(),
-        target: s.target,
-        time_sigma_scale: s
-            .history
-            .last()
-            .and_then(|r| r.val.as_ref())
-            .and_then(|v| v.sigma_scale),
-        simulations: Some(Simulations {
-            train: s.split.train_simulations.clone(),
-            validation: s.split.val_simulations.clone(),
-            test: s.split.test_simulations.clone(),
-        }),
-        latent_dim: Some(ck.spec.latent_dim),
-        training_digest: Some(s.training_digest.clone()),
-        split: Some(s.split.kind.name().into()),
-        metrics,
-        precision: "fp32".into(),
-        quantization: None,
-        test: None,
-    };
-    card.validate()?;
-    Ok(card)
-}
 
 /// A file an export wrote.
 #[derive(Debug, Clone, PartialEq)]
@@ -82,15 +30,18 @@ pub struct Written {
     pub format: Option<Int8Format>,
 }
 
-/// Exports the checkpoint in `checkpoint_dir` to `out`: the float32 `model.onnx`,
+/// Exports a trained model (its graph, weights and card) to `out`: the float32 `model.onnx`,
 /// `autoencoder.onnx` and `decoder.onnx` always, and the variants `opts` asks for (file names
 /// in [`crate::variants`]). Every file is built before the first is written, so a failure
 /// (say, an unreadable calibration image) leaves `out` as it was; each write is atomic.
-pub fn export_checkpoint(
-    checkpoint_dir: &Path,
+pub fn export_model(
+    graph: &Graph,
+    weights: &Weights,
+    card: &ModelCard,
     out: &Path,
     opts: &ExportOptions,
 ) -> Result<Vec<Written>> {
+    card.validate()?;
     let wants = |p: Precision| opts.precisions.contains(&p);
     let int8 = match (wants(Precision::Int8), &opts.int8) {
         (true, None) => {
@@ -102,8 +53,6 @@ pub fn export_checkpoint(
         (true, Some(o)) => Some(o),
         (false, _) => None,
     };
-    let ck = checkpoint::load(checkpoint_dir, &Device::Cpu)?;
-    let card = card_of(&ck)?;
     let mut files: Vec<(Written, ModelProto)> = Vec::new();
     let mut add =
         |target: Target, precision: Precision, format: Option<Int8Format>, model: ModelProto| {
@@ -124,13 +73,13 @@ pub fn export_checkpoint(
         };
     let mut fp32_model = None;
     for target in [Target::Model, Target::Autoencoder, Target::Decoder] {
-        let fp32 = export(&ck.graph, &ck.weights, &card, target)?;
+        let fp32 = export(graph, weights, card, target)?;
         if wants(Precision::Fp16) {
             add(
                 target,
                 Precision::Fp16,
                 None,
-                fp16_variant(&fp32, &ck.graph, &card)?,
+                fp16_variant(&fp32, graph, card)?,
             );
         }
         if target == Target::Model {
@@ -139,8 +88,8 @@ pub fn export_checkpoint(
         add(target, Precision::Fp32, None, fp32);
     }
     if let (Some(o), Some(fp32)) = (int8, fp32_model) {
-        let batches = calibration_batches(o, &ck.spec.preprocess, card.simulations.as_ref())?;
-        for (format, m) in int8_variants(&fp32, &ck.graph, &ck.weights, &card, o, &batches)? {
+        let batches = calibration_batches(o, &card.preprocess, card.simulations.as_ref())?;
+        for (format, m) in int8_variants(&fp32, graph, weights, card, o, &batches)? {
             add(Target::Model, Precision::Int8, Some(format), m);
         }
     }

@@ -6,7 +6,7 @@
 //! `tests/onnx_parity.rs`). Written with `onnx-protobuf` (IR 8, opset 17) and the model card in
 //! `metadata_props`.
 //!
-//! [`files`] turns a training checkpoint into `model.onnx`, `autoencoder.onnx` and
+//! [`files`] turns a trained model (graph, weights and card) into `model.onnx`, `autoencoder.onnx` and
 //! `decoder.onnx`, and reads an ONNX file's interface and card back.
 //!
 //! [`import`] reads an ONNX file's float initialisers back as tensors, for transfer learning.
@@ -23,11 +23,12 @@ pub mod calibrate;
 pub mod files;
 pub mod fp16;
 pub mod import;
+mod int8_parts;
 pub mod onnx;
 pub mod qdq;
 pub mod qoperator;
 pub mod quantize;
 pub mod variants;
 
-pub use files::{export_checkpoint, inspect_onnx, record_test};
+pub use files::{export_model, inspect_onnx, record_test};
 pub use onnx::{export, to_bytes, Target};

@@ -22,11 +22,12 @@ use deepgalaxy_core::Result;
 use onnx_protobuf::tensor_proto::DataType;
 use onnx_protobuf::{ModelProto, NodeProto};
 
-use crate::onnx::{attr_int, float_tensor};
-use crate::qdq::{
-    activation_params, activation_tensors, bias_tensors, dequantize_activation, dequantize_node,
-    graph_mut, quantize_node, set_initializer, weight_axis, weight_tensors, Plan,
+use crate::int8_parts::{
+    activation_tensors, bias_tensors, dequantize_activation, dequantize_node, graph_mut,
+    quantize_node, set_initializer, weight_tensors,
 };
+use crate::onnx::{attr_int, float_tensor};
+use crate::qdq::{activation_params, weight_axis, Plan};
 use crate::quantize::ActivationType;
 
 fn op(op_type: &str, name: &str, inputs: Vec<String>, output: &str) -> NodeProto {

@@ -233,7 +233,7 @@ pub fn calibration_batches(
         .into_iter()
         .map(|k| allowed[k])
         .collect();
-    let pixels = deepgalaxy_train::data::load_images(&catalog, &indices, p, &|_, _| {})?;
+    let pixels = deepgalaxy_core::pixels::load_images(&catalog, &indices, p, &|_, _| {})?;
     let (c, s) = (p.channels as usize, p.size as usize);
     pixels
         .chunks(16)

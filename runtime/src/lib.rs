@@ -34,6 +34,7 @@
 //! * [`model`]: an exported file with its model card and interface, preprocessing through the
 //!   core function; [`infer`]: batched inference over many files, decoding overlapping
 //!   inference, failures reported per file; [`inputs`]: files, folders, globs and catalogs.
+//! * [`sharded`]: batch inference split over the ranks of a distributed job.
 //! * [`predict`]: top-k classes, expected time and spread, scores, CSV/JSON;
 //!   [`recommend`]: neighbours with SSIM and the kNN time estimate.
 
@@ -54,4 +55,5 @@ mod plot;
 pub mod predict;
 pub mod recommend;
 pub mod search;
+pub mod sharded;
 pub mod ssim;

@@ -124,7 +124,8 @@ fn shell_word(word: &str) -> String {
     }
 }
 
-fn os(parts: &[&dyn AsRef<std::ffi::OsStr>]) -> Vec<OsString> {
+/// Command-line words from a mix of strings and paths.
+fn command_words(parts: &[&dyn AsRef<std::ffi::OsStr>]) -> Vec<OsString> {
     parts.iter().map(|p| p.as_ref().to_os_string()).collect()
 }
 
@@ -189,7 +190,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     r.stage(
         "simulate",
         &catalog,
-        os(&[
+        command_words(&[
             &"simulate",
             &"--out",
             &sim,
@@ -208,7 +209,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     // labels); ordinal targets: a bin's neighbours look alike, so the classifier learns the
     // order of the bins rather than 71 unrelated classes. The run's length is fixed: the
     // validation merger serves only to calibrate the predicted spread.
-    let mut train_args = os(&[
+    let mut train_args = command_words(&[
         &"train",
         &"--data",
         &catalog,
@@ -227,14 +228,20 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     ]);
     let (test_mergers, validation_mergers) = deepgalaxy_sim::merger::demo_held_out(args.mergers);
     if test_mergers.is_empty() {
-        train_args.extend(os(&[&"--test-fraction", &"0.2"]));
+        train_args.extend(command_words(&[&"--test-fraction", &"0.2"]));
     } else {
-        train_args.extend(os(&[&"--test-simulations", &test_mergers.join(",")]));
+        train_args.extend(command_words(&[
+            &"--test-simulations",
+            &test_mergers.join(","),
+        ]));
     }
     if validation_mergers.is_empty() {
-        train_args.extend(os(&[&"--val-fraction", &"0"]));
+        train_args.extend(command_words(&[&"--val-fraction", &"0"]));
     } else {
-        train_args.extend(os(&[&"--val-simulations", &validation_mergers.join(",")]));
+        train_args.extend(command_words(&[
+            &"--val-simulations",
+            &validation_mergers.join(","),
+        ]));
     }
     r.stage(
         "train",
@@ -252,7 +259,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     r.stage(
         "export FP32 and INT8",
         &model_int8,
-        os(&[
+        command_words(&[
             &"export",
             &"--checkpoint",
             &train_dir,
@@ -284,7 +291,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         r.stage(
             name,
             &csv,
-            os(&[
+            command_words(&[
                 &"predict",
                 &"--model",
                 file,
@@ -303,7 +310,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         r.stage(
             "predict Hubble images",
             &hst_json,
-            os(&[&"predict", &"--model", &model, &"--output", &hst_json, dir]),
+            command_words(&[&"predict", &"--model", &model, &"--output", &hst_json, dir]),
             crate::predict::run,
         )?;
     }
@@ -311,7 +318,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     r.stage(
         "index",
         &index,
-        os(&[
+        command_words(&[
             &"index",
             &"--model",
             &model,
@@ -326,7 +333,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     r.stage(
         "evaluate on the test mergers",
         &evaluation.join("evaluation.json"),
-        os(&[
+        command_words(&[
             &"evaluate",
             &"--model",
             &model,
@@ -349,7 +356,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     };
     let gallery = out.join("gallery.png");
     let search_json = out.join("search.json");
-    let mut search_args = os(&[
+    let mut search_args = command_words(&[
         &"search",
         &"--model",
         &model,
@@ -368,7 +375,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     r.stage(
         "cluster",
         &clusters.join("clusters.csv"),
-        os(&[
+        command_words(&[
             &"cluster",
             &"--index",
             &index,
@@ -383,7 +390,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     r.stage(
         "interpolate",
         &interpolation,
-        os(&[
+        command_words(&[
             &"interpolate",
             &"--model",
             &model,

@@ -19,6 +19,7 @@ use crate::config::TrainConfig;
 use crate::metrics::EvalMetrics;
 use crate::optim::Optimizer;
 use crate::split::Split;
+use deepgalaxy_core::card::{ModelCard, Simulations, CARD_VERSION};
 use deepgalaxy_core::io::sync_dir;
 use deepgalaxy_core::time::TimeTarget;
 use deepgalaxy_core::{Error, Result};
@@ -121,6 +122,61 @@ pub struct Checkpoint {
     pub optimizer: HashMap<String, Tensor>,
     /// Progress.
     pub state: TrainState,
+}
+
+impl Checkpoint {
+    /// The model card of this checkpoint, as export writes it into every ONNX file:
+    /// architecture, preprocessing, class times and their target, training-data digest, split,
+    /// the simulations of each part and the last validation metrics.
+    pub fn card(&self) -> Result<ModelCard> {
+        let ck = self;
+        let s = &ck.state;
+        let mut metrics = std::collections::BTreeMap::new();
+        if let Some(v) = s.history.last().and_then(|r| r.val.as_ref()) {
+            for (k, x) in [
+                ("val_top1", v.top1),
+                ("val_within1", v.within1),
+                ("val_within2", v.within2),
+                ("val_mae_myr", v.mae_myr),
+                ("val_median_abs_myr", v.median_abs_myr),
+                ("val_within_10_myr", v.within_10_myr),
+                ("val_within_25_myr", v.within_25_myr),
+                ("val_coverage_1sigma", v.coverage_1sigma),
+                ("val_recon_mse", v.recon_mse),
+            ] {
+                metrics.insert(k.to_string(), x);
+            }
+        }
+        let card = ModelCard {
+            card_version: CARD_VERSION,
+            tool_version: env!("CARGO_PKG_VERSION").into(),
+            model_spec: serde_json::to_value(&ck.spec)
+                .map_err(|e| Error::setting("model card", e.to_string()))?,
+            preprocess: ck.spec.preprocess.clone(),
+            num_classes: ck.spec.num_classes,
+            class_t_myr: s.class_t_myr.clone(),
+            target: s.target,
+            time_sigma_scale: s
+                .history
+                .last()
+                .and_then(|r| r.val.as_ref())
+                .and_then(|v| v.sigma_scale),
+            simulations: Some(Simulations {
+                train: s.split.train_simulations.clone(),
+                validation: s.split.val_simulations.clone(),
+                test: s.split.test_simulations.clone(),
+            }),
+            latent_dim: Some(ck.spec.latent_dim),
+            training_digest: Some(s.training_digest.clone()),
+            split: Some(s.split.kind.name().into()),
+            metrics,
+            precision: "fp32".into(),
+            quantization: None,
+            test: None,
+        };
+        card.validate()?;
+        Ok(card)
+    }
 }
 
 /// The checkpoint folder inside a run's output folder.

@@ -12,7 +12,7 @@
 //!   ([`plots`]) and atomic [`checkpoint`]s with bit-exact resume.
 //! * [`memory`]: what a configuration needs, checked before anything is loaded.
 //! * [`distributed`]: data parallelism over MPI ranks (feature `mpi`) behind a small
-//!   [`distributed::Collective`] trait, with a single-process implementation always compiled.
+//!   `deepgalaxy_collective::Collective` trait, with a single-process implementation always compiled.
 //!
 //! It knows nothing about ONNX.
 
@@ -33,4 +33,6 @@ pub mod trainer;
 pub mod tune;
 
 pub use config::{Heads, LossWeights, TrainConfig};
-pub use trainer::{resume, resume_with, train, train_from, train_with, Extend, Observer, Outcome};
+pub use trainer::{
+    resume, resume_with, train, train_from, train_with, Observer, Outcome, ResumeChanges,
+};

@@ -9,8 +9,8 @@ use deepgalaxy_models::{Graph, Weights};
 use serde::{Deserialize, Serialize};
 
 use crate::data::Dataset;
-use crate::distributed::Collective;
 use crate::loss;
+use deepgalaxy_collective::Collective;
 use deepgalaxy_core::time::{expected_time, sigma_scale, TimeAnswer, TimeScore};
 use deepgalaxy_core::Result;
 use deepgalaxy_models::exec::candle_err;
@@ -185,7 +185,7 @@ impl EvalMetrics {
 /// The metrics of the union of every rank's images, from each rank's own: the means weighted
 /// by image count, the confusion matrices summed, and the time metrics recomputed from every
 /// image's answer. Rank `k` evaluated images `offset..offset + local.answers.len()` of the
-/// `total` (contiguous parts, as [`crate::distributed::part`] makes them).
+/// `total` (contiguous parts, as `deepgalaxy_collective::part` makes them).
 pub fn reduce_metrics(
     comm: &dyn Collective,
     local: Evaluated,

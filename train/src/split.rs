@@ -247,7 +247,8 @@ fn named_simulations(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::{Pixels, Sample};
+    use crate::data::Sample;
+    use deepgalaxy_core::pixels::Pixels;
     use deepgalaxy_core::time::TimeTarget;
     use deepgalaxy_core::Preprocess;
 

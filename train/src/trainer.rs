@@ -33,11 +33,11 @@ use rand_chacha::ChaCha8Rng;
 use crate::checkpoint::{self, checkpoint_dir, EpochRecord, RngState, TrainState};
 use crate::config::TrainConfig;
 use crate::data::{permutation, Dataset};
-use crate::distributed::{agree, part, Collective, Single};
 use crate::loss;
 use crate::metrics::{evaluate, reduce_metrics};
 use crate::optim::Optimizer;
 use crate::split::split;
+use deepgalaxy_collective::{agree, part, Collective, OneProcess};
 
 /// What the loop reports while it runs (the command line draws progress bars from it).
 pub trait Observer: Sync {
@@ -106,7 +106,7 @@ pub fn train_from(
     observer: &dyn Observer,
     stop: &AtomicBool,
 ) -> Result<Outcome> {
-    train_with(spec, cfg, initial, observer, stop, &Single)
+    train_with(spec, cfg, initial, observer, stop, &OneProcess)
 }
 
 /// [`train_from`] on the ranks of `comm` (data parallel; one rank is the same as
@@ -125,7 +125,7 @@ pub fn train_with(
     let run = start(spec, cfg, initial, observer, comm.rank());
     let mut run = agree(comm, "while starting", run)?;
     run.share(comm)?;
-    run.go(observer, stop, comm)
+    run.train_to_end(observer, stop, comm)
 }
 
 fn start(
@@ -202,7 +202,7 @@ fn start(
 /// Changes a resumed run may make: train longer, stop at another step, or find its data
 /// where it now is. Everything else about the run stays as its checkpoint says.
 #[derive(Debug, Clone, Default)]
-pub struct Extend {
+pub struct ResumeChanges {
     /// New total number of epochs.
     pub epochs: Option<usize>,
     /// New step limit (`Some(None)` removes it).
@@ -216,17 +216,17 @@ pub struct Extend {
 /// was first started.
 pub fn resume(
     out: &Path,
-    extend: &Extend,
+    extend: &ResumeChanges,
     observer: &dyn Observer,
     stop: &AtomicBool,
 ) -> Result<Outcome> {
-    resume_with(out, extend, observer, stop, &Single)
+    resume_with(out, extend, observer, stop, &OneProcess)
 }
 
 /// [`resume`] on the ranks of `comm`, which must be as many as the run was started on.
 pub fn resume_with(
     out: &Path,
-    extend: &Extend,
+    extend: &ResumeChanges,
     observer: &dyn Observer,
     stop: &AtomicBool,
     comm: &dyn Collective,
@@ -235,12 +235,12 @@ pub fn resume_with(
     let run = reopen(out, extend, observer, comm);
     let mut run = agree(comm, "while resuming", run)?;
     run.share(comm)?;
-    run.go(observer, stop, comm)
+    run.train_to_end(observer, stop, comm)
 }
 
 fn reopen(
     out: &Path,
-    extend: &Extend,
+    extend: &ResumeChanges,
     observer: &dyn Observer,
     comm: &dyn Collective,
 ) -> Result<Run> {
@@ -384,7 +384,7 @@ struct Run {
 }
 
 impl Run {
-    fn go(
+    fn train_to_end(
         mut self,
         observer: &dyn Observer,
         stop: &AtomicBool,

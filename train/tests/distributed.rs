@@ -9,10 +9,11 @@ use std::path::Path;
 use std::sync::{Arc, Barrier, Mutex};
 
 use candle_core::Device;
-use common::{catalog, config, go, spec};
+use common::{catalog, config, no_stop, spec};
+use deepgalaxy_collective::Collective;
 use deepgalaxy_train::augment::Augment;
 use deepgalaxy_train::checkpoint::{checkpoint_dir, load};
-use deepgalaxy_train::distributed::{Collective, LrScaling, Parallel};
+use deepgalaxy_train::distributed::{LrScaling, Parallel};
 use deepgalaxy_train::trainer::Quiet;
 use deepgalaxy_train::{train, train_with, Heads, Outcome, TrainConfig};
 
@@ -108,7 +109,8 @@ fn on_threads(configs: Vec<TrainConfig>) -> Vec<Result<Outcome, String>> {
         .zip(configs)
         .map(|(rank, cfg)| {
             std::thread::spawn(move || {
-                train_with(spec(0.0), cfg, None, &Quiet, &go(), &rank).map_err(|e| e.to_string())
+                train_with(spec(0.0), cfg, None, &Quiet, &no_stop(), &rank)
+                    .map_err(|e| e.to_string())
             })
         })
         .collect();
@@ -141,7 +143,7 @@ fn two_thread_ranks_equal_one_process_with_two_micro_batches() {
     );
     // linear scaling on 2 ranks doubles the rate
     single.schedule.lr = 2.0 * cfg.schedule.lr;
-    train(spec(0.0), single, &Quiet, &go()).unwrap();
+    train(spec(0.0), single, &Quiet, &no_stop()).unwrap();
 
     let (a, b) = (
         load(&checkpoint_dir(&two), &Device::Cpu).unwrap(),
@@ -208,7 +210,7 @@ fn micro_batches_need_two_images_each() {
             ..Parallel::default()
         },
     );
-    let err = train(spec(0.0), cfg, &Quiet, &go())
+    let err = train(spec(0.0), cfg, &Quiet, &no_stop())
         .unwrap_err()
         .to_string();
     assert!(err.contains("3 micro-batches of a batch of 5"), "{err}");

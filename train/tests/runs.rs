@@ -7,10 +7,10 @@ mod common;
 
 use std::path::Path;
 
-use common::{catalog, config, go, one_step_run, spec};
+use common::{catalog, config, no_stop, one_step_run, spec};
 use deepgalaxy_train::checkpoint::{checkpoint_dir, load, load_state};
 use deepgalaxy_train::trainer::Quiet;
-use deepgalaxy_train::{resume, train, Extend, Outcome, TrainConfig};
+use deepgalaxy_train::{resume, train, Outcome, ResumeChanges, TrainConfig};
 
 fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
     let mut out: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
@@ -49,7 +49,7 @@ fn a_copied_run_resumes_into_the_copy_and_the_original_is_untouched() {
         max_steps: Some(1),
         ..config(&data, &original)
     };
-    train(spec(0.0), cfg, &Quiet, &go()).unwrap();
+    train(spec(0.0), cfg, &Quiet, &no_stop()).unwrap();
     let before = files(&checkpoint_dir(&original));
     // state.json keeps the paths relative to the run folder
     let text = std::fs::read_to_string(checkpoint_dir(&original).join("state.json")).unwrap();
@@ -60,12 +60,12 @@ fn a_copied_run_resumes_into_the_copy_and_the_original_is_untouched() {
     // a copy beside the original finds the same data and saves only into itself
     let copy = tmp.path().join("copy");
     copy_dir(&original, &copy);
-    let extend = Extend {
+    let extend = ResumeChanges {
         max_steps: Some(None),
-        ..Extend::default()
+        ..ResumeChanges::default()
     };
     assert_eq!(
-        resume(&copy, &extend, &Quiet, &go()).unwrap(),
+        resume(&copy, &extend, &Quiet, &no_stop()).unwrap(),
         Outcome::Finished
     );
     assert_eq!(files(&checkpoint_dir(&original)), before);
@@ -80,7 +80,7 @@ fn a_copied_run_resumes_into_the_copy_and_the_original_is_untouched() {
     // how to point at it, and --data does (the digest proves it is the same file)
     let deep = tmp.path().join("a").join("b").join("run");
     copy_dir(&original, &deep);
-    let err = resume(&deep, &extend, &Quiet, &go())
+    let err = resume(&deep, &extend, &Quiet, &no_stop())
         .err()
         .unwrap()
         .to_string();
@@ -88,12 +88,12 @@ fn a_copied_run_resumes_into_the_copy_and_the_original_is_untouched() {
         err.contains("state.json") && err.contains("is not there") && err.contains("--data"),
         "{err}"
     );
-    let moved = Extend {
+    let moved = ResumeChanges {
         data: Some(data.clone()),
         ..extend
     };
     assert_eq!(
-        resume(&deep, &moved, &Quiet, &go()).unwrap(),
+        resume(&deep, &moved, &Quiet, &no_stop()).unwrap(),
         Outcome::Finished
     );
     assert_eq!(files(&checkpoint_dir(&original)), before);
@@ -108,9 +108,9 @@ fn a_new_run_refuses_a_folder_holding_one_unless_told_to_overwrite() {
         max_steps: Some(1),
         ..config(&data, &out)
     };
-    train(spec(0.0), cfg.clone(), &Quiet, &go()).unwrap();
+    train(spec(0.0), cfg.clone(), &Quiet, &no_stop()).unwrap();
     let before = files(&checkpoint_dir(&out));
-    let err = train(spec(0.0), cfg.clone(), &Quiet, &go())
+    let err = train(spec(0.0), cfg.clone(), &Quiet, &no_stop())
         .unwrap_err()
         .to_string();
     assert!(
@@ -127,7 +127,7 @@ fn a_new_run_refuses_a_folder_holding_one_unless_told_to_overwrite() {
         seed: 8,
         ..cfg
     };
-    train(spec(0.0), again, &Quiet, &go()).unwrap();
+    train(spec(0.0), again, &Quiet, &no_stop()).unwrap();
     assert_ne!(files(&checkpoint_dir(&out)), before);
     // the instruction is not part of the run: it is not saved
     let text = std::fs::read_to_string(checkpoint_dir(&out).join("state.json")).unwrap();
@@ -144,12 +144,12 @@ fn resuming_keeps_the_runs_epochs_unless_told() {
         max_steps: Some(1),
         ..config(&data, &out)
     };
-    train(spec(0.0), cfg, &Quiet, &go()).unwrap();
-    let extend = Extend {
+    train(spec(0.0), cfg, &Quiet, &no_stop()).unwrap();
+    let extend = ResumeChanges {
         max_steps: Some(None),
-        ..Extend::default()
+        ..ResumeChanges::default()
     };
-    resume(&out, &extend, &Quiet, &go()).unwrap();
+    resume(&out, &extend, &Quiet, &no_stop()).unwrap();
     let state = load_state(&checkpoint_dir(&out)).unwrap();
     assert_eq!((state.epoch, state.config.epochs), (3, 3));
 }
@@ -193,7 +193,7 @@ fn a_damaged_state_json_is_refused_naming_it() {
         edit(&mut s);
         std::fs::write(&path, serde_json::to_string(&s).unwrap()).unwrap();
         let before = files(&checkpoint_dir(&out));
-        let err = match resume(&out, &Extend::default(), &Quiet, &go()) {
+        let err = match resume(&out, &ResumeChanges::default(), &Quiet, &no_stop()) {
             Err(e) => e.to_string(),
             Ok(o) => panic!("{name}: resumed ({o:?})"),
         };
@@ -205,11 +205,11 @@ fn a_damaged_state_json_is_refused_naming_it() {
     }
     // the intact state resumes
     std::fs::write(&path, serde_json::to_string(&state).unwrap()).unwrap();
-    let extend = Extend {
+    let extend = ResumeChanges {
         max_steps: Some(Some(2)),
-        ..Extend::default()
+        ..ResumeChanges::default()
     };
-    resume(&out, &extend, &Quiet, &go()).unwrap();
+    resume(&out, &extend, &Quiet, &no_stop()).unwrap();
     assert_eq!(
         load(&checkpoint_dir(&out), &candle_core::Device::Cpu)
             .unwrap()

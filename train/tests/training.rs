@@ -6,14 +6,14 @@ mod common;
 
 use std::path::Path;
 
-use common::{catalog, config, go, spec};
+use common::{catalog, config, no_stop, spec};
 use deepgalaxy_models::ModelSpec;
 use deepgalaxy_train::augment::Augment;
 use deepgalaxy_train::checkpoint::{checkpoint_dir, load};
 use deepgalaxy_train::optim::OptimizerKind;
 use deepgalaxy_train::schedule::{Schedule, ScheduleKind};
 use deepgalaxy_train::trainer::Quiet;
-use deepgalaxy_train::{resume, train, Extend, Heads, Outcome, TrainConfig};
+use deepgalaxy_train::{resume, train, Heads, Outcome, ResumeChanges, TrainConfig};
 
 #[test]
 fn a_tiny_model_overfits_32_images() {
@@ -40,7 +40,7 @@ fn a_tiny_model_overfits_32_images() {
         ..config(&data, &out)
     };
     assert_eq!(
-        train(spec(0.0), cfg, &Quiet, &go()).unwrap(),
+        train(spec(0.0), cfg, &Quiet, &no_stop()).unwrap(),
         Outcome::Finished
     );
     let ck = load(&checkpoint_dir(&out), &candle_core::Device::Cpu).unwrap();
@@ -77,7 +77,7 @@ fn resuming_gives_the_same_weights_as_training_straight() {
         ..config(&data, &straight)
     };
     assert_eq!(
-        train(spec(0.2), cfg, &Quiet, &go()).unwrap(),
+        train(spec(0.2), cfg, &Quiet, &no_stop()).unwrap(),
         Outcome::StepLimit
     );
 
@@ -88,15 +88,15 @@ fn resuming_gives_the_same_weights_as_training_straight() {
         ..config(&data, &split)
     };
     assert_eq!(
-        train(spec(0.2), cfg, &Quiet, &go()).unwrap(),
+        train(spec(0.2), cfg, &Quiet, &no_stop()).unwrap(),
         Outcome::StepLimit
     );
-    let extend = Extend {
+    let extend = ResumeChanges {
         max_steps: Some(Some(4)),
-        ..Extend::default()
+        ..ResumeChanges::default()
     };
     assert_eq!(
-        resume(&split, &extend, &Quiet, &go()).unwrap(),
+        resume(&split, &extend, &Quiet, &no_stop()).unwrap(),
         Outcome::StepLimit
     );
 
@@ -125,7 +125,7 @@ fn a_non_finite_loss_stops_and_keeps_the_last_good_checkpoint() {
     let tmp = tempfile::tempdir().unwrap();
     let data = catalog(tmp.path(), 16, 2);
     let out = tmp.path().join("run");
-    train(spec(0.0), config(&data, &out), &Quiet, &go()).unwrap();
+    train(spec(0.0), config(&data, &out), &Quiet, &no_stop()).unwrap();
     let before = model_bytes(&out);
     let cfg = TrainConfig {
         epochs: 3,
@@ -138,7 +138,7 @@ fn a_non_finite_loss_stops_and_keeps_the_last_good_checkpoint() {
         },
         ..config(&data, &out)
     };
-    let err = train(spec(0.0), cfg, &Quiet, &go())
+    let err = train(spec(0.0), cfg, &Quiet, &no_stop())
         .unwrap_err()
         .to_string();
     assert!(
@@ -156,7 +156,7 @@ fn one_class_data_and_malformed_specs_are_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let data = catalog(tmp.path(), 8, 1);
     let out = tmp.path().join("run");
-    let err = train(spec(0.0), config(&data, &out), &Quiet, &go())
+    let err = train(spec(0.0), config(&data, &out), &Quiet, &no_stop())
         .unwrap_err()
         .to_string();
     assert!(
@@ -165,11 +165,11 @@ fn one_class_data_and_malformed_specs_are_refused() {
     );
 
     let data = catalog(tmp.path(), 16, 2);
-    train(spec(0.0), config(&data, &out), &Quiet, &go()).unwrap();
+    train(spec(0.0), config(&data, &out), &Quiet, &no_stop()).unwrap();
     let spec_path = checkpoint_dir(&out).join("spec.json");
     let text = std::fs::read_to_string(&spec_path).unwrap();
     std::fs::write(&spec_path, text.replacen("\"dropout\"", "\"dropuot\"", 1)).unwrap();
-    let err = resume(&out, &Extend::default(), &Quiet, &go())
+    let err = resume(&out, &ResumeChanges::default(), &Quiet, &no_stop())
         .err()
         .unwrap()
         .to_string();
@@ -182,7 +182,7 @@ fn one_class_data_and_malformed_specs_are_refused() {
     let model = checkpoint_dir(&out).join("model.safetensors");
     let bytes = std::fs::read(&model).unwrap();
     std::fs::write(&model, &bytes[..bytes.len() / 2]).unwrap();
-    let err = resume(&out, &Extend::default(), &Quiet, &go())
+    let err = resume(&out, &ResumeChanges::default(), &Quiet, &no_stop())
         .err()
         .unwrap()
         .to_string();
@@ -200,7 +200,7 @@ fn progressive_unfreezing_opens_the_encoder_from_the_top() {
         ..config(&data, &out)
     };
     let s = spec(0.0);
-    train(s.clone(), cfg, &Quiet, &go()).unwrap();
+    train(s.clone(), cfg, &Quiet, &no_stop()).unwrap();
     let graph = deepgalaxy_models::Graph::build(&ModelSpec {
         num_classes: 2,
         ..s
@@ -225,12 +225,12 @@ fn progressive_unfreezing_opens_the_encoder_from_the_top() {
     // epoch 2: the top stage opens, the bottom one stays
     resume(
         &out,
-        &Extend {
+        &ResumeChanges {
             epochs: Some(2),
-            ..Extend::default()
+            ..ResumeChanges::default()
         },
         &Quiet,
-        &go(),
+        &no_stop(),
     )
     .unwrap();
     assert!(same(&out, "encoder.stage0.conv0.conv.weight"));
@@ -267,7 +267,7 @@ fn initial_weights_load_where_name_and_shape_match() {
         max_steps: Some(0),
         ..config(&data, &out)
     };
-    deepgalaxy_train::train_from(spec(0.0), cfg, Some(&tensors), &rec, &go()).unwrap();
+    deepgalaxy_train::train_from(spec(0.0), cfg, Some(&tensors), &rec, &no_stop()).unwrap();
     let (loaded, skipped) = rec.0.lock().unwrap().clone();
     assert_eq!(loaded, tensors.len() - 1);
     assert_eq!(skipped.len(), 1);
@@ -302,7 +302,7 @@ fn named_simulations_are_held_out_and_unknown_ones_refused() {
     let mut cfg = config(&data, &out);
     cfg.max_steps = Some(1);
     cfg.val_simulations = vec!["sim2".into(), "sim0".into(), "sim2".into()];
-    train(spec(0.0), cfg.clone(), &Quiet, &go()).unwrap();
+    train(spec(0.0), cfg.clone(), &Quiet, &no_stop()).unwrap();
     let state = load(&checkpoint_dir(&out), &candle_core::Device::Cpu)
         .unwrap()
         .state;
@@ -314,7 +314,7 @@ fn named_simulations_are_held_out_and_unknown_ones_refused() {
 
     cfg.out = tmp.path().join("run2");
     cfg.val_simulations = vec!["sim9".into()];
-    let err = train(spec(0.0), cfg.clone(), &Quiet, &go())
+    let err = train(spec(0.0), cfg.clone(), &Quiet, &no_stop())
         .unwrap_err()
         .to_string();
     assert!(
@@ -322,13 +322,13 @@ fn named_simulations_are_held_out_and_unknown_ones_refused() {
         "{err}"
     );
     cfg.val_simulations = ["sim0", "sim1", "sim2", "sim3"].map(String::from).to_vec();
-    let err = train(spec(0.0), cfg.clone(), &Quiet, &go())
+    let err = train(spec(0.0), cfg.clone(), &Quiet, &no_stop())
         .unwrap_err()
         .to_string();
     assert!(err.contains("none is left to train on"), "{err}");
     cfg.val_simulations = vec!["sim1".into()];
     cfg.split = deepgalaxy_train::split::SplitKind::Random;
-    let err = train(spec(0.0), cfg, &Quiet, &go())
+    let err = train(spec(0.0), cfg, &Quiet, &no_stop())
         .unwrap_err()
         .to_string();
     assert!(err.contains("needs the by-simulation split"), "{err}");
@@ -340,7 +340,7 @@ fn a_negative_label_sigma_is_refused() {
     let data = catalog(tmp.path(), 16, 2);
     let mut cfg = config(&data, &tmp.path().join("run"));
     cfg.loss.label_sigma = -1.0;
-    let err = train(spec(0.0), cfg, &Quiet, &go())
+    let err = train(spec(0.0), cfg, &Quiet, &no_stop())
         .unwrap_err()
         .to_string();
     assert!(

@@ -10,7 +10,8 @@ use deepgalaxy_models::exec::candle_err;
 use rand_chacha::ChaCha8Rng;
 
 use super::Run;
-use crate::distributed::{agree, allreduce_buckets, part, Collective, Fault};
+use crate::distributed::Fault;
+use deepgalaxy_collective::{agree, allreduce_buckets, part, Collective};
 
 /// What a step did, summed over ranks.
 pub(super) struct Done {

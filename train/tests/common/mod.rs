@@ -108,10 +108,17 @@ pub fn one_step_run(dir: &Path) -> PathBuf {
         max_steps: Some(1),
         ..config(&data, &run)
     };
-    deepgalaxy_train::train(spec(0.0), cfg, &deepgalaxy_train::trainer::Quiet, &go()).unwrap();
+    deepgalaxy_train::train(
+        spec(0.0),
+        cfg,
+        &deepgalaxy_train::trainer::Quiet,
+        &no_stop(),
+    )
+    .unwrap();
     run
 }
 
-pub fn go() -> AtomicBool {
+/// A stop flag that is never raised.
+pub fn no_stop() -> AtomicBool {
     AtomicBool::new(false)
 }
