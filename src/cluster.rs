@@ -6,9 +6,8 @@ use std::path::{Path, PathBuf};
 
 use deepgalaxy_runtime::cluster::{adjusted_rand_index, spectral_clustering, SpectralConfig};
 use deepgalaxy_runtime::index::LatentIndex;
-use deepgalaxy_runtime::latent_map::{
-    pca_2d, tsne_2d, write_latent_map, Colouring, MapStyle, TsneConfig,
-};
+use deepgalaxy_runtime::latent_map::{write_latent_map, Colouring, MapStyle};
+use deepgalaxy_runtime::projection::{pca_2d, tsne_2d, TsneConfig};
 
 /// Cluster a latent index without labels (spectral clustering).
 #[derive(Debug, clap::Args)]

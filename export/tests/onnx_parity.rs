@@ -17,12 +17,11 @@ use rand::SeedableRng;
 
 const SIZE: usize = 32;
 
-fn det(shape: &[usize], phase: f64, scale: f64, offset: f64) -> Tensor {
-    let n: usize = shape.iter().product();
-    let v: Vec<f32> = (0..n)
-        .map(|i| (offset + scale * (phase + 0.731 * i as f64).sin()) as f32)
-        .collect();
-    Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+/// The shared sine fill (`reference::sine_fill`) scaled by `scale` and moved by `offset`.
+fn sine_fill(shape: &[usize], phase: f64, scale: f64, offset: f64) -> Tensor {
+    deepgalaxy_models::reference::sine_fill(shape, phase)
+        .and_then(|t| t.affine(scale, offset))
+        .unwrap()
 }
 
 fn model(backbone: Backbone) -> (ModelSpec, Graph, Weights) {
@@ -40,7 +39,7 @@ fn model(backbone: Backbone) -> (ModelSpec, Graph, Weights) {
     // a few training-mode passes give the batch norms non-trivial running statistics
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
     for k in 0..3 {
-        let x = det(&[4, 1, SIZE, SIZE], k as f64, 0.5, 0.5);
+        let x = sine_fill(&[4, 1, SIZE, SIZE], k as f64, 0.5, 0.5);
         let o = graph.outputs;
         forward(
             &graph,
@@ -173,8 +172,8 @@ struct Case {
 /// Every file of one backbone's model with candle's outputs for a deterministic input.
 fn cases(spec: &ModelSpec, graph: &Graph, weights: &Weights) -> Vec<Case> {
     let o = graph.outputs;
-    let x = det(&[2, 1, SIZE, SIZE], 5.0, 0.5, 0.5);
-    let z = det(&[2, spec.latent_dim], 7.0, 1.0, 0.0);
+    let x = sine_fill(&[2, 1, SIZE, SIZE], 5.0, 0.5, 0.5);
+    let z = sine_fill(&[2, spec.latent_dim], 7.0, 1.0, 0.0);
     let ours = forward(
         graph,
         weights,

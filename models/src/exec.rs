@@ -12,8 +12,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 
-use crate::batch_norm::{batch_norm_train, Activation};
 use crate::graph::{Graph, NodeId, Op, ParamKind, BN_EPS, BN_MOMENTUM};
+use crate::ops::batch_norm::{batch_norm_train, Activation};
 use deepgalaxy_core::{Error, Result};
 
 /// A candle error as a core error (candle's messages name the shapes involved).
@@ -366,9 +366,9 @@ fn eval(
         } => {
             let kernel = w.param(&format!("{param}.weight"))?;
             let y = if *groups == 1 {
-                crate::conv::conv2d(x[0], kernel, *stride, *padding)?
+                crate::ops::conv::conv2d(x[0], kernel, *stride, *padding)?
             } else {
-                crate::planar::planar_conv2d(x[0], kernel, *stride, *padding, *groups)?
+                crate::ops::grouped_conv::grouped_conv2d(x[0], kernel, *stride, *padding, *groups)?
             };
             if *bias {
                 let b = w.param(&format!("{param}.bias"))?;
@@ -397,10 +397,10 @@ fn eval(
                 .broadcast_mul(&gamma.reshape(c4)?)?
                 .broadcast_add(&beta.reshape(c4)?)
         }
-        Op::Relu => crate::relu::relu(x[0]),
+        Op::Relu => crate::ops::relu::relu(x[0]),
         Op::Silu => candle_nn::ops::silu(x[0]),
         Op::Sigmoid => candle_nn::ops::sigmoid(x[0]),
-        Op::MaxPool2 => crate::pool::max_pool2(x[0]),
+        Op::MaxPool2 => crate::ops::pool::max_pool2(x[0]),
         Op::GlobalAvgPool => x[0].mean_keepdim((2, 3)),
         Op::Flatten => x[0].flatten_from(1),
         Op::Linear { param, .. } => {
@@ -424,7 +424,7 @@ fn eval(
             }
             _ => Ok(x[0].clone()),
         },
-        Op::Upsample2 => crate::pool::upsample2(x[0]),
+        Op::Upsample2 => crate::ops::pool::upsample2(x[0]),
         Op::Add => x[0].add(x[1]),
         Op::Mul => x[0].broadcast_mul(x[1]),
         Op::Reshape { shape } => x[0].reshape((x[0].dim(0)?, shape[0], shape[1], shape[2])),

@@ -10,23 +10,18 @@
 //! * [`exec`]: the candle forward pass of a graph (training and inference modes), with the
 //!   weights ([`Weights`]) initialised deterministically from a seed.
 //!
-//! * [`batch_norm`]: training-mode batch normalisation as one fused op with its backward.
+//! * [`ops`]: the CPU kernels (convolutions, pooling, ReLU, training-mode batch norm) as fused
+//!   ops with their backward passes.
 //! * [`reference`]: the deterministic tensor fill shared with the PyTorch reference scripts.
 //!
 //! This crate trains nothing and writes no files: losses, optimizers and checkpoints are
 //! `deepgalaxy-train`'s.
 
-pub mod batch_norm;
-mod conv;
 pub mod exec;
 pub mod graph;
-mod matrix;
-mod planar;
-mod pool;
+pub mod ops;
 pub mod reference;
-mod relu;
 pub mod spec;
-mod storage;
 #[cfg(test)]
 mod testing;
 

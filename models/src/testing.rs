@@ -4,11 +4,14 @@
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Tensor};
 
-use crate::reference::det;
+use crate::reference::sine_fill;
 
-/// The deterministic fill of `reference::det`, in float64.
-pub fn det64(shape: &[usize], phase: f64) -> Tensor {
-    det(shape, phase).unwrap().to_dtype(DType::F64).unwrap()
+/// The deterministic fill of `reference::sine_fill`, in float64.
+pub fn sine_fill64(shape: &[usize], phase: f64) -> Tensor {
+    sine_fill(shape, phase)
+        .unwrap()
+        .to_dtype(DType::F64)
+        .unwrap()
 }
 
 /// The largest absolute difference between two tensors of one shape.

@@ -7,8 +7,8 @@ use deepgalaxy_core::preprocess::Preprocess;
 use deepgalaxy_models::exec::{forward, Mode};
 use deepgalaxy_models::{Backbone, Graph, ModelSpec, Weights};
 
-fn det(shape: &[usize], phase: f64) -> Tensor {
-    deepgalaxy_models::reference::det(shape, phase).unwrap()
+fn sine_fill(shape: &[usize], phase: f64) -> Tensor {
+    deepgalaxy_models::reference::sine_fill(shape, phase).unwrap()
 }
 
 /// A scalar of every head's output, in training mode (batch statistics) without noise.
@@ -26,7 +26,7 @@ fn objective(graph: &Graph, weights: &Weights, x: &Tensor) -> Tensor {
     let mut total = Tensor::new(0f64, &Device::Cpu).unwrap();
     for (k, t) in outs.iter().enumerate() {
         let t = t.to_dtype(candle_core::DType::F64).unwrap();
-        let c = det(t.dims(), 0.5 + k as f64)
+        let c = sine_fill(t.dims(), 0.5 + k as f64)
             .to_dtype(candle_core::DType::F64)
             .unwrap();
         total = (total + t.mul(&c).unwrap().sum_all().unwrap()).unwrap();
@@ -50,7 +50,7 @@ fn check(backbone: Backbone, size: u32) {
         .unwrap()
         .to_dtype(DType::F64)
         .unwrap();
-    let x = ((det(&[4, 1, size as usize, size as usize], 0.1) + 1.0).unwrap() * 0.5)
+    let x = ((sine_fill(&[4, 1, size as usize, size as usize], 0.1) + 1.0).unwrap() * 0.5)
         .unwrap()
         .to_dtype(DType::F64)
         .unwrap();

@@ -2,9 +2,9 @@
 //! weights. The reference numbers are quoted below, produced by `torch_reference.py` (same
 //! folder) in float64; our candle pass runs in float32.
 //!
-//! Tensors are filled with det(n, phase)[i] = sin(phase + 0.731 i) on both sides. For each
-//! layer: L = sum(y * det(0.5)), sum(y^2), then for the input and each parameter the
-//! projection sum(grad * det(0.25)).
+//! Tensors are filled with sine_fill(n, phase)[i] = sin(phase + 0.731 i) on both sides. For each
+//! layer: L = sum(y * sine_fill(0.5)), sum(y^2), then for the input and each parameter the
+//! projection sum(grad * sine_fill(0.25)).
 
 use candle_core::{Device, Tensor, Var};
 use deepgalaxy_models::exec::{forward_from, Mode, Weights};
@@ -135,8 +135,8 @@ const REFERENCE: &[(&str, &[f64])] = &[
     ),
 ];
 
-fn det(shape: &[usize], phase: f64) -> Tensor {
-    deepgalaxy_models::reference::det(shape, phase).unwrap()
+fn sine_fill(shape: &[usize], phase: f64) -> Tensor {
+    deepgalaxy_models::reference::sine_fill(shape, phase).unwrap()
 }
 
 fn dot(a: &Tensor, b: &Tensor) -> f64 {
@@ -214,11 +214,11 @@ fn run(case: &Case) -> (Vec<f64>, Weights) {
     let mut tensors = std::collections::HashMap::new();
     let mut order = Vec::new();
     for (k, (name, shape)) in case.params.iter().enumerate() {
-        tensors.insert(name.to_string(), det(shape, 0.3 + 0.2 * k as f64));
+        tensors.insert(name.to_string(), sine_fill(shape, 0.3 + 0.2 * k as f64));
         order.push(name.to_string());
     }
     for (k, (name, shape, f)) in case.buffers.iter().enumerate() {
-        let t = det(shape, 0.9 + 0.2 * k as f64);
+        let t = sine_fill(shape, 0.9 + 0.2 * k as f64);
         let v: Vec<f32> = t.to_vec1::<f32>().unwrap().into_iter().map(f).collect();
         tensors.insert(
             name.to_string(),
@@ -230,7 +230,7 @@ fn run(case: &Case) -> (Vec<f64>, Weights) {
         .map(|t| Var::from_tensor(&t).unwrap());
     let weights =
         Weights::from_tensors(&graph, tensors, std::path::Path::new("case"), &Device::Cpu).unwrap();
-    let x = Var::from_tensor(&det(&case.x, 0.1)).unwrap();
+    let x = Var::from_tensor(&sine_fill(&case.x, 0.1)).unwrap();
     let mut given = vec![(0, x.as_tensor().clone())];
     if let Some(s) = &second_input {
         given.push((1, s.as_tensor().clone()));
@@ -245,7 +245,7 @@ fn run(case: &Case) -> (Vec<f64>, Weights) {
     let y = forward_from(&graph, &weights, &given, &[target], &mut mode)
         .unwrap()
         .remove(0);
-    let loss = y.mul(&det(y.dims(), 0.5)).unwrap().sum_all().unwrap();
+    let loss = y.mul(&sine_fill(y.dims(), 0.5)).unwrap().sum_all().unwrap();
     let grads = loss.backward().unwrap();
     let mut out = vec![
         dot(&loss, &Tensor::new(1f32, &Device::Cpu).unwrap()),
@@ -255,7 +255,7 @@ fn run(case: &Case) -> (Vec<f64>, Weights) {
         let g = grads
             .get(t)
             .expect("a gradient for every input and parameter");
-        dot(g, &det(g.dims(), 0.25))
+        dot(g, &sine_fill(g.dims(), 0.25))
     };
     out.push(proj(x.as_tensor()));
     for name in order {

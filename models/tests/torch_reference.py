@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """PyTorch reference numbers for models/tests/layers.rs (quoted there; rerun to regenerate).
 
-Every tensor is filled deterministically with det(n, phase)[i] = sin(phase + 0.731 * i), which
+Every tensor is filled deterministically with sine_fill(n, phase)[i] = sin(phase + 0.731 * i), which
 the Rust test computes the same way, so no random generator has to match. For each layer the
-loss is L = sum(y * det(y.numel(), 0.5)); the script prints L, sum(y^2), and for the input and
-every parameter the projection sum(grad * det(grad.numel(), 0.25)).
+loss is L = sum(y * sine_fill(y.numel(), 0.5)); the script prints L, sum(y^2), and for the input and
+every parameter the projection sum(grad * sine_fill(grad.numel(), 0.25)).
 
 Usage: python models/tests/torch_reference.py   (needs torch; prints Rust source)
 """
@@ -16,21 +16,21 @@ import torch.nn.functional as F
 torch.set_default_dtype(torch.float64)  # reference in f64; the Rust side runs f32
 
 
-def det(shape, phase):
+def sine_fill(shape, phase):
     n = math.prod(shape)
     return torch.tensor([math.sin(phase + 0.731 * i) for i in range(n)]).reshape(shape)
 
 
 def report(name, fn, x_shape, params, buffers=()):
-    """buffers: shapes of extra non-differentiated inputs, det(shape, 0.9 + 0.2 k)."""
-    x = det(x_shape, 0.1).requires_grad_(True)
-    ps = [det(s, 0.3 + 0.2 * k).requires_grad_(True) for k, s in enumerate(params)]
-    bs = [det(s, 0.9 + 0.2 * k) for k, s in enumerate(buffers)]
+    """buffers: shapes of extra non-differentiated inputs, sine_fill(shape, 0.9 + 0.2 k)."""
+    x = sine_fill(x_shape, 0.1).requires_grad_(True)
+    ps = [sine_fill(s, 0.3 + 0.2 * k).requires_grad_(True) for k, s in enumerate(params)]
+    bs = [sine_fill(s, 0.9 + 0.2 * k) for k, s in enumerate(buffers)]
     y = fn(x, *ps, *bs)
-    loss = (y * det(y.shape, 0.5)).sum()
+    loss = (y * sine_fill(y.shape, 0.5)).sum()
     loss.backward()
     grads = [x.grad] + [p.grad for p in ps]
-    proj = [float((g * det(g.shape, 0.25)).sum()) for g in grads]
+    proj = [float((g * sine_fill(g.shape, 0.25)).sum()) for g in grads]
     vals = [float(loss), float((y * y).sum())] + proj
     y = y.detach()
     print(f"    (\"{name}\", &[{', '.join(f'{v:.9e}' for v in vals)}]),")

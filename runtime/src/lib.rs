@@ -53,6 +53,7 @@ pub mod latent_map;
 pub mod model;
 mod plot;
 pub mod predict;
+pub mod projection;
 pub mod recommend;
 pub mod search;
 pub mod sharded;

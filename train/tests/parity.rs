@@ -75,8 +75,8 @@ const OPTIMIZERS: &[(&str, &[f64])] = &[
     ),
 ];
 
-fn det(shape: &[usize], phase: f64) -> Tensor {
-    deepgalaxy_models::reference::det(shape, phase).unwrap()
+fn sine_fill(shape: &[usize], phase: f64) -> Tensor {
+    deepgalaxy_models::reference::sine_fill(shape, phase).unwrap()
 }
 
 fn scalar(t: &Tensor) -> f64 {
@@ -90,7 +90,7 @@ fn scalar(t: &Tensor) -> f64 {
 
 fn projection(grads: &GradStore, v: &Var) -> f64 {
     let g = grads.get(v.as_tensor()).unwrap();
-    scalar(&g.mul(&det(g.dims(), 0.25)).unwrap())
+    scalar(&g.mul(&sine_fill(g.dims(), 0.25)).unwrap())
 }
 
 fn reference<'a>(table: &'a [(&str, &'a [f64])], name: &str) -> &'a [f64] {
@@ -109,7 +109,7 @@ fn close(name: &str, ours: &[f64], theirs: &[f64]) {
 
 #[test]
 fn losses_match_pytorch() {
-    let logits = Var::from_tensor(&(det(&[4, 7], 0.1) * 3.0).unwrap()).unwrap();
+    let logits = Var::from_tensor(&(sine_fill(&[4, 7], 0.1) * 3.0).unwrap()).unwrap();
     let labels = Tensor::new(&[0u32, 3, 6, 2], &Device::Cpu).unwrap();
     for (eps, name) in [(0.0, "cross_entropy_0.0"), (0.1, "cross_entropy_0.1")] {
         let l = loss::cross_entropy(logits.as_tensor(), &labels, eps).unwrap();
@@ -136,8 +136,8 @@ fn losses_match_pytorch() {
         );
     }
     let sig = |t: Tensor| candle_nn::ops::sigmoid(&t).unwrap();
-    let x = Var::from_tensor(&sig(det(&[2, 1, 3, 3], 0.1))).unwrap();
-    let t = sig(det(&[2, 1, 3, 3], 0.9));
+    let x = Var::from_tensor(&sig(sine_fill(&[2, 1, 3, 3], 0.1))).unwrap();
+    let t = sig(sine_fill(&[2, 1, 3, 3], 0.9));
     let l = loss::mse(x.as_tensor(), &t).unwrap();
     let g = l.backward().unwrap();
     close(
@@ -145,8 +145,8 @@ fn losses_match_pytorch() {
         &[scalar(&l), projection(&g, &x)],
         reference(LOSSES, "mse"),
     );
-    let mu = Var::from_tensor(&det(&[3, 4], 0.2)).unwrap();
-    let logvar = Var::from_tensor(&(det(&[3, 4], 1.3) * 0.5).unwrap()).unwrap();
+    let mu = Var::from_tensor(&sine_fill(&[3, 4], 0.2)).unwrap();
+    let logvar = Var::from_tensor(&(sine_fill(&[3, 4], 1.3) * 0.5).unwrap()).unwrap();
     let l = loss::kl_divergence(mu.as_tensor(), logvar.as_tensor()).unwrap();
     let g = l.backward().unwrap();
     close(
@@ -216,14 +216,14 @@ fn optimizers_match_pytorch_over_three_steps() {
         ),
     ];
     for (name, kind, lr) in kinds {
-        let p = Var::from_tensor(&det(&[5], 0.3)).unwrap();
+        let p = Var::from_tensor(&sine_fill(&[5], 0.3)).unwrap();
         let key = "p".to_string();
         let mut opt = Optimizer::new(kind.clone());
         for step in 0..3 {
-            // a loss whose gradient with respect to p is exactly det(5, 0.7 + step)
+            // a loss whose gradient with respect to p is exactly sine_fill(5, 0.7 + step)
             let l = p
                 .as_tensor()
-                .mul(&det(&[5], 0.7 + step as f64))
+                .mul(&sine_fill(&[5], 0.7 + step as f64))
                 .unwrap()
                 .sum_all()
                 .unwrap();

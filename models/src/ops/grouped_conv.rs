@@ -6,15 +6,14 @@
 //! earlier depthwise formulation here, a sum of k*k shifted and scaled copies of the padded
 //! input, was 2*k*k whole-tensor graph nodes whose backward undoes each broadcast with a
 //! strided reduction; that sum was the bulk of an EfficientNet training step. Why not im2col
-//! and a matrix product (`crate::conv`) for a dense convolution with few outputs: the column
+//! and a matrix product (`crate::ops::conv`) for a dense convolution with few outputs: the column
 //! matrix is k*k times the input, and a product with one or a few output rows cannot use
-//! gemm's speed, so writing and reading that matrix is the whole cost (a 3x3 convolution from
-//! 8 channels to 1 at 64x64 took 4 ms forward and 6 ms backward for a batch of 16).
+//! gemm's speed, so writing and reading that matrix is the whole cost.
 //!
 //! Here each output plane (image, output channel) is one forward task, summing its input
 //! planes' taps; each input plane (image, input channel) is one backward task, taking its
 //! gradient and its share of the kernel gradient from the output planes that read it. The
-//! taps are walked as the spans of the kernel window (`crate::conv::Window`, each span one
+//! taps are walked as the spans of the kernel window (`crate::ops::conv::Window`, each span one
 //! output row of one tap), so every pass is contiguous multiply-adds.
 
 use std::ops::Range;
@@ -22,13 +21,13 @@ use std::ops::Range;
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
-use crate::conv::{zip_strided, Window};
-use crate::storage::{on_float_tensors, on_floats, FloatFn};
+use crate::ops::conv::{zip_strided, Window};
+use crate::ops::storage::{on_float_tensors, on_floats, FloatFn};
 
 /// `y = conv2d(x, kernel, groups)` for `x` (N, C, H, W) and `kernel` (O, C / groups, kh, kw),
 /// with the same numbers as candle's `conv2d`; `groups = C = O` is the depthwise convolution.
 /// Differentiable in both; f32 and f64 on the CPU.
-pub fn planar_conv2d(
+pub fn grouped_conv2d(
     x: &Tensor,
     kernel: &Tensor,
     stride: usize,
@@ -219,7 +218,7 @@ impl FloatFn<3> for PlanarGrad<'_> {
 
 impl CustomOp2 for Planar {
     fn name(&self) -> &'static str {
-        "planar-conv2d"
+        "grouped-conv2d"
     }
 
     fn cpu_fwd(
@@ -248,7 +247,7 @@ impl CustomOp2 for Planar {
             x,
             kernel,
         };
-        let (dx, dk) = on_float_tensors([x, kernel, &dy], "planar-conv2d backward", grad)?;
+        let (dx, dk) = on_float_tensors([x, kernel, &dy], "grouped-conv2d backward", grad)?;
         Ok((Some(dx), Some(dk)))
     }
 }
@@ -257,8 +256,8 @@ impl CustomOp2 for Planar {
 mod tests {
     use candle_core::Var;
 
-    use super::planar_conv2d;
-    use crate::testing::{det64, max_diff, weighted_grads};
+    use super::grouped_conv2d;
+    use crate::testing::{max_diff, sine_fill64, weighted_grads};
 
     /// Forward and both gradients equal candle's grouped convolution (float64, to 1e-10):
     /// depthwise, dense and in between.
@@ -279,15 +278,15 @@ mod tests {
             (2, 4, 6, 2, 7, 7, 3, 1, 1),
         ];
         for (n, c, o, groups, h, w, k, s, p) in cases {
-            let x = Var::from_tensor(&det64(&[n, c, h, w], 0.3)).unwrap();
-            let kern = Var::from_tensor(&det64(&[o, c / groups, k, k], 1.1)).unwrap();
-            let ours = planar_conv2d(x.as_tensor(), kern.as_tensor(), s, p, groups).unwrap();
+            let x = Var::from_tensor(&sine_fill64(&[n, c, h, w], 0.3)).unwrap();
+            let kern = Var::from_tensor(&sine_fill64(&[o, c / groups, k, k], 1.1)).unwrap();
+            let ours = grouped_conv2d(x.as_tensor(), kern.as_tensor(), s, p, groups).unwrap();
             let theirs = x
                 .as_tensor()
                 .conv2d(kern.as_tensor(), p, s, 1, groups)
                 .unwrap();
             assert_eq!(ours.dims(), theirs.dims());
-            let weight = det64(ours.dims(), 0.7);
+            let weight = sine_fill64(ours.dims(), 0.7);
             let (go, gt) = (
                 weighted_grads(&ours, &weight),
                 weighted_grads(&theirs, &weight),
@@ -305,12 +304,12 @@ mod tests {
     /// an error naming the shapes.
     #[test]
     fn mismatched_kernels_are_errors() {
-        let x = det64(&[1, 3, 4, 4], 0.1);
-        let err = planar_conv2d(&x, &det64(&[3, 2, 3, 3], 0.2), 1, 1, 3).unwrap_err();
+        let x = sine_fill64(&[1, 3, 4, 4], 0.1);
+        let err = grouped_conv2d(&x, &sine_fill64(&[3, 2, 3, 3], 0.2), 1, 1, 3).unwrap_err();
         assert!(err.to_string().contains("(O, 1, k, k) kernel"), "{err}");
-        let err = planar_conv2d(&x, &det64(&[4, 1, 3, 3], 0.2), 1, 1, 3).unwrap_err();
+        let err = grouped_conv2d(&x, &sine_fill64(&[4, 1, 3, 3], 0.2), 1, 1, 3).unwrap_err();
         assert!(err.to_string().contains("multiple of 3"), "{err}");
-        let err = planar_conv2d(&x, &det64(&[3, 1, 7, 7], 0.2), 1, 0, 3).unwrap_err();
+        let err = grouped_conv2d(&x, &sine_fill64(&[3, 1, 7, 7], 0.2), 1, 0, 3).unwrap_err();
         assert!(
             err.to_string().contains("does not fit a 4x4 input"),
             "{err}"

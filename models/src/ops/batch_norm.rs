@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
-use crate::storage::{on_float_tensors, on_floats, saved, FloatFn};
+use crate::ops::storage::{on_float_tensors, on_floats, saved, FloatFn};
 
 /// Below this many elements the work stays on the calling thread.
 const PARALLEL_MIN: usize = 1 << 16;

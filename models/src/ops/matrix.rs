@@ -1,6 +1,6 @@
 //! Matrix products on slices, through the `gemm` crate that candle's CPU matmul itself uses,
 //! for the custom ops that multiply inside their own forward and backward passes (the
-//! convolution, `crate::conv`).
+//! convolution, `crate::ops::conv`).
 //!
 //! Why not candle's `matmul` there: it starts every product from a zeroed buffer and cannot
 //! add into an existing one, and as separate graph nodes the products would each get a zeroed

@@ -12,7 +12,7 @@
 use candle_core::{CpuStorage, CustomOp1, Device, Layout, Result, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
-use crate::storage::{on_float_tensors, on_floats, FloatFn};
+use crate::ops::storage::{on_float_tensors, on_floats, FloatFn};
 
 /// 2x2 max pooling with stride 2 over an (N, C, H, W) tensor; an odd last row or column is
 /// dropped, as PyTorch does. The gradient goes to the first maximum of each window in row
@@ -225,12 +225,12 @@ mod tests {
     use candle_core::{Tensor, Var};
 
     use super::{max_pool2, upsample2};
-    use crate::testing::{det64, max_diff, weighted_grads};
+    use crate::testing::{max_diff, sine_fill64, weighted_grads};
 
     /// Upsampling equals a broadcast, and its gradient the broadcast's (a sum per block).
     #[test]
     fn upsample_matches_a_broadcast_in_value_and_gradient() {
-        let x = Var::from_tensor(&det64(&[2, 3, 5, 4], 0.4)).unwrap();
+        let x = Var::from_tensor(&sine_fill64(&[2, 3, 5, 4], 0.4)).unwrap();
         let ours = upsample2(x.as_tensor()).unwrap();
         let theirs = x
             .as_tensor()
@@ -241,7 +241,7 @@ mod tests {
             .reshape((2, 3, 10, 8))
             .unwrap();
         assert_eq!(max_diff(&ours, &theirs), 0.0);
-        let weight = det64(&[2, 3, 10, 8], 0.9);
+        let weight = sine_fill64(&[2, 3, 10, 8], 0.9);
         let grad = |y: &Tensor| weighted_grads(y, &weight).get(&x).unwrap().clone();
         assert!(max_diff(&grad(&ours), &grad(&theirs)) < 1e-12);
     }
@@ -250,7 +250,7 @@ mod tests {
     /// to the first maximum of each window only, also when a window ties.
     #[test]
     fn max_pool_matches_the_window_maximum_and_routes_the_gradient_to_the_first_maximum() {
-        let x = Var::from_tensor(&det64(&[2, 3, 7, 6], 0.6)).unwrap();
+        let x = Var::from_tensor(&sine_fill64(&[2, 3, 7, 6], 0.6)).unwrap();
         let ours = max_pool2(x.as_tensor()).unwrap();
         let theirs = x
             .as_tensor()
@@ -264,7 +264,7 @@ mod tests {
             .unwrap();
         assert_eq!(max_diff(&ours, &theirs), 0.0);
         // without ties the two gradients agree
-        let weight = det64(&[2, 3, 3, 3], 0.9);
+        let weight = sine_fill64(&[2, 3, 3, 3], 0.9);
         let grad = |y: &Tensor| weighted_grads(y, &weight).get(&x).unwrap().clone();
         assert!(max_diff(&grad(&ours), &grad(&theirs)) < 1e-12);
         // a tied window: all of its gradient goes to its first entry
@@ -291,7 +291,7 @@ mod tests {
     /// An input smaller than the window is an error, not an empty output.
     #[test]
     fn pooling_an_input_smaller_than_the_window_is_an_error() {
-        let err = max_pool2(&det64(&[1, 2, 1, 5], 0.3)).unwrap_err();
+        let err = max_pool2(&sine_fill64(&[1, 2, 1, 5], 0.3)).unwrap_err();
         assert!(
             err.to_string().contains("1x5 input has no 2x2 window"),
             "{err}"

@@ -9,7 +9,7 @@
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
-use crate::storage::{on_floats, FloatFn};
+use crate::ops::storage::{on_floats, FloatFn};
 
 /// Elements per parallel task.
 const CHUNK: usize = 1 << 14;

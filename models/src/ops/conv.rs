@@ -8,7 +8,7 @@
 //! candle's backward gives every node's input a zeroed gradient buffer and adds into it, and
 //! the column matrix is 9 times the activations for a 3x3 kernel; that zeroing and adding was
 //! a fifth of a training step. Here the only hand-written loops are [`Im2Col`] and its adjoint
-//! `Col2Im`, which copy memory; every multiply-add is in `crate::matrix`'s products.
+//! `Col2Im`, which copy memory; every multiply-add is in `crate::ops::matrix`'s products.
 
 use std::mem::MaybeUninit;
 use std::ops::Range;
@@ -17,11 +17,11 @@ use std::sync::Mutex;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
-use crate::matrix::{add_product, product, product_into, transpose_blocks, Mat};
-use crate::storage::{on_float_tensors, on_floats, saved, FloatFn};
+use crate::ops::matrix::{add_product, product, product_into, transpose_blocks, Mat};
+use crate::ops::storage::{on_float_tensors, on_floats, saved, FloatFn};
 
 /// Up to this many output channels a dense convolution is computed plane by plane
-/// (`crate::planar`) rather than by im2col and matrix products: with so few output rows the
+/// (`crate::ops::grouped_conv`) rather than by im2col and matrix products: with so few output rows the
 /// product is cheap and writing and reading the column matrix is the cost. Measured on the
 /// training benchmark (two threads, images/s) with the limit at 0 / 1 / 8 / 16: simple 64 px
 /// 141 / 162 / 165 / 145, resnet 128 px 55 / 67 / 69 / 55, efficientnet 128 px 17.0 at 0 and
@@ -47,7 +47,7 @@ pub fn conv2d(x: &Tensor, kernel: &Tensor, stride: usize, padding: usize) -> Res
     let (_, c, h, w) = x.dims4()?;
     let (o, _, kh, kw) = kernel.dims4()?;
     if o <= PLANAR_MAX_OUTPUTS {
-        return crate::planar::planar_conv2d(x, kernel, stride, padding, 1);
+        return crate::ops::grouped_conv::grouped_conv2d(x, kernel, stride, padding, 1);
     }
     let positions = ((h + 2 * padding).saturating_sub(kh) / stride.max(1) + 1)
         * ((w + 2 * padding).saturating_sub(kw) / stride.max(1) + 1);
@@ -292,7 +292,7 @@ impl CustomOp2 for Conv2d {
 }
 
 /// A kernel window sliding over an image: its size, stride and zero padding. Its spans are
-/// what im2col copies, and the taps of the plane-by-plane convolution (`crate::planar`).
+/// what im2col copies, and the taps of the plane-by-plane convolution (`crate::ops::grouped_conv`).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Window {
     pub kh: usize,
@@ -578,8 +578,8 @@ impl CustomOp1 for Col2Im {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::reference::det;
-    use crate::testing::{det64, max_diff, weighted_grads};
+    use crate::reference::sine_fill;
+    use crate::testing::{max_diff, sine_fill64, weighted_grads};
     use candle_core::Var;
 
     /// Forward and both gradients equal candle's direct convolution (float64, to 1e-10), in
@@ -605,12 +605,12 @@ mod tests {
         }
         let both = cases.iter().flat_map(|&case| [(case, false), (case, true)]);
         for ((n, c, h, w, o, k, s, p), stacked) in both {
-            let x = Var::from_tensor(&det64(&[n, c, h, w], 0.3)).unwrap();
-            let kern = Var::from_tensor(&det64(&[o, c, k, k], 1.1)).unwrap();
+            let x = Var::from_tensor(&sine_fill64(&[n, c, h, w], 0.3)).unwrap();
+            let kern = Var::from_tensor(&sine_fill64(&[o, c, k, k], 1.1)).unwrap();
             let ours = conv2d_arranged(x.as_tensor(), kern.as_tensor(), s, p, stacked).unwrap();
             let theirs = x.as_tensor().conv2d(kern.as_tensor(), p, s, 1, 1).unwrap();
             assert_eq!(ours.dims(), theirs.dims());
-            let weight = det64(ours.dims(), 0.7);
+            let weight = sine_fill64(ours.dims(), 0.7);
             let go = weighted_grads(&ours, &weight);
             let case = format!("n{n} c{c} {h}x{w} o{o} k{k} s{s} p{p} stacked {stacked}");
             assert!(max_diff(&ours, &theirs) < 1e-10, "{case}: forward");
@@ -652,9 +652,9 @@ mod tests {
             padding: p,
         };
         let op = Im2Col { window, stacked };
-        let x = det(&[n, c, h, w], 0.2).unwrap();
+        let x = sine_fill(&[n, c, h, w], 0.2).unwrap();
         let cols = x.apply_op1_no_bwd(&op).unwrap();
-        let r = det(cols.dims(), 1.7).unwrap();
+        let r = sine_fill(cols.dims(), 1.7).unwrap();
         let back = r.apply_op1_no_bwd(&Col2Im { im2col: op, h, w }).unwrap();
         let dot = |a: &Tensor, b: &Tensor| -> f32 {
             a.mul(b).unwrap().sum_all().unwrap().to_scalar().unwrap()
