@@ -26,8 +26,8 @@ use deepgalaxy_core::image::{Image, SampleType};
 use deepgalaxy_core::{preprocess, Preprocess};
 use deepgalaxy_export::{export, to_bytes, Target};
 use deepgalaxy_models::{Backbone, Graph, ModelSpec, Weights};
-use deepgalaxy_runtime::backend::{self, BackendKind, Tensor};
-use deepgalaxy_runtime::search::{Searcher, Strategy};
+use deepgalaxy_runtime::inference::backend::{self, BackendKind, Tensor};
+use deepgalaxy_runtime::library::search::{Searcher, Strategy};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 

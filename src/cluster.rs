@@ -4,10 +4,12 @@
 
 use std::path::{Path, PathBuf};
 
-use deepgalaxy_runtime::cluster::{adjusted_rand_index, spectral_clustering, SpectralConfig};
-use deepgalaxy_runtime::index::LatentIndex;
-use deepgalaxy_runtime::latent_map::{write_latent_map, Colouring, MapStyle};
-use deepgalaxy_runtime::projection::{pca_2d, tsne_2d, TsneConfig};
+use deepgalaxy_runtime::analysis::cluster::{
+    adjusted_rand_index, spectral_clustering, SpectralConfig,
+};
+use deepgalaxy_runtime::analysis::projection::{pca_2d, tsne_2d, TsneConfig};
+use deepgalaxy_runtime::drawing::latent_map::{write_latent_map, Colouring, MapStyle};
+use deepgalaxy_runtime::library::index::LatentIndex;
 
 /// Cluster a latent index without labels (spectral clustering).
 #[derive(Debug, clap::Args)]

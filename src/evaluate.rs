@@ -6,12 +6,12 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use deepgalaxy_core::card::TestRecord;
 use deepgalaxy_core::Catalog;
-use deepgalaxy_runtime::charts::write_evaluation;
-use deepgalaxy_runtime::evaluate::{evaluate, knn, merger_points, select};
-use deepgalaxy_runtime::index::LatentIndex;
-use deepgalaxy_runtime::predict::{predictions, write_predictions};
-use deepgalaxy_runtime::recommend::Library;
-use deepgalaxy_runtime::search::Strategy;
+use deepgalaxy_runtime::analysis::evaluate::{evaluate, knn, merger_points, select};
+use deepgalaxy_runtime::drawing::charts::write_evaluation;
+use deepgalaxy_runtime::inference::predict::{predictions, write_predictions};
+use deepgalaxy_runtime::library::index::LatentIndex;
+use deepgalaxy_runtime::library::recommend::Library;
+use deepgalaxy_runtime::library::search::Strategy;
 
 use crate::run_args::{run_with_progress, ModelArgs};
 
@@ -79,9 +79,9 @@ pub fn run(args: &EvaluateArgs) -> anyhow::Result<()> {
     );
     let index = match &args.index {
         Some(path) => {
-            let dim = crate::library::latent_dim(&model)?;
+            let dim = model.latent_dim()?;
             let index = LatentIndex::load(path, Some(dim))?;
-            crate::library::check_compatible(&index, path, &model)?;
+            crate::similarity::check_compatible(&index, path, &model)?;
             Some((index, path))
         }
         None => None,

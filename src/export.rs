@@ -3,8 +3,8 @@
 use std::path::{Path, PathBuf};
 
 use candle_core::Device;
+use deepgalaxy_export::bundle::Written;
 use deepgalaxy_export::calibrate::Method;
-use deepgalaxy_export::files::Written;
 use deepgalaxy_export::quantize::ActivationType;
 use deepgalaxy_export::variants::{ExportOptions, Int8Format, Int8Options, Precision};
 

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use deepgalaxy_core::{Image, SampleType};
-use deepgalaxy_runtime::gallery::{write_galleries, Tile};
-use deepgalaxy_runtime::model::Model;
+use deepgalaxy_runtime::drawing::gallery::{write_galleries, Tile};
+use deepgalaxy_runtime::inference::model::Model;
 
 use crate::run_args::ModelArgs;
 

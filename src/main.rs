@@ -10,10 +10,10 @@ mod distributed;
 mod evaluate;
 mod export;
 mod interpolate;
-mod library;
 mod predict;
 mod run_args;
 mod shipped;
+mod similarity;
 mod simulate;
 mod train;
 mod tune;
@@ -54,9 +54,9 @@ enum Command {
     /// Write the VAE latent vectors of images.
     Embed(predict::EmbedArgs),
     /// Build a latent similarity index over a catalog.
-    Index(library::IndexArgs),
+    Index(similarity::IndexArgs),
     /// Find the simulated mergers most similar to query images.
-    Search(library::SearchArgs),
+    Search(similarity::SearchArgs),
     /// Cluster a latent index without labels (spectral clustering).
     Cluster(cluster::ClusterArgs),
     /// Decode images along the line between two latents.
@@ -127,8 +127,8 @@ fn main() -> ExitCode {
         Command::Predict(args) => predict::run(args),
         Command::Evaluate(args) => evaluate::run(args),
         Command::Embed(args) => predict::embed(args),
-        Command::Index(args) => library::index(args),
-        Command::Search(args) => library::search(args),
+        Command::Index(args) => similarity::index(args),
+        Command::Search(args) => similarity::search(args),
         Command::Cluster(args) => cluster::run(args),
         Command::Interpolate(args) => interpolate::run(args),
         Command::Bench(args) => bench::run(args),

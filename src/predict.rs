@@ -4,9 +4,9 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use deepgalaxy_runtime::inputs::{expand, InputItem};
-use deepgalaxy_runtime::model::Model;
-use deepgalaxy_runtime::predict::{
+use deepgalaxy_runtime::inference::inputs::{expand, InputItem};
+use deepgalaxy_runtime::inference::model::Model;
+use deepgalaxy_runtime::inference::predict::{
     predictions, to_bytes, write_predictions, write_stream, Columns, Format, Prediction, Predictor,
     Tally,
 };

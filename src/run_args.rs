@@ -5,11 +5,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use deepgalaxy_collective::Collective;
-use deepgalaxy_runtime::backend::BackendKind;
-use deepgalaxy_runtime::infer::{run_items, run_items_in_order, SampleResult};
-use deepgalaxy_runtime::inputs::InputItem;
-use deepgalaxy_runtime::model::{Model, RunOptions};
-use deepgalaxy_runtime::sharded::run_sharded;
+use deepgalaxy_runtime::inference::backend::BackendKind;
+use deepgalaxy_runtime::inference::infer::{run_items, run_items_in_order, SampleResult};
+use deepgalaxy_runtime::inference::inputs::InputItem;
+use deepgalaxy_runtime::inference::model::{Model, RunOptions};
+use deepgalaxy_runtime::inference::sharded::run_sharded;
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// Which model file and how to run it.

@@ -260,7 +260,7 @@ fn draw_orbits(cfg: &SimulateConfig, out: &std::path::Path) -> anyhow::Result<()
         series.push((spec.name(), line));
     }
     let path = out.join("orbits.png");
-    deepgalaxy_runtime::charts::write_lines(
+    deepgalaxy_runtime::drawing::charts::write_lines(
         &path,
         &format!(
             "Separation of the galaxies' centres, {} mergers",

@@ -19,7 +19,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{deepgalaxy, exported, tiny_catalog, write_png16};
-use deepgalaxy_runtime::index::{Entry, LatentIndex};
+use deepgalaxy_runtime::library::index::{Entry, LatentIndex};
 use serde::Deserialize;
 
 /// One case of `cases.json`.

@@ -6,9 +6,9 @@ mod common;
 use std::ffi::OsStr;
 
 use common::{deepgalaxy, write_png16};
-use deepgalaxy_runtime::index::LatentIndex;
-use deepgalaxy_runtime::recommend::{preprocessed, SSIM_DATA_RANGE};
-use deepgalaxy_runtime::ssim::ssim;
+use deepgalaxy_runtime::library::index::LatentIndex;
+use deepgalaxy_runtime::library::recommend::{preprocessed, SSIM_DATA_RANGE};
+use deepgalaxy_runtime::library::ssim::ssim;
 
 #[test]
 fn the_demo_runs_end_to_end_at_toy_size() {

@@ -63,7 +63,7 @@ fn export_checkpoint(
     dir: &Path,
     out: &Path,
     opts: &ExportOptions,
-) -> deepgalaxy_core::Result<Vec<deepgalaxy_export::files::Written>> {
+) -> deepgalaxy_core::Result<Vec<deepgalaxy_export::bundle::Written>> {
     let ck = deepgalaxy_train::checkpoint::load(dir, &candle_core::Device::Cpu)?;
     deepgalaxy_export::export_model(&ck.graph, &ck.weights, &ck.card()?, out, opts)
 }
@@ -257,7 +257,7 @@ fn bad_calibration_input_is_a_clear_error_and_writes_nothing() {
 #[test]
 fn tract_runs_every_model_variant_and_int8_agrees_with_fp32() {
     use deepgalaxy_export::agreement::{agreement, Outputs};
-    use deepgalaxy_runtime::model::{Model, RunOptions};
+    use deepgalaxy_runtime::inference::model::{Model, RunOptions};
 
     let t = trained();
     let n = t.labels.len();

@@ -6,7 +6,7 @@
 //! `tests/onnx_parity.rs`). Written with `onnx-protobuf` (IR 8, opset 17) and the model card in
 //! `metadata_props`.
 //!
-//! [`files`] turns a trained model (graph, weights and card) into `model.onnx`, `autoencoder.onnx` and
+//! [`bundle`] turns a trained model (graph, weights and card) into `model.onnx`, `autoencoder.onnx` and
 //! `decoder.onnx`, and reads an ONNX file's interface and card back.
 //!
 //! [`import`] reads an ONNX file's float initialisers back as tensors, for transfer learning.
@@ -19,8 +19,8 @@
 //! * [`agreement`]: how closely a variant's outputs follow the FP32 model's.
 
 pub mod agreement;
+pub mod bundle;
 pub mod calibrate;
-pub mod files;
 pub mod fp16;
 pub mod import;
 mod int8_parts;
@@ -30,5 +30,5 @@ pub mod qoperator;
 pub mod quantize;
 pub mod variants;
 
-pub use files::{export_model, inspect_onnx, record_test};
+pub use bundle::{export_model, inspect_onnx, record_test};
 pub use onnx::{export, to_bytes, Target};

@@ -13,8 +13,8 @@ use deepgalaxy_core::preprocess::Preprocess;
 use deepgalaxy_export::import::initializers;
 use deepgalaxy_export::onnx::{export, to_bytes, Target};
 use deepgalaxy_models::{Backbone, Graph, ModelSpec, Weights};
-use deepgalaxy_runtime::backend::BackendKind;
-use deepgalaxy_runtime::model::{Model, RunOptions};
+use deepgalaxy_runtime::inference::backend::BackendKind;
+use deepgalaxy_runtime::inference::model::{Model, RunOptions};
 use onnx_protobuf::{Message, ModelProto};
 
 #[global_allocator]

@@ -244,7 +244,7 @@ fn exported_cases(dir: &Path) -> Vec<(&'static str, Case, std::path::PathBuf)> {
 
 #[test]
 fn tract_agrees_with_candle_for_every_backbone_and_file() {
-    use deepgalaxy_runtime::backend::{Backend, TractBackend};
+    use deepgalaxy_runtime::inference::backend::{Backend, TractBackend};
     let tmp = tempfile::tempdir().unwrap();
     for (name, case, path) in exported_cases(tmp.path()) {
         let target = case.target;
@@ -256,7 +256,7 @@ fn tract_agrees_with_candle_for_every_backbone_and_file() {
             "{name} {target:?}"
         );
         let tract = TractBackend::open(&path, 1).unwrap();
-        let input = deepgalaxy_runtime::backend::Tensor::new(
+        let input = deepgalaxy_runtime::inference::backend::Tensor::new(
             case.value.dims().to_vec(),
             case.value.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
         )

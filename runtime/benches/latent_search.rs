@@ -17,7 +17,7 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use deepgalaxy_runtime::search::{Searcher, Strategy};
+use deepgalaxy_runtime::library::search::{Searcher, Strategy};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};

@@ -7,7 +7,9 @@
 
 use std::time::Instant;
 
-use deepgalaxy_runtime::cluster::{adjusted_rand_index, spectral_clustering, SpectralConfig};
+use deepgalaxy_runtime::analysis::cluster::{
+    adjusted_rand_index, spectral_clustering, SpectralConfig,
+};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use deepgalaxy_core::fuzz::{mutate, run, PeakAlloc, Rng};
 use deepgalaxy_core::Preprocess;
-use deepgalaxy_runtime::index::{Entry, LatentIndex, ModelIdentity};
+use deepgalaxy_runtime::library::index::{Entry, LatentIndex, ModelIdentity};
 use sha2::{Digest, Sha256};
 
 #[global_allocator]

@@ -7,11 +7,11 @@ use std::path::Path;
 
 use deepgalaxy_core::time::TimeTarget;
 use deepgalaxy_core::{image::load, preprocess, Image, Preprocess};
-use deepgalaxy_runtime::estimate::{estimate_time, Weighting};
-use deepgalaxy_runtime::gallery::{write_gallery, Tile};
-use deepgalaxy_runtime::index::{Entry, LatentIndex, ModelIdentity};
-use deepgalaxy_runtime::search::{Searcher, Strategy};
-use deepgalaxy_runtime::ssim::ssim;
+use deepgalaxy_runtime::drawing::gallery::{write_gallery, Tile};
+use deepgalaxy_runtime::library::estimate::{estimate_time, Weighting};
+use deepgalaxy_runtime::library::index::{Entry, LatentIndex, ModelIdentity};
+use deepgalaxy_runtime::library::search::{Searcher, Strategy};
+use deepgalaxy_runtime::library::ssim::ssim;
 
 const STEPS: usize = 30;
 

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use deepgalaxy_core::{Image, SampleType};
-use deepgalaxy_runtime::ssim::ssim;
+use deepgalaxy_runtime::library::ssim::ssim;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};

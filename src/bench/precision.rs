@@ -8,12 +8,12 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use deepgalaxy_runtime::backend::BackendKind;
-use deepgalaxy_runtime::charts::{write_bars, write_points};
-use deepgalaxy_runtime::infer::{run_prepared, PreparedRun, SampleResult};
-use deepgalaxy_runtime::inputs::expand;
-use deepgalaxy_runtime::model::{Model, RunOptions};
-use deepgalaxy_runtime::predict::{predictions, score, Score};
+use deepgalaxy_runtime::drawing::charts::{write_bars, write_points};
+use deepgalaxy_runtime::inference::backend::BackendKind;
+use deepgalaxy_runtime::inference::infer::{run_prepared, PreparedRun, SampleResult};
+use deepgalaxy_runtime::inference::inputs::expand;
+use deepgalaxy_runtime::inference::model::{Model, RunOptions};
+use deepgalaxy_runtime::inference::predict::{predictions, score, Score};
 use serde::Serialize;
 
 use crate::export::{checkpoint_folder, export, Int8Args};
@@ -172,7 +172,7 @@ pub fn run(args: &PrecisionArgs) -> anyhow::Result<()> {
     let bytes: Vec<u8> = data.iter().flat_map(|v| v.to_le_bytes()).collect();
     deepgalaxy_core::io::write_atomic(&raw, |f| std::io::Write::write_all(f, &bytes))?;
     let shape = reference.input_shape().to_vec();
-    let fma = deepgalaxy_runtime::flops::fma_per_sample(&files[0], &shape)?;
+    let fma = deepgalaxy_runtime::inference::flops::fma_per_sample(&files[0], &shape)?;
     let cpu = Cpu::detect();
 
     // accuracy and agreement, each file once on --accuracy-backend (the first is FP32)

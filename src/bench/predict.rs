@@ -4,10 +4,10 @@
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use deepgalaxy_runtime::backend::BackendKind;
-use deepgalaxy_runtime::infer::run_items;
-use deepgalaxy_runtime::inputs::expand;
-use deepgalaxy_runtime::model::{Model, RunOptions};
+use deepgalaxy_runtime::inference::backend::BackendKind;
+use deepgalaxy_runtime::inference::infer::run_items;
+use deepgalaxy_runtime::inference::inputs::expand;
+use deepgalaxy_runtime::inference::model::{Model, RunOptions};
 use serde::Serialize;
 
 use super::peer;

@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context;
-use deepgalaxy_runtime::infer::run_items;
-use deepgalaxy_runtime::inputs::InputItem;
-use deepgalaxy_runtime::model::{Model, RunOptions};
+use deepgalaxy_runtime::inference::infer::run_items;
+use deepgalaxy_runtime::inference::inputs::InputItem;
+use deepgalaxy_runtime::inference::model::{Model, RunOptions};
 use deepgalaxy_sim::{simulate_dataset, Grid, MergerConfig, MergerSpec, SimulateConfig};
 
 use super::timing::quantile;

@@ -327,7 +327,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
             &"--output",
             &index,
         ]),
-        crate::library::index,
+        crate::similarity::index,
     )?;
     let evaluation = out.join("evaluation");
     r.stage(
@@ -347,7 +347,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         crate::evaluate::run,
     )?;
     let queries: Vec<PathBuf> = match &hst {
-        Some(dir) => deepgalaxy_runtime::inputs::expand(&[dir.display().to_string()])?
+        Some(dir) => deepgalaxy_runtime::inference::inputs::expand(&[dir.display().to_string()])?
             .into_iter()
             .map(|i| i.path)
             .take(4)
@@ -370,7 +370,12 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         &search_json,
     ]);
     search_args.extend(queries.iter().map(|q| q.as_os_str().to_os_string()));
-    r.stage("search", &search_json, search_args, crate::library::search)?;
+    r.stage(
+        "search",
+        &search_json,
+        search_args,
+        crate::similarity::search,
+    )?;
     let clusters = out.join("clusters");
     r.stage(
         "cluster",

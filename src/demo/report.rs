@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use deepgalaxy_core::Catalog;
-use deepgalaxy_runtime::evaluate::Evaluation;
-use deepgalaxy_runtime::gallery::{write_galleries, Tile};
-use deepgalaxy_runtime::predict::{score, Prediction, Score};
+use deepgalaxy_runtime::analysis::evaluate::Evaluation;
+use deepgalaxy_runtime::drawing::gallery::{write_galleries, Tile};
+use deepgalaxy_runtime::inference::predict::{score, Prediction, Score};
 
 use super::Stage;
 

@@ -13,8 +13,8 @@ use deepgalaxy_core::time::{expected_time, nearest_class, TimeAnswer, TimeScore,
 use deepgalaxy_core::{Error, ModelCard, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::infer::SampleResult;
-use crate::inputs::InputItem;
+use crate::inference::infer::SampleResult;
+use crate::inference::inputs::InputItem;
 
 /// The prediction for one image (or why there is none).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

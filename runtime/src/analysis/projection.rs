@@ -1,6 +1,6 @@
 //! Two-dimensional maps of the latent space (the paper's latent visualisation): PCA, exact and
 //! deterministic; and t-SNE through the maintained `bhtsne` crate (Barnes-Hut), which shows
-//! local neighbourhoods better but distorts global distances. [`crate::latent_map`] draws them.
+//! local neighbourhoods better but distorts global distances. [`crate::drawing::latent_map`] draws them.
 
 use deepgalaxy_core::{Error, Result};
 use faer::{Mat, Side};
@@ -179,7 +179,7 @@ pub fn tsne_2d(vectors: &[f32], dim: usize, config: &TsneConfig) -> Result<Vec<[
         .epochs(config.epochs)
         .initial_embedding(init)
         .barnes_hut(config.theta, |a, b| {
-            crate::search::squared_distance(a, b).sqrt()
+            crate::library::search::squared_distance(a, b).sqrt()
         });
     let y = tsne.embedding();
     if y.iter().any(|v| !v.is_finite()) {

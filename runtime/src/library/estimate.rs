@@ -4,8 +4,8 @@
 
 use deepgalaxy_core::time::TimeTarget;
 
-use crate::index::LatentIndex;
-use crate::search::Neighbour;
+use crate::library::index::LatentIndex;
+use crate::library::search::Neighbour;
 
 /// How neighbours count in the mean.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -78,7 +78,7 @@ pub fn weighted_mean_std(samples: &[(f64, f64)], weighting: Weighting) -> Option
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::index::{Entry, ModelIdentity};
+    use crate::library::index::{Entry, ModelIdentity};
 
     #[test]
     fn uniform_mean_and_population_std() {

@@ -33,7 +33,7 @@ use deepgalaxy_core::{Error, Result};
 use kiddo::{ImmutableKdTree, SquaredEuclidean};
 use rayon::prelude::*;
 
-use crate::index::LatentIndex;
+use crate::library::index::LatentIndex;
 
 /// Latent sizes with a kd-tree; other sizes are searched by brute force.
 pub const KD_DIMS: [usize; 4] = [8, 16, 32, 64];

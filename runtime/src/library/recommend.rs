@@ -16,10 +16,10 @@ use std::collections::HashMap;
 
 use deepgalaxy_core::time::TimeTarget;
 
-use crate::estimate::{estimate_time, TimeEstimate, Weighting};
-use crate::index::LatentIndex;
-use crate::search::{Searcher, Strategy};
-use crate::ssim::ssim;
+use crate::library::estimate::{estimate_time, TimeEstimate, Weighting};
+use crate::library::index::LatentIndex;
+use crate::library::search::{Searcher, Strategy};
+use crate::library::ssim::ssim;
 
 /// Data range of preprocessed images (values in [0, 1]) for SSIM.
 pub const SSIM_DATA_RANGE: f64 = 1.0;

@@ -12,7 +12,7 @@ use std::path::Path;
 use deepgalaxy_core::{Error, Image, Result};
 use plotters::prelude::*;
 
-use crate::plot::{drawing_error, ensure_font, write_png, Canvas, FONT};
+use crate::drawing::plot::{drawing_error, ensure_font, write_png, Canvas, FONT};
 
 /// One picture of the gallery with what its caption says.
 #[derive(Debug, Clone, Copy)]

@@ -60,6 +60,49 @@ pub struct ModelIdentity {
     pub preprocess: Preprocess,
 }
 
+/// How a model relates to the model that built an index, when their latents are comparable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compatibility {
+    /// The very file that embedded the library.
+    SameFile,
+    /// Another file of the same model (e.g. another precision): same preprocessing, same
+    /// training data.
+    SameModel,
+}
+
+impl ModelIdentity {
+    /// Whether latents of the model `now` (at `model_path`) can be searched in the index at
+    /// `index_path` that this identity built: the same preprocessing and the same training
+    /// data, else an error naming both files.
+    pub fn compatibility(
+        &self,
+        now: &ModelIdentity,
+        index_path: &Path,
+        model_path: &Path,
+    ) -> Result<Compatibility> {
+        let rebuild = |what: &str| {
+            Error::invalid(
+                index_path,
+                format!(
+                    "was built with {what} than {} uses; rebuild the index with this model",
+                    model_path.display()
+                ),
+            )
+        };
+        if self.preprocess != now.preprocess {
+            return Err(rebuild("other preprocessing"));
+        }
+        if self.training_digest != now.training_digest {
+            return Err(rebuild("a model trained on other data"));
+        }
+        Ok(if self.model_digest == now.model_digest {
+            Compatibility::SameFile
+        } else {
+            Compatibility::SameModel
+        })
+    }
+}
+
 /// One library image.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Entry {

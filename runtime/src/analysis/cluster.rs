@@ -1,7 +1,7 @@
 //! The paper's unsupervised path: spectral clustering of the latents without a fixed number
 //! of clusters, and the adjusted Rand index to compare clusterings.
 //!
-//! 1. **kNN graph.** Each latent's `neighbours` nearest others (exact, [`crate::search`]);
+//! 1. **kNN graph.** Each latent's `neighbours` nearest others (exact, [`crate::library::search`]);
 //!    the graph is symmetrised by union (an edge when either end lists the other).
 //! 2. **Affinity: self-tuning** (Zelnik-Manor & Perona 2004, "Self-tuning spectral
 //!    clustering"): `w_ij = exp(-d_ij² / (σ_i σ_j))` with `σ_i` the distance from `i` to its
@@ -18,7 +18,7 @@
 //! 4. **Number of clusters:** the largest eigengap `λ_{c} - λ_{c-1}` (eigenvalues ascending,
 //!    `c` counted from 1) for `c` up to `max_clusters`, unless given.
 //! 5. **Ng-Jordan-Weiss embedding:** the `c` smallest eigenvectors as columns, each row
-//!    normalised to unit length, clustered by [`crate::kmeans`] (k-means++, seeded, restarts).
+//!    normalised to unit length, clustered by [`crate::analysis::kmeans`] (k-means++, seeded, restarts).
 
 use std::collections::HashMap;
 
@@ -27,8 +27,8 @@ use faer::{Mat, Side};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::kmeans::kmeans;
-use crate::search::{Searcher, Strategy};
+use crate::analysis::kmeans::kmeans;
+use crate::library::search::{Searcher, Strategy};
 
 /// Default largest number of points clustered densely: a 3000 x 3000 `f64` Laplacian is
 /// 72 MB, and the whole clustering took 7.9 s on two cores (2000: 2.8 s, 4000: 15 s; the

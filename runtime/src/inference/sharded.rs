@@ -5,9 +5,9 @@
 use deepgalaxy_collective::{all_gather_bytes, part, Collective};
 use deepgalaxy_core::{Error, Result};
 
-use crate::infer::{run_items, SampleOutputs, SampleResult};
-use crate::inputs::InputItem;
-use crate::model::Model;
+use crate::inference::infer::{run_items, SampleOutputs, SampleResult};
+use crate::inference::inputs::InputItem;
+use crate::inference::model::Model;
 
 /// Runs `model` on this rank's part of `items` and returns, on rank 0, every item's result in
 /// input order (on other ranks, `None`). Rank 0 reports `progress(done, total)` over its own

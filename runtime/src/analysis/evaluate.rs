@@ -17,9 +17,9 @@ use deepgalaxy_core::time::{median, TimeAnswer, TimeScore};
 use deepgalaxy_core::{Catalog, ModelCard};
 use serde::{Deserialize, Serialize};
 
-use crate::inputs::{from_catalog, InputItem};
-use crate::predict::{score, Prediction, Score};
-use crate::recommend::{preprocessed, Library};
+use crate::inference::inputs::{from_catalog, InputItem};
+use crate::inference::predict::{score, Prediction, Score};
+use crate::library::recommend::{preprocessed, Library};
 
 /// The images to score, and those left out because the model saw their merger.
 #[derive(Debug, Clone)]
@@ -187,7 +187,7 @@ pub struct KnnScore {
 }
 
 /// Searches `library` for the `k` nearest entries of every scored image that has a latent
-/// (from [`crate::predict::Predictor`] with latents), skipping the image's own simulation.
+/// (from [`crate::inference::predict::Predictor`] with latents), skipping the image's own simulation.
 pub fn knn(
     library: &Library<'_>,
     library_name: &str,

@@ -9,8 +9,8 @@ use std::sync::{Condvar, Mutex};
 
 use rayon::prelude::*;
 
-use crate::inputs::InputItem;
-use crate::model::Model;
+use crate::inference::inputs::InputItem;
+use crate::inference::model::Model;
 
 /// One image's outputs: a row of every model output, in the model's output order.
 #[derive(Debug, Clone, PartialEq)]
@@ -317,9 +317,9 @@ pub fn run_prepared(model: &Model, data: &[f32], n: usize) -> deepgalaxy_core::R
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::BackendKind;
-    use crate::model::tests::{card, write_model, SIDE};
-    use crate::model::RunOptions;
+    use crate::inference::backend::BackendKind;
+    use crate::inference::model::tests::{card, write_model, SIDE};
+    use crate::inference::model::RunOptions;
 
     /// A model run two at a time on two workers, and `n` images of which the fourth cannot be
     /// read.

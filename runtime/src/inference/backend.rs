@@ -2,7 +2,7 @@
 //! (feature `ort`, loaded at run time from `ORT_DYLIB_PATH`).
 //!
 //! A [`Backend`] runs one ONNX file on a batch of `f32` inputs and returns every graph output,
-//! in the file's output order. It knows nothing of galaxies; [`crate::model::Model`] adds the
+//! in the file's output order. It knows nothing of galaxies; [`crate::inference::model::Model`] adds the
 //! model card, preprocessing and output names on top.
 //!
 //! Threads: tract runs each plan single-threaded, and [`Backend::workers`] tells the caller

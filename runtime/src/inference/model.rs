@@ -14,8 +14,8 @@ use deepgalaxy_core::{preprocess, Error, Image, ModelCard, Result};
 use sha2::{Digest, Sha256};
 use tract_onnx::prelude::Framework;
 
-use crate::backend::{self, Backend, BackendKind, Tensor};
-use crate::index::ModelIdentity;
+use crate::inference::backend::{self, Backend, BackendKind, Tensor};
+use crate::library::index::ModelIdentity;
 
 /// How to run a model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -175,6 +175,13 @@ impl Model {
     /// SHA-256 (hex) of the file.
     pub fn digest(&self) -> &str {
         &self.digest
+    }
+
+    /// The size of the latent vector, from the card; an error for a model without one.
+    pub fn latent_dim(&self) -> Result<usize> {
+        self.card.latent_dim.ok_or_else(|| {
+            Error::invalid(&self.path, "has no latent (its card gives no latent size)")
+        })
     }
 
     /// The identity written into a latent index built with this model.

@@ -1,4 +1,4 @@
-//! The PNG scatter plot of a two-dimensional latent map (from [`crate::projection`]). It
+//! The PNG scatter plot of a two-dimensional latent map (from [`crate::analysis::projection`]). It
 //! colours each point by a cluster (a legend of distinct colours) or by a value such
 //! as the timescale class or `t_myr` (viridis with a colour bar).
 
@@ -7,7 +7,9 @@ use std::path::Path;
 use deepgalaxy_core::{Error, Result};
 use plotters::prelude::*;
 
-use crate::plot::{category_colour, drawing_error, ensure_font, viridis, write_png, Canvas, FONT};
+use crate::drawing::plot::{
+    category_colour, drawing_error, ensure_font, viridis, write_png, Canvas, FONT,
+};
 
 /// How to colour the points of a latent map.
 #[derive(Debug, Clone, Copy)]

@@ -7,12 +7,12 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use deepgalaxy_core::time::TimeTarget;
 use deepgalaxy_core::{Catalog, Image};
-use deepgalaxy_runtime::gallery::{write_galleries, Tile};
-use deepgalaxy_runtime::index::{Entry, LatentIndex};
-use deepgalaxy_runtime::inputs::{expand, from_catalog, InputItem};
-use deepgalaxy_runtime::model::Model;
-use deepgalaxy_runtime::recommend::{preprocessed, Library, Recommendation};
-use deepgalaxy_runtime::search::Strategy;
+use deepgalaxy_runtime::drawing::gallery::{write_galleries, Tile};
+use deepgalaxy_runtime::inference::inputs::{expand, from_catalog, InputItem};
+use deepgalaxy_runtime::inference::model::Model;
+use deepgalaxy_runtime::library::index::{Compatibility, Entry, LatentIndex};
+use deepgalaxy_runtime::library::recommend::{preprocessed, Library, Recommendation};
+use deepgalaxy_runtime::library::search::Strategy;
 use serde::Serialize;
 
 use crate::run_args::{report_failures, run_with_progress, ModelArgs};
@@ -28,16 +28,6 @@ pub struct IndexArgs {
     /// The index file to write.
     #[arg(long)]
     pub output: PathBuf,
-}
-
-/// The latent size of `model`, from its card.
-pub fn latent_dim(model: &Model) -> anyhow::Result<usize> {
-    model.card().latent_dim.with_context(|| {
-        format!(
-            "{} has no latent (its card gives no latent size)",
-            model.path().display()
-        )
-    })
 }
 
 /// `file` as stored in an index at `index_path`: relative to the index's folder when it lies
@@ -57,7 +47,7 @@ fn stored_path(file: &Path, index_path: &Path) -> String {
 /// Runs `index`.
 pub fn index(args: &IndexArgs) -> anyhow::Result<()> {
     let model = args.model.open()?;
-    let dim = latent_dim(&model)?;
+    let dim = model.latent_dim()?;
     let catalog = Catalog::read(&args.data)?;
     let items = from_catalog(&catalog);
     let results = run_with_progress(&model, &items, "index");
@@ -151,28 +141,17 @@ pub struct QueryResult {
     pub result: Option<Recommendation>,
 }
 
-/// Checks that `index` was embedded by a model compatible with `model`.
+/// Checks that `index` was embedded by a model compatible with `model`, with a note when it
+/// was another file of the same model.
 pub fn check_compatible(
     index: &LatentIndex,
     index_path: &Path,
     model: &Model,
 ) -> anyhow::Result<()> {
-    let (built, now) = (index.model(), model.identity());
-    if built.preprocess != now.preprocess {
-        anyhow::bail!(
-            "{} was built with other preprocessing than {} uses; rebuild the index with this model",
-            index_path.display(),
-            model.path().display()
-        );
-    }
-    if built.training_digest != now.training_digest {
-        anyhow::bail!(
-            "{} was built with a model trained on other data than {}; rebuild the index with this model",
-            index_path.display(),
-            model.path().display()
-        );
-    }
-    if built.model_digest != now.model_digest {
+    let c = index
+        .model()
+        .compatibility(&model.identity(), index_path, model.path())?;
+    if c == Compatibility::SameModel {
         eprintln!(
             "note: {} was embedded by another file of the same model (e.g. another precision)",
             index_path.display()
@@ -196,7 +175,7 @@ pub fn search(args: &SearchArgs) -> anyhow::Result<()> {
         );
     };
     let model = args.model.open()?;
-    let index = LatentIndex::load(index_path, Some(latent_dim(&model)?))?;
+    let index = LatentIndex::load(index_path, Some(model.latent_dim()?))?;
     check_compatible(&index, index_path, &model)?;
     if !args.allow_paths_outside_index {
         index.check_files_inside(index_path).context(

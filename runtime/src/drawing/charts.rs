@@ -10,7 +10,7 @@ use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use crate::plot::{category_colour, drawing_error, ensure_font, write_png, Canvas, FONT};
+use crate::drawing::plot::{category_colour, drawing_error, ensure_font, write_png, Canvas, FONT};
 
 /// Draws a `w` x `h` chart with `draw` on a white canvas and writes it to `path` as PNG.
 fn write_chart(

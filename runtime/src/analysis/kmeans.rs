@@ -2,7 +2,7 @@
 //!
 //! Written here rather than taken from a crate: the maintained Rust k-means crates either pull
 //! in `ndarray`/`linfa` (a heavy tree for ~100 lines) or do not take a seeded RNG, and the
-//! spectral clustering of [`crate::cluster`] needs bit-for-bit reproducible labels from a
+//! spectral clustering of [`crate::analysis::cluster`] needs bit-for-bit reproducible labels from a
 //! seed. Everything here is deterministic given the seed.
 
 use deepgalaxy_core::{Error, Result};

@@ -1,0 +1,8 @@
+//! Similarity search over a library of simulated mergers: the latent index file, exact kNN
+//! search, the kNN time estimate and SSIM.
+
+pub mod estimate;
+pub mod index;
+pub mod recommend;
+pub mod search;
+pub mod ssim;
