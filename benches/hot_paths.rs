@@ -15,6 +15,8 @@
 //! ```
 //!
 //! The weights are freshly initialised (seeded): inference time does not depend on their values.
+// criterion's macro generates the undocumented `benches` function
+#![allow(missing_docs)]
 
 use std::hint::black_box;
 use std::path::Path;

@@ -23,6 +23,7 @@ use rand::SeedableRng;
 
 /// The allocator `deepgalaxy` itself uses (see `src/main.rs`), so the figures match the tool.
 #[path = "../src/allocator.rs"]
+#[allow(unsafe_code)] // mimalloc's option calls
 mod allocator;
 #[global_allocator]
 static ALLOCATOR: allocator::MiMalloc = allocator::MiMalloc;

@@ -2,6 +2,7 @@
 //! the library crate that owns the work.
 
 mod agreement;
+#[allow(unsafe_code)] // mimalloc's option calls
 mod allocator;
 mod bench;
 mod cluster;

@@ -101,10 +101,9 @@ pub fn run(args: &TuneArgs) -> anyhow::Result<()> {
     });
     let trials = tune(&cfg, &t.out, &Report, &stop)?;
     println!(
-        "{} of {} trials done; {} and trials.png in {}",
+        "{} of {} trials done; trials.md and trials.png in {}",
         trials.len(),
         args.trials,
-        "trials.md",
         t.out.display()
     );
     if let Some(b) = best(&trials) {

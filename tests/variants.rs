@@ -63,9 +63,15 @@ fn export_checkpoint(
     dir: &Path,
     out: &Path,
     opts: &ExportOptions,
-) -> deepgalaxy_core::Result<Vec<deepgalaxy_export::bundle::Written>> {
+) -> anyhow::Result<Vec<deepgalaxy_export::bundle::Written>> {
     let ck = deepgalaxy_train::checkpoint::load(dir, &candle_core::Device::Cpu)?;
-    deepgalaxy_export::export_model(&ck.graph, &ck.weights, &ck.card()?, out, opts)
+    Ok(deepgalaxy_export::export_model(
+        &ck.graph,
+        &ck.weights,
+        &ck.card()?,
+        out,
+        opts,
+    )?)
 }
 
 fn int8(calibration: &Path, method: Method) -> Int8Options {

@@ -136,7 +136,14 @@ pub fn part(len: usize, k: usize, n: usize) -> Range<usize> {
 /// Every rank passes its own outcome; all ranks get `Ok` only if every rank succeeded, and
 /// otherwise the same error, naming the lowest failed rank and its reason (`during` says when,
 /// e.g. "at step 12"). With one rank the outcome is returned as is.
-pub fn agree<T>(comm: &dyn Collective, during: &str, outcome: Result<T>) -> Result<T> {
+pub fn agree<T, E>(
+    comm: &dyn Collective,
+    during: &str,
+    outcome: std::result::Result<T, E>,
+) -> std::result::Result<T, E>
+where
+    E: std::error::Error + From<Error>,
+{
     if comm.size() == 1 {
         return outcome;
     }
@@ -147,7 +154,7 @@ pub fn agree<T>(comm: &dyn Collective, during: &str, outcome: Result<T>) -> Resu
         return outcome;
     };
     let mut reason = match &outcome {
-        Err(e) if comm.rank() == culprit => e.to_string().into_bytes(),
+        Err(e) if comm.rank() == culprit => deepgalaxy_core::error::with_sources(e).into_bytes(),
         _ => Vec::new(),
     };
     comm.broadcast_bytes(&mut reason, culprit);
@@ -157,14 +164,14 @@ pub fn agree<T>(comm: &dyn Collective, during: &str, outcome: Result<T>) -> Resu
     } else {
         String::new()
     };
-    Err(Error::setting(
+    Err(E::from(Error::setting(
         "distributed training",
         format!(
             "rank {culprit} of {} failed {during}{also}; all ranks stopped: {}",
             comm.size(),
             String::from_utf8_lossy(&reason)
         ),
-    ))
+    )))
 }
 
 /// Every rank's `mine`, in rank order, on every rank (a broadcast from each rank in turn:

@@ -159,7 +159,8 @@ impl Catalog {
     pub fn write(&self, path: &Path) -> Result<()> {
         let present = |f: &dyn Fn(&CatalogRecord) -> bool| self.records.iter().any(f);
         let mut columns: Vec<&str> = vec!["id_str", "file_loc"];
-        let optional: [(&str, &dyn Fn(&CatalogRecord) -> bool); 10] = [
+        type Column<'a> = (&'a str, &'a dyn Fn(&CatalogRecord) -> bool);
+        let optional: [Column; 10] = [
             ("simulation", &|r| r.simulation.is_some()),
             ("camera", &|r| r.camera.is_some()),
             ("snapshot", &|r| r.snapshot.is_some()),

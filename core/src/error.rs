@@ -99,3 +99,16 @@ impl Error {
         }
     }
 }
+
+/// `e` and each of its sources, joined by ": " (as anyhow's `{:#}` prints them): the whole
+/// message, for places that must carry an error as text (between MPI ranks, in a trial log).
+pub fn with_sources(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}

@@ -327,7 +327,7 @@ fn write_group(file: &hdf5::File, path: &Path, sim: &H5Simulation) -> Result<()>
                 .create(img_name.as_str())
                 .and_then(|d| d.write_raw(&data))
         } else {
-            if let Some(v) = c.images.iter().find(|v| !(v.abs() <= 65504.0)) {
+            if let Some(v) = c.images.iter().find(|v| v.is_nan() || v.abs() > 65504.0) {
                 return Err(h5_err(
                     path,
                     &obj,

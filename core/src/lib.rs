@@ -28,6 +28,7 @@ pub mod catalog;
 pub mod error;
 pub mod fits;
 #[cfg(any(test, feature = "fuzz"))]
+#[allow(unsafe_code)] // the peak-measuring global allocator
 pub mod fuzz;
 #[cfg(feature = "hdf5")]
 pub mod hdf5;

@@ -8,7 +8,8 @@
 
 use std::path::Path;
 
-use deepgalaxy_core::{Error, Result};
+use crate::Result;
+use deepgalaxy_core::Error;
 use serde::{Deserialize, Serialize};
 
 /// One model's outputs on `n` images.
@@ -44,7 +45,7 @@ impl Outputs {
                     self.classes,
                     self.latent_dim
                 ),
-            ));
+            ).into());
         }
         Ok(n)
     }
@@ -120,17 +121,17 @@ pub fn agreement(
                 "reference has {n} images x {} classes x {} latent, variant {m} x {} x {}",
                 reference.classes, reference.latent_dim, variant.classes, variant.latent_dim
             ),
-        ));
+        )
+        .into());
     }
     if n == 0 {
-        return Err(Error::setting("agreement", "no images to compare"));
+        return Err(Error::setting("agreement", "no images to compare").into());
     }
     if let Some(l) = labels {
         if l.len() != n {
-            return Err(Error::setting(
-                "agreement",
-                format!("{} labels for {n} images", l.len()),
-            ));
+            return Err(
+                Error::setting("agreement", format!("{} labels for {n} images", l.len())).into(),
+            );
         }
     }
     let (a, b) = (reference.top1(), variant.top1());
@@ -267,6 +268,7 @@ impl Report {
         deepgalaxy_core::io::write_atomic(&dir.join("agreement.md"), |f| {
             std::io::Write::write_all(f, md.as_bytes())
         })
+        .map_err(Into::into)
     }
 }
 

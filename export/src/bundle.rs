@@ -5,8 +5,9 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::Result;
 use deepgalaxy_core::card::{ModelCard, TestRecord};
-use deepgalaxy_core::{Error, Result};
+use deepgalaxy_core::Error;
 use deepgalaxy_models::{Graph, Weights};
 use serde::Serialize;
 
@@ -48,7 +49,8 @@ pub fn export_model(
             return Err(Error::setting(
                 "int8 export",
                 "INT8 needs calibration images (--calibration CATALOG)",
-            ))
+            )
+            .into())
         }
         (true, Some(o)) => Some(o),
         (false, _) => None,

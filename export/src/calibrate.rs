@@ -13,8 +13,9 @@
 
 use std::collections::BTreeMap;
 
+use crate::Result;
 use candle_core::Tensor;
-use deepgalaxy_core::{Error, Result};
+use deepgalaxy_core::Error;
 use deepgalaxy_models::exec::{forward, Mode};
 use deepgalaxy_models::{Graph, Weights};
 use serde::{Deserialize, Serialize};
@@ -58,7 +59,7 @@ impl Method {
                 if p > 50.0 && p < 100.0 {
                     Ok(Method::Percentile(p))
                 } else {
-                    Err(bad())
+                    Err(bad().into())
                 }
             }
         }
@@ -237,7 +238,7 @@ pub fn calibrate(
     method: Method,
 ) -> Result<BTreeMap<String, (f32, f32)>> {
     if batches.is_empty() {
-        return Err(Error::setting("calibration", "no calibration images"));
+        return Err(Error::setting("calibration", "no calibration images").into());
     }
     let ids: Vec<usize> = names
         .iter()
@@ -253,17 +254,14 @@ pub fn calibrate(
                     )
                 })
         })
-        .collect::<Result<_>>()?;
+        .collect::<deepgalaxy_core::Result<_>>()?;
     let mut seen: Vec<Observed> = names.iter().map(|_| Observed::new()).collect();
     let passes = if method == Method::MinMax { 1 } else { 2 };
     for pass in 0..passes {
         for batch in batches {
             let values = forward(graph, weights, batch, &ids, Mode::Eval)?;
             for (obs, v) in seen.iter_mut().zip(values) {
-                let v: Vec<f32> = v
-                    .flatten_all()
-                    .and_then(|t| t.to_vec1())
-                    .map_err(deepgalaxy_models::exec::candle_err)?;
+                let v: Vec<f32> = v.flatten_all().and_then(|t| t.to_vec1())?;
                 if pass == 0 {
                     obs.add_range(&v);
                 } else {
@@ -280,7 +278,8 @@ pub fn calibrate(
                 return Err(Error::setting(
                     "calibration",
                     format!("tensor `{name}` took non-finite values on the calibration images"),
-                ));
+                )
+                .into());
             }
             Ok((name.clone(), obs.range(method)))
         })

@@ -11,7 +11,8 @@
 
 use std::collections::{HashMap, HashSet};
 
-use deepgalaxy_core::{Error, Result};
+use crate::Result;
+use deepgalaxy_core::Error;
 use onnx_protobuf::tensor_proto::DataType;
 use onnx_protobuf::{ModelProto, NodeProto, TensorProto};
 

@@ -4,8 +4,9 @@
 use std::collections::HashMap;
 use std::path::Path;
 
+use crate::Result;
 use candle_core::{Device, Tensor};
-use deepgalaxy_core::{Error, Result};
+use deepgalaxy_core::Error;
 use onnx_protobuf::tensor_proto::DataType;
 use onnx_protobuf::TensorProto;
 

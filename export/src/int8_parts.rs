@@ -3,7 +3,8 @@
 //! nodes and tensors of weights, biases and activations under one naming scheme (`{t}.q`,
 //! `{t}.scale`, `{t}.zero_point`, `{t}.dq`).
 
-use deepgalaxy_core::{Error, Result};
+use crate::Result;
+use deepgalaxy_core::Error;
 use onnx_protobuf::tensor_proto::DataType;
 use onnx_protobuf::{AttributeProto, GraphProto, ModelProto, NodeProto, TensorProto};
 
@@ -22,6 +23,7 @@ pub(crate) fn graph_mut(model: &mut ModelProto) -> Result<&mut GraphProto> {
         .graph
         .as_mut()
         .ok_or_else(|| err("the model has no graph"))
+        .map_err(Into::into)
 }
 
 /// The float values and shape of initialiser `name`.

@@ -17,10 +17,12 @@
 //!   measured by running the candle model on calibration images), [`qdq`] (QDQ graphs) and
 //!   [`qoperator`] (QLinearConv / MatMulInteger graphs);
 //! * [`agreement`]: how closely a variant's outputs follow the FP32 model's.
+//! * [`Error`]: keeps its sources (candle's, protobuf's, the model crate's, the core crate's).
 
 pub mod agreement;
 pub mod bundle;
 pub mod calibrate;
+pub mod error;
 pub mod fp16;
 pub mod import;
 mod int8_parts;
@@ -31,4 +33,5 @@ pub mod quantize;
 pub mod variants;
 
 pub use bundle::{export_model, inspect_onnx, record_test};
+pub use error::{Error, Result};
 pub use onnx::{export, to_bytes, Target};

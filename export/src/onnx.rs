@@ -3,7 +3,8 @@
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 
-use deepgalaxy_core::{Error, ModelCard, Result};
+use crate::Result;
+use deepgalaxy_core::{Error, ModelCard};
 use deepgalaxy_models::graph::{Graph, NodeId, Op, BN_EPS};
 use deepgalaxy_models::Weights;
 use onnx_protobuf::tensor_proto::DataType;
@@ -154,7 +155,7 @@ impl Builder<'_> {
         let name = node.name.clone();
         let ins: Vec<String> = node.inputs.iter().map(|j| self.value[j].clone()).collect();
         let out = match &node.op {
-            Op::Image => return Err(Error::setting("export", "the image node is an input")),
+            Op::Image => return Err(Error::setting("export", "the image node is an input").into()),
             Op::Sample | Op::Dropout { .. } => ins[0].clone(), // inference: z = mu, no dropout
             Op::Normalize { mean, std } => {
                 let c = mean.len();
@@ -329,8 +330,8 @@ pub fn export(
         graph,
     };
     b.value.insert(input, input_name.to_string());
-    for i in 0..graph.nodes.len() {
-        if need[i] && i != input {
+    for (i, &needed) in need.iter().enumerate() {
+        if needed && i != input {
             b.translate(i)?;
         }
     }
@@ -421,20 +422,21 @@ pub fn normalization_nodes(graph: &Graph) -> Vec<String> {
 
 /// The model's protobuf bytes.
 pub fn to_bytes(model: &ModelProto) -> Result<Vec<u8>> {
-    model
-        .write_to_bytes()
-        .map_err(|e| Error::setting("export", format!("cannot serialise ONNX: {e}")))
+    model.write_to_bytes().map_err(crate::Error::Encode)
 }
 
 /// Reads an ONNX file, with an error naming it when it is not a model.
 pub fn read(path: &Path) -> Result<ModelProto> {
     let bytes = deepgalaxy_core::io::read_bytes(path)?;
-    ModelProto::parse_from_bytes(&bytes)
-        .map_err(|e| Error::invalid(path, format!("not a readable ONNX model: {e}")))
+    ModelProto::parse_from_bytes(&bytes).map_err(|source| crate::Error::NotOnnx {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// Writes a model atomically.
 pub fn write(path: &Path, model: &ModelProto) -> Result<()> {
     let bytes = to_bytes(model)?;
     deepgalaxy_core::io::write_atomic(path, |f| std::io::Write::write_all(f, &bytes))
+        .map_err(Into::into)
 }

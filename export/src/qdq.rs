@@ -17,7 +17,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use deepgalaxy_core::Result;
+use crate::Result;
 use onnx_protobuf::{GraphProto, ModelProto, NodeProto, TensorProto};
 
 use crate::int8_parts::{

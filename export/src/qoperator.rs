@@ -18,7 +18,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use deepgalaxy_core::Result;
+use crate::Result;
 use onnx_protobuf::tensor_proto::DataType;
 use onnx_protobuf::{ModelProto, NodeProto};
 

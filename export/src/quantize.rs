@@ -6,7 +6,8 @@
 //! 0 so that zero padding and ReLU's floor are exact. Biases are int32 with scale
 //! `input scale x weight scale`, as `QLinearConv` and ONNX Runtime's QDQ fusion expect.
 
-use deepgalaxy_core::{Error, Result};
+use crate::Result;
+use deepgalaxy_core::Error;
 use onnx_protobuf::tensor_proto::DataType;
 use serde::{Deserialize, Serialize};
 
@@ -29,10 +30,9 @@ impl ActivationType {
         match s {
             "u8" | "uint8" => Ok(ActivationType::U8),
             "s8" | "int8" => Ok(ActivationType::S8),
-            other => Err(Error::setting(
-                "activations",
-                format!("`{other}` is not u8 or s8"),
-            )),
+            other => {
+                Err(Error::setting("activations", format!("`{other}` is not u8 or s8")).into())
+            }
         }
     }
 
@@ -80,7 +80,8 @@ impl Affine {
             return Err(Error::setting(
                 "quantisation",
                 format!("activation range [{min}, {max}] is not a finite interval"),
-            ));
+            )
+            .into());
         }
         let (lo, hi) = (min.min(0.0), max.max(0.0));
         let (qmin, qmax) = ty.bounds();
@@ -132,7 +133,8 @@ pub fn quantize_weights(data: &[f32], dims: &[usize], axis: usize) -> Result<Qua
                 "weights of shape {dims:?} ({} values) have no axis {axis}",
                 data.len()
             ),
-        ));
+        )
+        .into());
     }
     let channels = dims[axis];
     let inner: usize = dims[axis + 1..].iter().product();
@@ -143,7 +145,8 @@ pub fn quantize_weights(data: &[f32], dims: &[usize], axis: usize) -> Result<Qua
             return Err(Error::setting(
                 "quantisation",
                 format!("weight {i} is {w}: a model with non-finite weights cannot be quantised"),
-            ));
+            )
+            .into());
         }
         let c = channel(i);
         max_abs[c] = max_abs[c].max(w.abs());

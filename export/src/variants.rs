@@ -14,10 +14,11 @@
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 
+use crate::Result;
 use candle_core::{Device, Tensor};
 use deepgalaxy_core::card::{digest_file, ModelCard, Quantization, Simulations};
 use deepgalaxy_core::preprocess::Preprocess;
-use deepgalaxy_core::{Catalog, Error, Result};
+use deepgalaxy_core::{Catalog, Error};
 use deepgalaxy_models::{Graph, Op, Weights};
 use onnx_protobuf::ModelProto;
 
@@ -50,7 +51,8 @@ impl Precision {
                     return Err(Error::setting(
                         "precision",
                         format!("`{other}` is not fp32, fp16 or int8"),
-                    ))
+                    )
+                    .into())
                 }
             };
             if !out.contains(&v) {
@@ -58,7 +60,7 @@ impl Precision {
             }
         }
         if out.is_empty() {
-            return Err(Error::setting("precision", "no precision given"));
+            return Err(Error::setting("precision", "no precision given").into());
         }
         Ok(out)
     }
@@ -92,7 +94,8 @@ impl Int8Format {
             other => Err(Error::setting(
                 "int8 format",
                 format!("`{other}` is not qdq, qoperator or both"),
-            )),
+            )
+            .into()),
         }
     }
 
@@ -211,7 +214,7 @@ pub fn calibration_batches(
     simulations: Option<&Simulations>,
 ) -> Result<Vec<Tensor>> {
     if opts.size == 0 {
-        return Err(Error::setting("calibration size", "must be at least 1"));
+        return Err(Error::setting("calibration size", "must be at least 1").into());
     }
     let catalog = Catalog::read(&opts.calibration)?;
     let allowed: Vec<usize> = (0..catalog.records.len())
@@ -227,7 +230,7 @@ pub fn calibration_batches(
         return Err(Error::invalid(
             &opts.calibration,
             "no calibration image: none is of a simulation the model was trained on (images of its validation and test mergers are left out)",
-        ));
+        ).into());
     }
     let indices: Vec<usize> = spread(allowed.len(), opts.size)
         .into_iter()
@@ -242,8 +245,7 @@ pub fn calibration_batches(
             for px in chunk {
                 px.extend_f32(&mut data);
             }
-            Tensor::from_vec(data, (chunk.len(), c, s, s), &Device::Cpu)
-                .map_err(deepgalaxy_models::exec::candle_err)
+            Tensor::from_vec(data, (chunk.len(), c, s, s), &Device::Cpu).map_err(crate::Error::from)
         })
         .collect()
 }

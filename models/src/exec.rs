@@ -14,12 +14,8 @@ use rand_distr::{Distribution, StandardNormal};
 
 use crate::graph::{Graph, NodeId, Op, ParamKind, BN_EPS, BN_MOMENTUM};
 use crate::ops::batch_norm::{batch_norm_train, Activation};
-use deepgalaxy_core::{Error, Result};
-
-/// A candle error as a core error (candle's messages name the shapes involved).
-pub fn candle_err(e: candle_core::Error) -> Error {
-    Error::setting("tensor computation", e.to_string())
-}
+use crate::Result;
+use deepgalaxy_core::Error;
 
 /// The parameters (trainable [`Var`]s) and buffers (batch-norm running statistics) of a graph,
 /// by name, in name order.
@@ -46,9 +42,9 @@ impl Weights {
                 ParamKind::Ones | ParamKind::RunningVar => vec![1.0; n],
                 ParamKind::Zeros | ParamKind::RunningMean => vec![0.0; n],
             };
-            let t = Tensor::from_vec(data, p.shape.as_slice(), device).map_err(candle_err)?;
+            let t = Tensor::from_vec(data, p.shape.as_slice(), device)?;
             if p.kind.trainable() {
-                vars.insert(p.name, Var::from_tensor(&t).map_err(candle_err)?);
+                vars.insert(p.name, Var::from_tensor(&t)?);
             } else {
                 buffers.insert(p.name, t);
             }
@@ -83,14 +79,12 @@ impl Weights {
                         t.dims(),
                         p.shape
                     ),
-                ));
+                )
+                .into());
             }
-            let t = t
-                .to_dtype(DType::F32)
-                .and_then(|t| t.to_device(device))
-                .map_err(candle_err)?;
+            let t = t.to_dtype(DType::F32).and_then(|t| t.to_device(device))?;
             if p.kind.trainable() {
-                vars.insert(p.name, Var::from_tensor(&t).map_err(candle_err)?);
+                vars.insert(p.name, Var::from_tensor(&t)?);
             } else {
                 buffers.insert(p.name, t);
             }
@@ -99,7 +93,8 @@ impl Weights {
             return Err(Error::invalid(
                 source,
                 format!("tensor `{extra}` is not part of this model"),
-            ));
+            )
+            .into());
         }
         Ok(Weights {
             vars,
@@ -115,8 +110,8 @@ impl Weights {
             .vars
             .iter()
             .map(|(k, v)| {
-                let t = v.as_tensor().to_dtype(dtype).map_err(candle_err)?;
-                Ok((k.clone(), Var::from_tensor(&t).map_err(candle_err)?))
+                let t = v.as_tensor().to_dtype(dtype)?;
+                Ok((k.clone(), Var::from_tensor(&t)?))
             })
             .collect::<Result<_>>()?;
         Ok(Weights {
@@ -150,10 +145,9 @@ impl Weights {
                 Some(_) => {
                     let t = t
                         .to_dtype(DType::F32)
-                        .and_then(|t| t.to_device(&self.device))
-                        .map_err(candle_err)?;
+                        .and_then(|t| t.to_device(&self.device))?;
                     match self.vars.get(name) {
-                        Some(v) => v.set(&t).map_err(candle_err)?,
+                        Some(v) => v.set(&t)?,
                         None => {
                             self.buffers().insert(name.clone(), t);
                         }
@@ -268,15 +262,19 @@ pub fn forward_from(
                     )
                 })
             })
-            .collect::<Result<_>>()?;
+            .collect::<deepgalaxy_core::Result<_>>()?;
         let fused = match mode {
             Mode::Train(_) if values.get(i + 1).is_some_and(Option::is_none) => {
                 fusable_activation(graph, i, &readers)
             }
             _ => Activation::Identity,
         };
-        let out = eval(&node.op, &inputs, weights, mode, fused)
-            .map_err(|e| Error::setting("model", format!("layer `{}`: {e}", node.name)))?;
+        let out = eval(&node.op, &inputs, weights, mode, fused).map_err(|source| {
+            crate::Error::Layer {
+                layer: node.name.clone(),
+                source,
+            }
+        })?;
         let at = if fused == Activation::Identity {
             i
         } else {
@@ -289,7 +287,7 @@ pub fn forward_from(
         .map(|&t| {
             values[t]
                 .clone()
-                .ok_or_else(|| Error::setting("model", format!("node {t} was not computed")))
+                .ok_or_else(|| Error::setting("model", format!("node {t} was not computed")).into())
         })
         .collect()
 }

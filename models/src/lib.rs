@@ -14,9 +14,12 @@
 //!   ops with their backward passes.
 //! * [`reference`]: the deterministic tensor fill shared with the PyTorch reference scripts.
 //!
+//! [`Error`]: a failed tensor operation keeps candle's error as its source.
+//!
 //! This crate trains nothing and writes no files: losses, optimizers and checkpoints are
 //! `deepgalaxy-train`'s.
 
+pub mod error;
 pub mod exec;
 pub mod graph;
 pub mod ops;
@@ -25,6 +28,7 @@ pub mod spec;
 #[cfg(test)]
 mod testing;
 
+pub use error::{Error, Result};
 pub use exec::{forward, Weights};
 pub use graph::{Graph, Op, Outputs};
 pub use spec::{Backbone, ModelSpec};

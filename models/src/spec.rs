@@ -3,7 +3,8 @@
 //! ONNX exporter translates, so the trained and the exported model cannot drift apart.
 
 use deepgalaxy_core::preprocess::Preprocess;
-use deepgalaxy_core::{Error, Result};
+use deepgalaxy_core::Error;
+use deepgalaxy_core::Result;
 use serde::{Deserialize, Serialize};
 
 /// A whole network: the shared encoder, the three heads, and how its input is prepared.
@@ -150,10 +151,10 @@ impl ModelSpec {
             return bad("latent_dim must be positive".into());
         }
         match &self.backbone {
-            Backbone::Simple { widths, depth } => {
-                if widths.is_empty() || widths.contains(&0) || *depth == 0 {
-                    return bad("simple backbone needs non-zero widths and depth".into());
-                }
+            Backbone::Simple { widths, depth }
+                if (widths.is_empty() || widths.contains(&0) || *depth == 0) =>
+            {
+                return bad("simple backbone needs non-zero widths and depth".into());
             }
             Backbone::Resnet { width } | Backbone::Efficientnet { width, .. }
                 if !(*width > 0.0 && *width <= 4.0) =>
@@ -166,7 +167,7 @@ impl ModelSpec {
             _ => {}
         }
         let stride = self.backbone.stride();
-        if self.size() % stride != 0 {
+        if !self.size().is_multiple_of(stride) {
             return bad(format!(
                 "image size {} is not a multiple of the {} backbone's stride {stride}",
                 self.size(),

@@ -192,6 +192,9 @@ fn one_layer(op: Op, x_shape: &[usize], second: Option<&[usize]>) -> Graph {
     }
 }
 
+/// A named buffer, its shape and how to fill it from the sine fill.
+type Buffer = (&'static str, Vec<usize>, fn(f32) -> f32);
+
 struct Case {
     op: Op,
     x: Vec<usize>,
@@ -199,7 +202,7 @@ struct Case {
     /// is named "@input".
     params: Vec<(&'static str, Vec<usize>)>,
     /// Buffers and the transform PyTorch applies to them.
-    buffers: Vec<(&'static str, Vec<usize>, fn(f32) -> f32)>,
+    buffers: Vec<Buffer>,
     train: bool,
 }
 
@@ -414,7 +417,7 @@ fn batch_norm_matches_pytorch_in_training_and_inference() {
         param: "bn".into(),
         channels: 2,
     };
-    let stats: Vec<(&'static str, Vec<usize>, fn(f32) -> f32)> = vec![
+    let stats: Vec<Buffer> = vec![
         ("bn.running_mean", vec![2], |v| v),
         ("bn.running_var", vec![2], |v| v.abs() + 0.5),
     ];

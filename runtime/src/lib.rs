@@ -31,10 +31,16 @@
 //!   [`drawing::charts`], drawn with plotters on an in-memory bitmap; text uses the DejaVu
 //!   Sans font embedded in `deepgalaxy-core`, so no system font library is needed.
 //!
+//! Errors: [`Error`] keeps a backend's own error as its source; files and settings are the
+//! core crate's error.
+//!
 //! Benchmarks: `benches/latent_search.rs` (kd-tree against brute force, the basis of
 //! [`library::search::Strategy::Auto`]) and `benches/spectral.rs` (clustering time against size).
 
 pub mod analysis;
 pub mod drawing;
+pub mod error;
 pub mod inference;
 pub mod library;
+
+pub use error::{Error, Result};

@@ -76,7 +76,16 @@ pub fn run(args: &PredictBenchArgs) -> anyhow::Result<()> {
                         }
                     };
                     let warm = || run_items(&model, &items[..batch.min(n)], &|_| {});
-                    measure(n, args.repeats, || Ok(drop(warm())), pass).map_err(|e| e.to_string())
+                    measure(
+                        n,
+                        args.repeats,
+                        || {
+                            let _: () = drop(warm());
+                            Ok(())
+                        },
+                        pass,
+                    )
+                    .map_err(|e| e.to_string())
                 });
                 eprintln!(
                     "{} batch {batch} threads {threads}: {}",

@@ -56,13 +56,13 @@ impl Augment {
 }
 
 /// FWHM of a Gaussian over its standard deviation, 2 sqrt(2 ln 2).
-const FWHM_PER_SIGMA: f32 = 2.354_820_1;
+const FWHM_PER_SIGMA: f32 = 2.354_82;
 
 /// Convolves each `size x size` plane with a normalised Gaussian of standard deviation `sigma`
 /// pixels (separable, truncated at 3 sigma, edges extended), so a flat image stays flat and the
 /// total light away from the edges is kept. Nothing happens below 0.1 pixel.
 pub fn gaussian_blur(image: &mut [f32], channels: usize, size: usize, sigma: f32) {
-    if !(sigma >= 0.1) || size == 0 {
+    if sigma.is_nan() || sigma < 0.1 || size == 0 {
         return;
     }
     let radius = (3.0 * sigma).ceil() as isize;

@@ -19,10 +19,11 @@ use crate::config::TrainConfig;
 use crate::metrics::EvalMetrics;
 use crate::optim::Optimizer;
 use crate::split::Split;
+use crate::Result;
 use deepgalaxy_core::card::{ModelCard, Simulations, CARD_VERSION};
 use deepgalaxy_core::io::sync_dir;
 use deepgalaxy_core::time::TimeTarget;
-use deepgalaxy_core::{Error, Result};
+use deepgalaxy_core::Error;
 
 /// The position of the training's random generator.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -204,6 +205,7 @@ fn sync_file(path: &Path) -> Result<()> {
     std::fs::File::open(path)
         .and_then(|f| f.sync_all())
         .map_err(|e| Error::io(path, e))
+        .map_err(Into::into)
 }
 
 /// The version of `state.json`'s path convention: from 2 on, `config.data`, `config.out` and
@@ -344,15 +346,16 @@ fn resolve_paths(mut state: TrainState, run: &Path) -> TrainState {
 
 fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    serde_json::from_str(&text).map_err(|e| Error::invalid(path, format!("malformed: {e}")))
+    serde_json::from_str(&text).map_err(|e| Error::invalid(path, format!("malformed: {e}")).into())
 }
 
 fn load_tensors(path: &Path, device: &Device) -> Result<HashMap<String, Tensor>> {
     if !path.is_file() {
-        return Err(Error::invalid(path, "missing from the checkpoint"));
+        return Err(Error::invalid(path, "missing from the checkpoint").into());
     }
     candle_core::safetensors::load(path, device)
         .map_err(|e| Error::invalid(path, format!("not a readable safetensors file: {e}")))
+        .map_err(Into::into)
 }
 
 /// Refuses to start a new run in `out` when it already holds one, naming it: its checkpoint
@@ -374,7 +377,7 @@ pub fn refuse_existing_run(out: &Path) -> Result<()> {
         format!(
             "already holds a training run{progress}; continue it with --resume, or pass --overwrite to replace it"
         ),
-    ))
+    ).into())
 }
 
 /// The folder to read for the checkpoint `dir`: `dir` itself, or its `.old` twin if an
@@ -390,7 +393,8 @@ fn resolve(dir: &Path) -> Result<PathBuf> {
         return Err(Error::invalid(
             &dir,
             "no checkpoint here (is this a training output folder?)",
-        ));
+        )
+        .into());
     }
     Ok(dir)
 }
@@ -435,7 +439,8 @@ pub fn load(dir: &Path, device: &Device) -> Result<Checkpoint> {
                 state.class_t_myr.len(),
                 spec.num_classes
             ),
-        ));
+        )
+        .into());
     }
     let state = resolve_paths(state, &run_folder(dir));
     Ok(Checkpoint {

@@ -10,8 +10,9 @@ use crate::distributed::Parallel;
 use crate::optim::OptimizerKind;
 use crate::schedule::Schedule;
 use crate::split::{SplitKind, TestSet};
+use crate::Result;
 use deepgalaxy_core::time::TimeTarget;
-use deepgalaxy_core::{Error, Result};
+use deepgalaxy_core::Error;
 
 /// Which heads contribute to the loss (all three are always in the network).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,12 +42,13 @@ impl Heads {
                     return Err(Error::setting(
                         "heads",
                         format!("`{other}` is not one of classifier, autoencoder, vae"),
-                    ))
+                    )
+                    .into())
                 }
             }
         }
         if !(h.classifier || h.autoencoder || h.vae) {
-            return Err(Error::setting("heads", "name at least one head"));
+            return Err(Error::setting("heads", "name at least one head").into());
         }
         Ok(h)
     }
@@ -149,7 +151,7 @@ pub struct TrainConfig {
 impl TrainConfig {
     /// Checks the numbers are usable.
     pub fn validate(&self) -> Result<()> {
-        let bad = |what: String| Err(Error::setting("training", what));
+        let bad = |what: String| Err(crate::Error::from(Error::setting("training", what)));
         if self.unfreeze_every == Some(0) {
             return bad("--unfreeze-every must be at least 1 epoch".into());
         }

@@ -3,11 +3,12 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::Result;
 use candle_core::{Device, Tensor};
 use deepgalaxy_core::pixels::{load_images, Pixels};
 use deepgalaxy_core::preprocess::{preprocess, Preprocess};
 use deepgalaxy_core::time::{t_peri_bins, TimeTarget, T_PERI_BIN_MYR};
-use deepgalaxy_core::{Catalog, Error, Result};
+use deepgalaxy_core::{Catalog, Error};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
@@ -73,7 +74,7 @@ impl Dataset {
                     return Err(Error::invalid(
                         path,
                         "the original HDF5 layout has no t_peri_myr: train on it with --target snapshot",
-                    ))
+                    ).into())
                 }
                 _ => (
                     load_hdf5(path, preprocess_spec, progress)?,
@@ -103,7 +104,8 @@ impl Dataset {
                     "{} distinct label(s): a classifier needs at least two classes",
                     labels.len()
                 ),
-            ));
+            )
+            .into());
         }
         if let Some(s) = samples.iter().find(|s| s.label as usize >= MAX_CLASSES) {
             return Err(Error::invalid(
@@ -114,7 +116,8 @@ impl Dataset {
                     s.label,
                     MAX_CLASSES - 1
                 ),
-            ));
+            )
+            .into());
         }
         let num_classes = *labels.last().unwrap_or(&0) as usize + 1;
         let class_t_myr = class_times(&samples, num_classes);
@@ -233,7 +236,7 @@ fn load_catalog(
 /// `label` for `snapshot`; for `t-peri`, the bin of `t_peri_myr` (bins of
 /// [`T_PERI_BIN_MYR`] from the earliest time in the catalog). An error names the first row
 /// without the column or with a class past [`MAX_CLASSES`].
-fn labels(path: &Path, catalog: &Catalog, target: TimeTarget) -> Result<Vec<u32>> {
+fn labels(path: &Path, catalog: &Catalog, target: TimeTarget) -> deepgalaxy_core::Result<Vec<u32>> {
     let row_error = |i: usize, what: String| Error::Catalog {
         path: path.into(),
         row: i + 1,
@@ -276,7 +279,7 @@ fn labels(path: &Path, catalog: &Catalog, target: TimeTarget) -> Result<Vec<u32>
                         )
                     })
                 })
-                .collect::<Result<Vec<f64>>>()?;
+                .collect::<deepgalaxy_core::Result<Vec<f64>>>()?;
             let (origin, _) = t_peri_bins(&times, MAX_CLASSES)
                 .map_err(|what| Error::invalid(path, what))?;
             Ok(times

@@ -8,7 +8,8 @@
 //! update. Failures are agreed on (`agree`) so that all ranks stop together, naming the rank
 //! that failed and why.
 
-use deepgalaxy_core::{Error, Result};
+use crate::Result;
+use deepgalaxy_core::Error;
 use serde::{Deserialize, Serialize};
 
 /// How the learning rate follows the number of ranks N (the global batch is N x the local).
@@ -71,7 +72,12 @@ impl Default for Parallel {
 impl Parallel {
     /// Checks the numbers are usable with a local batch of `batch_size`.
     pub fn validate(&self, batch_size: usize) -> Result<()> {
-        let bad = |what: String| Err(Error::setting("distributed training", what));
+        let bad = |what: String| {
+            Err(crate::Error::from(Error::setting(
+                "distributed training",
+                what,
+            )))
+        };
         // checked: 2 x a huge count must not wrap to a small number that passes
         let smallest_batch = self.micro_batches.checked_mul(2);
         if self.micro_batches == 0 || smallest_batch.is_none_or(|n| batch_size < n) {
@@ -138,7 +144,8 @@ impl Fault {
             Fault::Error => Err(Error::setting(
                 "training",
                 format!("injected fault (DEEPGALAXY_FAULT) on rank {rank} at step {step}"),
-            )),
+            )
+            .into()),
             Fault::Kill => {
                 let pid = std::process::id().to_string();
                 let _ = std::process::Command::new("kill")

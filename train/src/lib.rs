@@ -12,7 +12,10 @@
 //!   ([`plots`]) and atomic [`checkpoint`]s with bit-exact resume.
 //! * [`memory`]: what a configuration needs, checked before anything is loaded.
 //! * [`distributed`]: data parallelism over MPI ranks (feature `mpi`) behind a small
-//!   `deepgalaxy_collective::Collective` trait, with a single-process implementation always compiled.
+//!   `deepgalaxy_collective::Collective` trait, with a single-process implementation always
+//!   compiled.
+//!
+//! [`Error`] keeps its sources: candle's, the model crate's and the core crate's errors.
 //!
 //! It knows nothing about ONNX.
 
@@ -21,6 +24,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod data;
 pub mod distributed;
+pub mod error;
 pub mod loss;
 pub mod memory;
 pub mod metrics;
@@ -33,6 +37,7 @@ pub mod trainer;
 pub mod tune;
 
 pub use config::{Heads, LossWeights, TrainConfig};
+pub use error::{Error, Result};
 pub use trainer::{
     resume, resume_with, train, train_from, train_with, Observer, Outcome, ResumeChanges,
 };

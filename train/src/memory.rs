@@ -9,7 +9,8 @@
 
 use std::path::Path;
 
-use deepgalaxy_core::{Catalog, Error, Result};
+use crate::Result;
+use deepgalaxy_core::{Catalog, Error};
 use deepgalaxy_models::{Graph, ModelSpec};
 
 use crate::config::TrainConfig;
@@ -108,7 +109,7 @@ fn refuse_above(spec: &ModelSpec, data: &Path, batch: usize, free: f64) -> Resul
             batch,
             gb(free)
         ),
-    ))
+    ).into())
 }
 
 #[cfg(test)]

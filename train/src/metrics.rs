@@ -10,10 +10,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::Dataset;
 use crate::loss;
+use crate::Result;
 use deepgalaxy_collective::Collective;
 use deepgalaxy_core::time::{expected_time, sigma_scale, TimeAnswer, TimeScore};
-use deepgalaxy_core::Result;
-use deepgalaxy_models::exec::candle_err;
 
 /// Metrics of one pass over a set of images.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -86,7 +85,7 @@ pub fn evaluate(
     let (mut hit0, mut hit1, mut hit2) = (0usize, 0usize, 0usize);
     let o = graph.outputs;
     for chunk in indices.chunks(batch_size.max(1)) {
-        let (x, y) = ds.batch(chunk, None, device).map_err(candle_err)?;
+        let (x, y) = ds.batch(chunk, None, device)?;
         let out = forward(
             graph,
             weights,
@@ -104,15 +103,14 @@ pub fn evaluate(
         let scalar = |t: candle_core::Result<Tensor>| -> Result<f64> {
             t.and_then(|t| t.to_scalar::<f32>())
                 .map(f64::from)
-                .map_err(candle_err)
+                .map_err(crate::Error::from)
         };
         ce += n * scalar(loss::cross_entropy(&out[0], &y, 0.0))?;
         rec += n * scalar(loss::mse(&out[1], &x))?;
         vrec += n * scalar(loss::mse(&out[2], &x))?;
         kl += n * scalar(loss::kl_divergence(&out[3], &out[4]))?;
-        let probs: Vec<Vec<f32>> = candle_nn::ops::softmax_last_dim(&out[0])
-            .and_then(|t| t.to_vec2())
-            .map_err(candle_err)?;
+        let probs: Vec<Vec<f32>> =
+            candle_nn::ops::softmax_last_dim(&out[0]).and_then(|t| t.to_vec2())?;
         for (&i, q) in chunk.iter().zip(&probs) {
             let s = &ds.samples[i];
             let p = argmax(q);

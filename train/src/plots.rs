@@ -7,7 +7,8 @@ use plotters::prelude::*;
 
 use crate::checkpoint::EpochRecord;
 use crate::metrics::Confusion;
-use deepgalaxy_core::{Error, Result};
+use crate::Result;
+use deepgalaxy_core::Error;
 
 fn font() {
     static REGISTER: Once = Once::new();
@@ -48,6 +49,7 @@ fn render(
             .write_to(&mut std::io::BufWriter::new(f), image::ImageFormat::Png)
             .map_err(std::io::Error::other)
     })
+    .map_err(Into::into)
 }
 
 /// One named line of a panel: legend text, (epoch, value) points, colour.

@@ -5,8 +5,8 @@ use std::io::Write;
 use std::path::Path;
 
 use crate::checkpoint::EpochRecord;
+use crate::Result;
 use deepgalaxy_core::io::write_atomic;
-use deepgalaxy_core::Result;
 
 /// Writes both files for the history so far.
 pub fn write_metrics(out: &Path, history: &[EpochRecord]) -> Result<()> {
@@ -49,5 +49,5 @@ pub fn write_metrics(out: &Path, history: &[EpochRecord]) -> Result<()> {
             }
         }
         Ok(())
-    })
+    }).map_err(Into::into)
 }

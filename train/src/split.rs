@@ -7,7 +7,8 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::data::{permutation, Dataset};
-use deepgalaxy_core::{Error, Result};
+use crate::Result;
+use deepgalaxy_core::Error;
 
 /// How to split.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,14 +85,16 @@ pub fn split(
             return Err(Error::setting(
                 format!("{what} fraction"),
                 format!("{f} is not in [0, 1)"),
-            ));
+            )
+            .into());
         }
     }
     if kind == SplitKind::Random && !held_out.is_empty() {
         return Err(Error::setting(
             "validation simulations",
             "naming the simulations to hold out needs the by-simulation split",
-        ));
+        )
+        .into());
     }
     let wants_test = test.fraction > 0.0 || !test.simulations.is_empty();
     let all_sims = match simulations(ds) {
@@ -111,7 +114,8 @@ pub fn split(
         return Err(Error::setting(
             "validation simulations",
             format!("`{both}` is also a test simulation"),
-        ));
+        )
+        .into());
     }
     let in_test = |i: &usize| {
         ds.samples[*i]
@@ -181,7 +185,7 @@ fn simulations(ds: &Dataset) -> Result<Vec<String>> {
                         "image `{}` (#{i}) has no simulation: splitting by simulation (validation or test) needs a `simulation` column (or use --split random without a test set)",
                         s.id
                     ),
-                ))
+                ).into())
             }
         }
     }
@@ -204,7 +208,7 @@ fn draw(
                 "{} simulation(s) left: holding some out needs at least two (or use --split random)",
                 sims.len()
             ),
-        ));
+        ).into());
     }
     let n = ((sims.len() as f64 * fraction).round() as usize).clamp(1, sims.len() - 1);
     let order = permutation(sims.len(), rng);
@@ -229,7 +233,8 @@ fn named_simulations(
                     "no simulation `{name}` to {what}; the data has {}",
                     sims.join(", ")
                 ),
-            ));
+            )
+            .into());
         }
     }
     let mut held = held_out.to_vec();
@@ -239,7 +244,8 @@ fn named_simulations(
         return Err(Error::invalid(
             &ds.source,
             "every simulation is held out: none is left to train on",
-        ));
+        )
+        .into());
     }
     Ok(held)
 }

@@ -23,9 +23,10 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
+use crate::Result;
 use candle_core::{Device, Tensor};
-use deepgalaxy_core::{Error, Result};
-use deepgalaxy_models::exec::{candle_err, forward, Mode};
+use deepgalaxy_core::Error;
+use deepgalaxy_models::exec::{forward, Mode};
 use deepgalaxy_models::{Graph, ModelSpec, Weights};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -154,7 +155,7 @@ fn start(
             return Err(Error::setting(
                 "initial weights",
                 "no tensor matches this model by name and shape (was it exported from another architecture?)",
-            ));
+            ).into());
         }
         observer.initialised(&loaded, &skipped);
     }
@@ -167,10 +168,9 @@ fn start(
         &cfg.test,
     )?;
     if split.train.len() < 2 {
-        return Err(Error::invalid(
-            &cfg.data,
-            "fewer than two training images after the split",
-        ));
+        return Err(
+            Error::invalid(&cfg.data, "fewer than two training images after the split").into(),
+        );
     }
     let state = TrainState {
         tool_version: env!("CARGO_PKG_VERSION").into(),
@@ -275,20 +275,21 @@ fn reopen(
                 comm.size(),
                 cfg.parallel.ranks
             ),
-        ));
+        ).into());
     }
     if !cfg.data.is_file() {
         return Err(invalid(format!(
             "the training data {} is not there; if it moved, give its new path with --data",
             cfg.data.display()
-        )));
+        ))
+        .into());
     }
     let digest = deepgalaxy_core::card::digest_file(&cfg.data)?;
     if digest != state.training_digest {
         return Err(Error::invalid(
             &cfg.data,
             "the data changed since the checkpoint was written (SHA-256 differs); resuming would not continue the same run",
-        ));
+        ).into());
     }
     let data = Dataset::load(
         &cfg.data,
@@ -592,19 +593,16 @@ impl Run {
         }
         let out = forward(&self.graph, &self.weights, x, &targets, Mode::Train(rng))?;
         let w = &cfg.loss;
-        let pred: Vec<u32> = out[0]
-            .argmax(1)
-            .and_then(|t| t.to_vec1())
-            .map_err(candle_err)?;
-        let truth: Vec<u32> = y.to_vec1().map_err(candle_err)?;
+        let pred: Vec<u32> = out[0].argmax(1).and_then(|t| t.to_vec1())?;
+        let truth: Vec<u32> = y.to_vec1()?;
         let hits = pred.iter().zip(&truth).filter(|(a, b)| a == b).count();
         let mut terms: Vec<Tensor> = Vec::new();
-        let c = |r: candle_core::Result<Tensor>| r.map_err(candle_err);
+        let c = |r: candle_core::Result<Tensor>| r.map_err(crate::Error::from);
         if h.classifier {
             let ce = if w.label_sigma > 0.0 {
                 let q = c(loss::gaussian_targets(
                     &truth,
-                    out[0].dim(1).map_err(candle_err)?,
+                    out[0].dim(1)?,
                     w.label_sigma,
                     w.label_smoothing,
                     x.device(),
@@ -676,8 +674,7 @@ fn broadcast_tensors(
     let mut offset = 0;
     for (name, dims) in layout {
         let n: usize = dims.iter().product();
-        let t = Tensor::from_slice(&flat[offset..offset + n], dims.as_slice(), device)
-            .map_err(candle_err)?;
+        let t = Tensor::from_slice(&flat[offset..offset + n], dims.as_slice(), device)?;
         offset += n;
         out.insert(name, t);
     }

@@ -16,8 +16,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
+use crate::Result;
 use deepgalaxy_core::io::write_atomic;
-use deepgalaxy_core::{Error, Result};
+use deepgalaxy_core::Error;
 use deepgalaxy_models::ModelSpec;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -41,7 +42,7 @@ pub struct SearchSpace {
 impl SearchSpace {
     /// Checks the ranges are usable.
     pub fn validate(&self) -> Result<()> {
-        let bad = |what: String| Err(Error::setting("search space", what));
+        let bad = |what: String| Err(crate::Error::from(Error::setting("search space", what)));
         let (lo, hi) = self.lr;
         if !(lo > 0.0 && lo <= hi && hi.is_finite()) {
             return bad(format!("learning rates {lo} to {hi}: need 0 < low <= high"));
@@ -206,7 +207,8 @@ pub fn tune(
         return Err(Error::setting(
             "tune",
             "trials are scored on validation mergers: give --val-fraction or --val-simulations",
-        ));
+        )
+        .into());
     }
     deepgalaxy_core::io::create_dir_all(out)?;
     let mut trials = open(cfg, out)?;
@@ -241,7 +243,10 @@ pub fn tune(
             Ok(Outcome::Interrupted) if !pruned => break,
             Ok(Outcome::Interrupted) => (Status::Pruned, None),
             Ok(_) => (Status::Complete, None),
-            Err(e) => (Status::Failed, Some(e.to_string())),
+            Err(e) => (
+                Status::Failed,
+                Some(deepgalaxy_core::error::with_sources(&e)),
+            ),
         };
         let value = curve.last().copied().filter(|v| v.is_finite());
         let trial = Trial {
@@ -295,7 +300,7 @@ fn open(cfg: &TuneConfig, out: &Path) -> Result<Vec<Trial>> {
             return Err(Error::invalid(
                 &config,
                 "a search with other settings is in this folder: choose another --out (only --trials may change when continuing)",
-            ));
+            ).into());
         }
     }
     save_json(&config, cfg)?;
@@ -305,13 +310,13 @@ fn open(cfg: &TuneConfig, out: &Path) -> Result<Vec<Trial>> {
     }
     let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
     serde_json::from_str(&text)
-        .map_err(|e| Error::invalid(&path, format!("not a list of trials: {e}")))
+        .map_err(|e| Error::invalid(&path, format!("not a list of trials: {e}")).into())
 }
 
 fn save_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     let text = serde_json::to_vec_pretty(value)
         .map_err(|e| Error::invalid(path, format!("cannot serialise: {e}")))?;
-    write_atomic(path, |f| std::io::Write::write_all(f, &text))
+    write_atomic(path, |f| std::io::Write::write_all(f, &text)).map_err(Into::into)
 }
 
 /// The best trial: the lowest objective among complete trials.

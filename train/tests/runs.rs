@@ -161,7 +161,8 @@ fn a_damaged_state_json_is_refused_naming_it() {
     let path = checkpoint_dir(&out).join("state.json");
     let state: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    let cases: Vec<(&str, Box<dyn Fn(&mut serde_json::Value)>, &str)> = vec![
+    type Case<'a> = (&'a str, Box<dyn Fn(&mut serde_json::Value)>, &'a str);
+    let cases: Vec<Case> = vec![
         (
             "batch size 0",
             Box::new(|s| s["config"]["batch_size"] = 0.into()),

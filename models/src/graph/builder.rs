@@ -84,6 +84,7 @@ impl Builder {
     }
 
     /// conv -> batch norm -> activation, named `{name}.conv`, `{name}.bn`, `{name}.act`.
+    #[allow(clippy::too_many_arguments)] // the convolution's own parameters, plus the activation
     pub(super) fn conv_bn_act(
         &mut self,
         x: NodeId,

@@ -26,9 +26,9 @@ pub mod ops;
 use serde::Serialize;
 
 use crate::spec::{Backbone, ModelSpec};
+use crate::Result;
 use backbones::{decoder, efficientnet, resnet, simple};
 use builder::Builder;
-use deepgalaxy_core::Result;
 pub use ops::{Node, NodeId, Op, Outputs, Param, ParamKind};
 
 /// The built network.

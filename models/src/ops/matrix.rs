@@ -70,17 +70,22 @@ fn check<T>(dst_len: usize, a: &Mat<T>, b: &Mat<T>) -> Result<()> {
     Ok(())
 }
 
-/// `dst = a · b` (or `dst += a · b` when `accumulate`), `dst` row-major. The caller has checked
-/// the shapes; `dst` holds `a.rows * b.cols` entries, initialised when `accumulate`.
-fn product_raw<T: WithDType>(dst: *mut T, a: Mat<T>, b: Mat<T>, accumulate: bool) {
+/// `dst = a · b` (or `dst += a · b` when `accumulate`), `dst` row-major.
+///
+/// # Safety
+///
+/// `check` must have passed for these operands and `a.rows * b.cols` entries; `dst` must be
+/// valid for writes of `a.rows * b.cols` entries of `T` and not alias `a` or `b`, and, when
+/// `accumulate`, every one of those entries must be initialised (gemm reads them).
+unsafe fn product_raw<T: WithDType>(dst: *mut T, a: Mat<T>, b: Mat<T>, accumulate: bool) {
     let parallelism = match rayon::current_num_threads() {
         1 => Parallelism::None,
         n => Parallelism::Rayon(n),
     };
-    // SAFETY: `check` proved every entry of `a` and `b` in bounds and `dst` `a.rows * b.cols`
-    // long; gemm reads `dst` only when `read_dst` (`accumulate`), when it is initialised, and
-    // otherwise writes every entry (`dst = 1 * a·b`). T is f32 or f64 (see `storage`), which
-    // gemm dispatches to its SIMD kernels.
+    // SAFETY: the caller's contract: every entry of `a` and `b` in bounds, `dst` `a.rows *
+    // b.cols` long and initialised when gemm reads it (`read_dst`, i.e. `accumulate`);
+    // otherwise gemm writes every entry (`dst = 1 * a·b`). T is f32 or f64 (see `storage`),
+    // which gemm dispatches to its SIMD kernels.
     unsafe {
         gemm(
             a.rows,
@@ -113,7 +118,8 @@ pub(crate) fn product_into<T: WithDType>(
     b: Mat<T>,
 ) -> Result<()> {
     check(dst.len(), &a, &b)?;
-    product_raw(dst.as_mut_ptr().cast(), a, b, false);
+    // SAFETY: checked; `dst` is a distinct `&mut` slice of exactly that length, written, not read.
+    unsafe { product_raw(dst.as_mut_ptr().cast(), a, b, false) };
     Ok(())
 }
 
@@ -130,7 +136,8 @@ pub(crate) fn product<T: WithDType>(a: Mat<T>, b: Mat<T>) -> Result<Vec<T>> {
 /// `dst += a · b`, `dst` row-major.
 pub(crate) fn add_product<T: WithDType>(dst: &mut [T], a: Mat<T>, b: Mat<T>) -> Result<()> {
     check(dst.len(), &a, &b)?;
-    product_raw(dst.as_mut_ptr(), a, b, true);
+    // SAFETY: checked; `dst` is a distinct, initialised `&mut` slice of exactly that length.
+    unsafe { product_raw(dst.as_mut_ptr(), a, b, true) };
     Ok(())
 }
 
@@ -143,7 +150,7 @@ pub(crate) fn transpose_blocks<T: WithDType>(
     cols: usize,
 ) -> Result<Vec<T>> {
     let size = rows * cols;
-    if !data.is_empty() && (size == 0 || data.len() % size != 0) {
+    if !data.is_empty() && (size == 0 || !data.len().is_multiple_of(size)) {
         candle_core::bail!(
             "transpose: {} entries are not whole {rows}x{cols} blocks",
             data.len()

@@ -22,7 +22,8 @@
 
 use std::collections::HashMap;
 
-use deepgalaxy_core::{Error, Result};
+use crate::Result;
+use deepgalaxy_core::Error;
 use faer::{Mat, Side};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -91,27 +92,26 @@ pub fn spectral_clustering(
     dim: usize,
     config: &SpectralConfig,
 ) -> Result<SpectralClustering> {
-    if dim == 0 || vectors.len() % dim != 0 {
+    if dim == 0 || !vectors.len().is_multiple_of(dim) {
         return Err(Error::setting(
             "latent vectors",
             format!("{} floats are not whole vectors of {dim}", vectors.len()),
-        ));
+        )
+        .into());
     }
     let n = vectors.len() / dim;
     if config.neighbours == 0 || config.local_scale == 0 || config.max_clusters == 0 {
         return Err(Error::setting(
             "clustering",
             "neighbours, local_scale and max_clusters must be at least 1",
-        ));
+        )
+        .into());
     }
     if config.max_dense < 2 {
-        return Err(Error::setting("clustering", "max_dense must be at least 2"));
+        return Err(Error::setting("clustering", "max_dense must be at least 2").into());
     }
     if n < 2 {
-        return Err(Error::setting(
-            "clustering",
-            format!("{n} latents: need at least 2"),
-        ));
+        return Err(Error::setting("clustering", format!("{n} latents: need at least 2")).into());
     }
     if n > config.max_dense {
         return subsampled(vectors, dim, config);
@@ -128,10 +128,7 @@ pub fn spectral_clustering(
     let limit = config.max_clusters.min(n - 1).max(1);
     let clusters = match config.clusters {
         Some(c) if c == 0 || c > n => {
-            return Err(Error::setting(
-                "clusters",
-                format!("{c} clusters for {n} latents"),
-            ))
+            return Err(Error::setting("clusters", format!("{c} clusters for {n} latents")).into())
         }
         Some(c) => c,
         None => largest_eigengap(&eigenvalues, limit),
@@ -292,10 +289,9 @@ fn canonical_labels(labels: &[usize]) -> Vec<usize> {
 /// scikit-learn.
 pub fn adjusted_rand_index(a: &[usize], b: &[usize]) -> Result<f64> {
     if a.len() != b.len() {
-        return Err(Error::setting(
-            "labelings",
-            format!("{} and {} labels", a.len(), b.len()),
-        ));
+        return Err(
+            Error::setting("labelings", format!("{} and {} labels", a.len(), b.len())).into(),
+        );
     }
     let pairs = |c: u64| c * c.saturating_sub(1) / 2;
     let mut table: HashMap<(usize, usize), u64> = HashMap::new();

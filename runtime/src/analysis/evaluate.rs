@@ -194,7 +194,7 @@ pub fn knn(
     predictions: &[Prediction],
     selection: &Selection,
     k: usize,
-) -> deepgalaxy_core::Result<KnnScore> {
+) -> crate::Result<KnnScore> {
     let mut answers = Vec::new();
     let (mut skipped, mut queries, mut ssim_sum, mut ssims) = (0, 0, 0.0, 0usize);
     for ((p, item), sim) in predictions

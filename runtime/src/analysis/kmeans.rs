@@ -5,7 +5,8 @@
 //! spectral clustering of [`crate::analysis::cluster`] needs bit-for-bit reproducible labels from a
 //! seed. Everything here is deterministic given the seed.
 
-use deepgalaxy_core::{Error, Result};
+use crate::Result;
+use deepgalaxy_core::Error;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -33,21 +34,19 @@ pub fn kmeans(
     max_iterations: usize,
     seed: u64,
 ) -> Result<KMeans> {
-    if dim == 0 || points.len() % dim != 0 || points.iter().any(|v| !v.is_finite()) {
+    if dim == 0 || !points.len().is_multiple_of(dim) || points.iter().any(|v| !v.is_finite()) {
         return Err(Error::setting(
             "k-means points",
             format!(
                 "{} values are not whole, finite vectors of {dim}",
                 points.len()
             ),
-        ));
+        )
+        .into());
     }
     let n = points.len() / dim;
     if k == 0 || k > n {
-        return Err(Error::setting(
-            "k-means",
-            format!("{k} clusters for {n} points"),
-        ));
+        return Err(Error::setting("k-means", format!("{k} clusters for {n} points")).into());
     }
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut best: Option<KMeans> = None;

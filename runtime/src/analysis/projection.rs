@@ -2,7 +2,8 @@
 //! deterministic; and t-SNE through the maintained `bhtsne` crate (Barnes-Hut), which shows
 //! local neighbourhoods better but distorts global distances. [`crate::drawing::latent_map`] draws them.
 
-use deepgalaxy_core::{Error, Result};
+use crate::Result;
+use deepgalaxy_core::Error;
 use faer::{Mat, Side};
 
 /// A principal component analysis of latents.
@@ -30,7 +31,8 @@ impl Pca {
             return Err(Error::setting(
                 "PCA components",
                 format!("{n_components} components of {dim}-D latents"),
-            ));
+            )
+            .into());
         }
         let n = vectors.len() / dim;
         let mut mean = vec![0.0; dim];
@@ -153,7 +155,8 @@ pub fn tsne_2d(vectors: &[f32], dim: usize, config: &TsneConfig) -> Result<Vec<[
         return Err(Error::setting(
             "t-SNE",
             format!("perplexity {p} and theta {} must be positive", config.theta),
-        ));
+        )
+        .into());
     }
     // bhtsne asks for 3 * perplexity neighbours per point (and panics without them)
     if n - 1 < 3 * (p as usize) + 1 {
@@ -164,7 +167,8 @@ pub fn tsne_2d(vectors: &[f32], dim: usize, config: &TsneConfig) -> Result<Vec<[
                 3 * (p as usize) + 1,
                 (n.saturating_sub(2) / 3).max(1)
             ),
-        ));
+        )
+        .into());
     }
     let (_, pca) = pca_2d(vectors, dim)?;
     let sd = (pca.iter().map(|q| q[0] * q[0]).sum::<f64>() / n as f64).sqrt();
@@ -183,7 +187,7 @@ pub fn tsne_2d(vectors: &[f32], dim: usize, config: &TsneConfig) -> Result<Vec<[
         });
     let y = tsne.embedding();
     if y.iter().any(|v| !v.is_finite()) {
-        return Err(Error::setting("t-SNE", "the embedding diverged (NaN)"));
+        return Err(Error::setting("t-SNE", "the embedding diverged (NaN)").into());
     }
     Ok(y.chunks_exact(2)
         .map(|q| [f64::from(q[0]), f64::from(q[1])])
@@ -191,20 +195,22 @@ pub fn tsne_2d(vectors: &[f32], dim: usize, config: &TsneConfig) -> Result<Vec<[
 }
 
 fn check_vectors(vectors: &[f32], dim: usize, min: usize) -> Result<()> {
-    if dim == 0 || vectors.len() % dim != 0 {
+    if dim == 0 || !vectors.len().is_multiple_of(dim) {
         return Err(Error::setting(
             "latent vectors",
             format!("{} floats are not whole vectors of {dim}", vectors.len()),
-        ));
+        )
+        .into());
     }
     if vectors.len() / dim < min {
         return Err(Error::setting(
             "latent vectors",
             format!("{} latents: need at least {min}", vectors.len() / dim),
-        ));
+        )
+        .into());
     }
     if vectors.iter().any(|v| !v.is_finite()) {
-        return Err(Error::setting("latent vectors", "NaN or infinite values"));
+        return Err(Error::setting("latent vectors", "NaN or infinite values").into());
     }
     Ok(())
 }

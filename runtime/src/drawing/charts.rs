@@ -5,7 +5,8 @@
 
 use std::path::Path;
 
-use deepgalaxy_core::{Error, Result};
+use crate::Result;
+use deepgalaxy_core::Error;
 use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -53,6 +54,7 @@ where
         .position(SeriesLabelPosition::UpperRight)
         .draw()
         .map_err(err)
+        .map_err(Into::into)
 }
 
 /// A chart on `area` over `x` by `y`, with the axes named `names` and the mesh drawn in the
@@ -139,7 +141,7 @@ pub fn write_bars(
             .max(1e-9)
             * 1.15;
         let n = categories.len().max(1) as f64;
-        let mut chart = ChartBuilder::on(&root)
+        let mut chart = ChartBuilder::on(root)
             .caption(title, (FONT, 22))
             .margin(16)
             .x_label_area_size(45)

@@ -9,7 +9,8 @@
 
 use std::path::Path;
 
-use deepgalaxy_core::{Error, Image, Result};
+use crate::Result;
+use deepgalaxy_core::{Error, Image};
 use plotters::prelude::*;
 
 use crate::drawing::plot::{drawing_error, ensure_font, write_png, Canvas, FONT};
@@ -130,6 +131,7 @@ pub fn render_gallery(
     }
     image::RgbImage::from_raw(w, h, buf)
         .ok_or_else(|| Error::setting("gallery", "picture buffer has the wrong size"))
+        .map_err(Into::into)
 }
 
 /// [`render_gallery`] written to a PNG file (atomically).

@@ -4,7 +4,8 @@
 
 use std::path::Path;
 
-use deepgalaxy_core::{Error, Result};
+use crate::Result;
+use deepgalaxy_core::Error;
 use plotters::prelude::*;
 
 use crate::drawing::plot::{
@@ -70,7 +71,8 @@ pub fn render_latent_map(
             return Err(Error::setting(
                 "latent map",
                 format!("{n} points but a different number of colour labels"),
-            ))
+            )
+            .into())
         }
     };
     let (w, h) = style.size;
@@ -78,13 +80,14 @@ pub fn render_latent_map(
         return Err(Error::setting(
             "latent map size",
             format!("{w}x{h} is too small (at least {}x200)", SIDE + 200),
-        ));
+        )
+        .into());
     }
     if points
         .iter()
         .any(|p| !(p[0].is_finite() && p[1].is_finite()))
     {
-        return Err(Error::setting("latent map", "NaN or infinite coordinates"));
+        return Err(Error::setting("latent map", "NaN or infinite coordinates").into());
     }
     ensure_font()?;
     let err = |e| drawing_error("latent map", e);
@@ -129,6 +132,7 @@ pub fn render_latent_map(
     }
     image::RgbImage::from_raw(w, h, buf)
         .ok_or_else(|| Error::setting("latent map", "picture buffer has the wrong size"))
+        .map_err(Into::into)
 }
 
 /// [`render_latent_map`] written to a PNG file (atomically).

@@ -13,8 +13,9 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::OnceLock;
 
+use crate::Result;
 use ab_glyph::{point, Font, FontRef, PxScale, ScaleFont};
-use deepgalaxy_core::{Error, Result};
+use deepgalaxy_core::Error;
 use plotters::prelude::BitMapBackend;
 use plotters::style::{FontStyle, RGBColor};
 use plotters_backend::text_anchor::{HPos, VPos};
@@ -39,7 +40,8 @@ pub(crate) fn ensure_font() -> Result<()> {
         Err(Error::setting(
             "plot font",
             "the embedded DejaVu Sans font could not be loaded",
-        ))
+        )
+        .into())
     }
 }
 
@@ -225,7 +227,7 @@ pub(crate) fn write_png(path: &Path, picture: &image::RgbImage) -> Result<()> {
             image::ImageFormat::Png,
         )
         .map_err(|e| Error::invalid(path, format!("cannot encode PNG: {e}")))?;
-    deepgalaxy_core::io::write_atomic(path, |f| f.write_all(&bytes))
+    deepgalaxy_core::io::write_atomic(path, |f| f.write_all(&bytes)).map_err(Into::into)
 }
 
 /// Matplotlib's viridis at `t` in [0, 1] (clamped), linearly interpolated between nine

@@ -12,7 +12,8 @@
 
 use std::path::Path;
 
-use deepgalaxy_core::{Error, Result};
+use crate::Result;
+use deepgalaxy_core::Error;
 
 #[cfg(feature = "ort")]
 mod ort;
@@ -38,7 +39,8 @@ impl Tensor {
             return Err(Error::setting(
                 "tensor",
                 format!("shape {shape:?} does not hold {} values", data.len()),
-            ));
+            )
+            .into());
         }
         Ok(Tensor { shape, data })
     }
@@ -83,7 +85,7 @@ impl BackendKind {
 
 impl std::str::FromStr for BackendKind {
     type Err = Error;
-    fn from_str(s: &str) -> Result<BackendKind> {
+    fn from_str(s: &str) -> deepgalaxy_core::Result<BackendKind> {
         match s {
             "tract" => Ok(BackendKind::Tract),
             "ort" | "onnxruntime" => Ok(BackendKind::Ort),

@@ -3,7 +3,8 @@
 
 use std::path::Path;
 
-use deepgalaxy_core::{Error, Result};
+use crate::Result;
+use deepgalaxy_core::Error;
 use tract_onnx::prelude::{Datum, Framework, InferenceFact, InferenceModelExt};
 use tract_onnx::tract_core::ops::Cost;
 
@@ -11,7 +12,7 @@ use tract_onnx::tract_core::ops::Cost;
 /// ONNX model at `path` (one FMA is two floating-point operations).
 pub fn fma_per_sample(path: &Path, sample: &[usize]) -> Result<u64> {
     let fail = |e: tract_onnx::prelude::TractError| {
-        Error::invalid(path, format!("cannot count the model's operations: {e:#}"))
+        crate::Error::backend(path, "cannot count the model's operations", e)
     };
     let mut shape = vec![1];
     shape.extend_from_slice(sample);

@@ -95,8 +95,9 @@ pub fn run_items_in_order<T: Send, E>(
                     .enumerate()
                     .map(|(j, item)| {
                         let x = deepgalaxy_core::image::load(&item.path)
+                            .map_err(crate::Error::from)
                             .and_then(|img| model.prepare(&img, &item.path))
-                            .map_err(|e| e.to_string());
+                            .map_err(|e| deepgalaxy_core::error::with_sources(&e));
                         (c * batch + j, x)
                     })
                     .collect();
@@ -136,8 +137,8 @@ pub fn run_items_in_order<T: Send, E>(
                                     .output_names()
                                     .iter()
                                     .map(|name| outputs.get(name).map(|t| t.row(k).to_vec()))
-                                    .collect::<deepgalaxy_core::Result<Vec<_>>>()
-                                    .map_err(|e| e.to_string());
+                                    .collect::<crate::Result<Vec<_>>>()
+                                    .map_err(|e| deepgalaxy_core::error::with_sources(&e));
                                 record(&out, i, rows.map(|rows| SampleOutputs { rows }));
                             }
                         }
@@ -250,21 +251,22 @@ pub struct PreparedRun {
 /// Runs `n` already preprocessed samples stored one after another in `data`,
 /// `model.options().batch` at a time on the backend's workers: inference alone, for
 /// benchmarks and agreement checks.
-pub fn run_prepared(model: &Model, data: &[f32], n: usize) -> deepgalaxy_core::Result<PreparedRun> {
+pub fn run_prepared(model: &Model, data: &[f32], n: usize) -> crate::Result<PreparedRun> {
     use std::time::Instant;
-    let per = if n == 0 { 0 } else { data.len() / n };
+    let per = data.len().checked_div(n).unwrap_or(0);
     if n == 0 || per * n != data.len() {
         return Err(deepgalaxy_core::Error::setting(
             "prepared input",
             format!("{} values are not {n} whole samples", data.len()),
-        ));
+        )
+        .into());
     }
     let batch = model.options().batch.max(1);
     let batches = n.div_ceil(batch);
     let next = AtomicUsize::new(0);
     type Done = (usize, f64, Vec<SampleOutputs>);
     let done: Mutex<Vec<Done>> = Mutex::new(Vec::new());
-    let failure: Mutex<Option<deepgalaxy_core::Error>> = Mutex::new(None);
+    let failure: Mutex<Option<crate::Error>> = Mutex::new(None);
     std::thread::scope(|s| {
         for _ in 0..model.backend().workers().max(1) {
             s.spawn(|| loop {
@@ -283,10 +285,10 @@ pub fn run_prepared(model: &Model, data: &[f32], n: usize) -> deepgalaxy_core::R
                                     .output_names()
                                     .iter()
                                     .map(|name| out.get(name).map(|t| t.row(k).to_vec()))
-                                    .collect::<deepgalaxy_core::Result<Vec<_>>>()
+                                    .collect::<crate::Result<Vec<_>>>()
                                     .map(|rows| SampleOutputs { rows })
                             })
-                            .collect::<deepgalaxy_core::Result<Vec<_>>>()
+                            .collect::<crate::Result<Vec<_>>>()
                     });
                 let seconds = start.elapsed().as_secs_f64();
                 match run {

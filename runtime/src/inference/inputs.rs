@@ -5,7 +5,8 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use deepgalaxy_core::{Catalog, Error, Result};
+use crate::Result;
+use deepgalaxy_core::{Catalog, Error};
 
 /// File extensions read as images (case-insensitive).
 pub const IMAGE_EXTENSIONS: &[&str] = &["png", "jpg", "jpeg", "tif", "tiff", "fits", "fit", "fts"];
@@ -74,7 +75,7 @@ pub fn expand(args: &[String]) -> Result<Vec<InputItem>> {
             let before = items.len();
             walk(&path, &mut items, &mut HashSet::new())?;
             if items.len() == before {
-                return Err(Error::invalid(&path, "the folder holds no images"));
+                return Err(Error::invalid(&path, "the folder holds no images").into());
             }
         } else if path
             .extension()
@@ -89,10 +90,9 @@ pub fn expand(args: &[String]) -> Result<Vec<InputItem>> {
                 .filter(|p| p.is_file() && is_image_path(p))
                 .collect();
             if matched.is_empty() {
-                return Err(Error::setting(
-                    "input pattern",
-                    format!("`{arg}` matches no image"),
-                ));
+                return Err(
+                    Error::setting("input pattern", format!("`{arg}` matches no image")).into(),
+                );
             }
             matched.sort();
             items.extend(matched.into_iter().map(InputItem::file));
@@ -114,7 +114,7 @@ fn walk(dir: &Path, items: &mut Vec<InputItem>, visited: &mut HashSet<PathBuf>) 
     let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| Error::io(dir, e))?
         .map(|e| e.map(|e| e.path()).map_err(|e| Error::io(dir, e)))
-        .collect::<Result<_>>()?;
+        .collect::<deepgalaxy_core::Result<_>>()?;
     entries.sort();
     for p in entries {
         if p.is_dir() {
@@ -140,7 +140,7 @@ mod tests {
         }
         std::fs::write(sub.join("c.JPG"), b"x").unwrap();
         let root = dir.path().display().to_string();
-        let items = expand(&[root.clone()]).unwrap();
+        let items = expand(std::slice::from_ref(&root)).unwrap();
         let names = relative_names(&items, dir.path());
         assert_eq!(names, ["a.fits", "b.png", "sub/c.JPG"]);
         let globbed = expand(&[format!("{root}/*.png"), format!("{root}/missing.png")]).unwrap();

@@ -10,7 +10,8 @@
 
 use std::path::{Path, PathBuf};
 
-use deepgalaxy_core::{preprocess, Error, Image, ModelCard, Result};
+use crate::Result;
+use deepgalaxy_core::{preprocess, Error, Image, ModelCard};
 use sha2::{Digest, Sha256};
 use tract_onnx::prelude::Framework;
 
@@ -61,7 +62,7 @@ impl Model {
     pub fn from_bytes(path: &Path, bytes: &[u8], options: RunOptions) -> Result<Model> {
         let proto = tract_onnx::onnx()
             .proto_model_for_read(&mut &bytes[..])
-            .map_err(|e| Error::invalid(path, format!("not a readable ONNX model: {e:#}")))?;
+            .map_err(|e| crate::Error::backend(path, "not a readable ONNX model", e))?;
         let card = ModelCard::from_metadata(
             proto
                 .metadata_props
@@ -85,7 +86,8 @@ impl Model {
                 return Err(bad(format!(
                     "data type {} is not a numeric type this runtime loads",
                     t.data_type
-                )));
+                ))
+                .into());
             }
         }
         let inputs: Vec<_> = graph
@@ -97,7 +99,8 @@ impl Model {
             return Err(Error::invalid(
                 path,
                 format!("the model has {} inputs, expected one", inputs.len()),
-            ));
+            )
+            .into());
         };
         // the sample shape from the file (the batch dimension is free)
         let dims: Vec<usize> =
@@ -126,7 +129,8 @@ impl Model {
             return Err(Error::invalid(
                 path,
                 format!("input `{}` has no fixed sample shape", input.name),
-            ));
+            )
+            .into());
         }
         // tract panics on a graph output that nothing produces (a damaged or edited file)
         let produced: std::collections::HashSet<&str> = graph
@@ -144,7 +148,8 @@ impl Model {
             return Err(Error::invalid(
                 path,
                 format!("the graph output `{}` is produced by no node", o.name),
-            ));
+            )
+            .into());
         }
         let outputs: Vec<String> = graph.output.iter().map(|o| o.name.clone()).collect();
         check_interface(path, &proto, &card, &input.name, &dims, &outputs)?;
@@ -179,9 +184,12 @@ impl Model {
 
     /// The size of the latent vector, from the card; an error for a model without one.
     pub fn latent_dim(&self) -> Result<usize> {
-        self.card.latent_dim.ok_or_else(|| {
-            Error::invalid(&self.path, "has no latent (its card gives no latent size)")
-        })
+        self.card
+            .latent_dim
+            .ok_or_else(|| {
+                Error::invalid(&self.path, "has no latent (its card gives no latent size)")
+            })
+            .map_err(Into::into)
     }
 
     /// The identity written into a latent index built with this model.
@@ -211,15 +219,19 @@ impl Model {
     /// Where the output called `name` is among [`Model::output_names`] (and so among a run's
     /// rows), or an error naming the file and the outputs it has.
     pub fn output_index(&self, name: &str) -> Result<usize> {
-        self.outputs.iter().position(|n| n == name).ok_or_else(|| {
-            Error::invalid(
-                &self.path,
-                format!(
-                    "the model has no `{name}` output (it has {:?})",
-                    self.outputs
-                ),
-            )
-        })
+        self.outputs
+            .iter()
+            .position(|n| n == name)
+            .ok_or_else(|| {
+                Error::invalid(
+                    &self.path,
+                    format!(
+                        "the model has no `{name}` output (it has {:?})",
+                        self.outputs
+                    ),
+                )
+            })
+            .map_err(Into::into)
     }
 
     /// How the model runs.
@@ -247,7 +259,8 @@ impl Model {
                     self.path.display(),
                     self.input_shape
                 ),
-            ));
+            )
+            .into());
         }
         Ok(x.data)
     }
@@ -266,7 +279,8 @@ impl Model {
                     values.len(),
                     self.outputs.len()
                 ),
-            ));
+            )
+            .into());
         }
         // one row per image: an output that ignores the batch cannot be split by image
         for (name, value) in self.outputs.iter().zip(&values) {
@@ -278,7 +292,8 @@ impl Model {
                          dimension is not the batch",
                         value.shape
                     ),
-                ));
+                )
+                .into());
             }
         }
         Ok(Outputs {
@@ -309,7 +324,7 @@ fn check_interface(
 ) -> Result<()> {
     use tract_onnx::prelude::{Datum, InferenceFact, InferenceModelExt};
     use tract_onnx::tract_hir::internal::DimLike;
-    let bad = |what: String| Err(Error::invalid(path, what));
+    let bad = |what: String| Err(crate::Error::from(Error::invalid(path, what)));
     let p = &card.preprocess;
     let wanted = match input {
         "image" => Some(vec![p.channels as usize, p.size as usize, p.size as usize]),
@@ -330,18 +345,19 @@ fn check_interface(
         .and_then(|m| m.with_input_fact(0, InferenceFact::dt_shape(f32::datum_type(), &probe)))
         .and_then(|m| m.into_typed())
         .map_err(|e| {
-            Error::invalid(
+            crate::Error::backend(
                 path,
-                format!("cannot infer the output shapes for input {probe:?}: {e:#}"),
+                format!("cannot infer the output shapes for input {probe:?}"),
+                e,
             )
         })?;
     let outlets = typed
         .output_outlets()
-        .map_err(|e| Error::invalid(path, format!("{e:#}")))?;
+        .map_err(|e| crate::Error::backend(path, "the model's outputs", e))?;
     for (name, outlet) in outputs.iter().zip(outlets) {
         let fact = typed
             .outlet_fact(*outlet)
-            .map_err(|e| Error::invalid(path, format!("output `{name}`: {e:#}")))?;
+            .map_err(|e| crate::Error::backend(path, format!("output `{name}`"), e))?;
         let dims: Vec<Option<usize>> = fact.shape.iter().map(|d| d.to_usize().ok()).collect();
         let shown: Vec<String> = fact.shape.iter().map(|d| d.to_string()).collect();
         if dims
@@ -392,6 +408,7 @@ impl Outputs {
                     format!("the model has no `{name}` output (it has {:?})", self.names),
                 )
             })
+            .map_err(Into::into)
     }
 
     /// Whether an output called `name` exists.

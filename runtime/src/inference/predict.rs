@@ -9,8 +9,9 @@
 use std::io::Write;
 use std::path::Path;
 
+use crate::Result;
 use deepgalaxy_core::time::{expected_time, nearest_class, TimeAnswer, TimeScore, TimeTarget};
-use deepgalaxy_core::{Error, ModelCard, Result};
+use deepgalaxy_core::{Error, ModelCard};
 use serde::{Deserialize, Serialize};
 
 use crate::inference::infer::SampleResult;
@@ -457,7 +458,7 @@ fn csv_row(p: &Prediction, columns: Columns) -> std::io::Result<Vec<String>> {
 /// Writes predictions to `path` atomically, in the format its extension names.
 pub fn write_predictions(path: &Path, predictions: &[Prediction]) -> Result<()> {
     let bytes = to_bytes(predictions, Format::for_path(path))?;
-    deepgalaxy_core::io::write_atomic(path, |f| f.write_all(&bytes))
+    deepgalaxy_core::io::write_atomic(path, |f| f.write_all(&bytes)).map_err(Into::into)
 }
 
 #[cfg(test)]
@@ -514,7 +515,7 @@ mod tests {
         assert!((p.t_myr.unwrap() - 17.0).abs() < 1e-5);
         assert!((p.t_myr_spread.unwrap() - 61f64.sqrt()).abs() < 1e-5);
         assert_eq!(p.latent, Some(vec![1.0, 2.0]));
-        let s = score(&[p.clone()]).unwrap();
+        let s = score(std::slice::from_ref(&p)).unwrap();
         assert_eq!((s.count, s.top1, s.within1, s.within2), (1, 0.0, 1.0, 1.0));
         assert!((s.time.unwrap().mean_abs_myr - 7.0).abs() < 1e-5);
     }
@@ -541,7 +542,8 @@ mod tests {
             (t.median_abs_myr, t.coverage_1sigma, t.coverage_2sigma),
             (2.5, 1.0, 1.0)
         );
-        let text = String::from_utf8(to_bytes(&[p.clone()], Format::Csv).unwrap()).unwrap();
+        let text =
+            String::from_utf8(to_bytes(std::slice::from_ref(&p), Format::Csv).unwrap()).unwrap();
         assert_eq!(
             text.lines().collect::<Vec<_>>(),
             [

@@ -2,8 +2,9 @@
 //! each rank runs a contiguous run of whole batches of the inputs, and rank 0 gets every
 //! result in input order.
 
+use crate::Result;
 use deepgalaxy_collective::{all_gather_bytes, part, Collective};
-use deepgalaxy_core::{Error, Result};
+use deepgalaxy_core::Error;
 
 use crate::inference::infer::{run_items, SampleOutputs, SampleResult};
 use crate::inference::inputs::InputItem;

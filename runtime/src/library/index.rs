@@ -32,8 +32,9 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use crate::Result;
 use deepgalaxy_core::time::TimeTarget;
-use deepgalaxy_core::{Error, Preprocess, Result};
+use deepgalaxy_core::{Error, Preprocess};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -90,10 +91,10 @@ impl ModelIdentity {
             )
         };
         if self.preprocess != now.preprocess {
-            return Err(rebuild("other preprocessing"));
+            return Err(rebuild("other preprocessing").into());
         }
         if self.training_digest != now.training_digest {
-            return Err(rebuild("a model trained on other data"));
+            return Err(rebuild("a model trained on other data").into());
         }
         Ok(if self.model_digest == now.model_digest {
             Compatibility::SameFile
@@ -147,10 +148,9 @@ impl LatentIndex {
         entries: Vec<Entry>,
     ) -> Result<LatentIndex> {
         if dim == 0 || dim > u32::MAX as usize {
-            return Err(Error::setting(
-                "latent dimension",
-                format!("{dim} is not a usable size"),
-            ));
+            return Err(
+                Error::setting("latent dimension", format!("{dim} is not a usable size")).into(),
+            );
         }
         if Some(vectors.len()) != entries.len().checked_mul(dim) {
             return Err(Error::setting(
@@ -160,7 +160,8 @@ impl LatentIndex {
                     vectors.len(),
                     entries.len()
                 ),
-            ));
+            )
+            .into());
         }
         if let Some(i) = vectors.iter().position(|v| !v.is_finite()) {
             return Err(Error::setting(
@@ -170,7 +171,8 @@ impl LatentIndex {
                     i / dim,
                     entries[i / dim].id_str
                 ),
-            ));
+            )
+            .into());
         }
         Ok(LatentIndex {
             dim,
@@ -261,7 +263,8 @@ impl LatentIndex {
                     "entry {i} (`{}`) names the image `{}`, outside the index's folder",
                     e.id_str, e.file
                 ),
-            )),
+            )
+            .into()),
             None => Ok(()),
         }
     }
@@ -307,7 +310,7 @@ impl LatentIndex {
         let bytes = self
             .to_bytes()
             .map_err(|e| Error::invalid(path, e.to_string()))?;
-        deepgalaxy_core::io::write_atomic(path, |f| f.write_all(&bytes))
+        deepgalaxy_core::io::write_atomic(path, |f| f.write_all(&bytes)).map_err(Into::into)
     }
 
     /// Reads an index. With `expected_dim` (the model's latent size), an index of another
@@ -325,15 +328,14 @@ impl LatentIndex {
     ) -> Result<LatentIndex> {
         let bad = |what: String| Error::invalid(source, what);
         if bytes.len() < MAGIC.len() || bytes[..MAGIC.len()] != MAGIC {
-            return Err(bad(
-                "not a deepgalaxy latent index (wrong magic bytes)".into()
-            ));
+            return Err(bad("not a deepgalaxy latent index (wrong magic bytes)".into()).into());
         }
         if bytes.len() < PREFIX_LEN + CHECKSUM_LEN {
             return Err(bad(format!(
                 "truncated latent index: {} bytes, shorter than a header",
                 bytes.len()
-            )));
+            ))
+            .into());
         }
         let mut header = Reader {
             bytes: &bytes[..PREFIX_LEN],
@@ -344,10 +346,11 @@ impl LatentIndex {
             return Err(bad(format!(
                 "latent index format version {version} is newer than this build reads \
                  ({FORMAT_VERSION}); upgrade deepgalaxy"
-            )));
+            ))
+            .into());
         }
         if version == 0 {
-            return Err(bad("latent index format version 0 is not valid".into()));
+            return Err(bad("latent index format version 0 is not valid".into()).into());
         }
         let total = header.u64()?;
         if total != bytes.len() as u64 {
@@ -359,7 +362,8 @@ impl LatentIndex {
             return Err(bad(format!(
                 "{how} latent index: the file has {} bytes but its header says {total}",
                 bytes.len()
-            )));
+            ))
+            .into());
         }
         let (payload, stored) = bytes.split_at(bytes.len() - CHECKSUM_LEN);
         if Sha256::digest(payload).as_slice() != stored {
@@ -367,7 +371,8 @@ impl LatentIndex {
                 "latent index is damaged: SHA-256 checksum mismatch (rebuild it with \
                  `deepgalaxy index`)"
                     .into(),
-            ));
+            )
+            .into());
         }
         let mut r = Reader {
             bytes: payload,
@@ -381,7 +386,8 @@ impl LatentIndex {
                 return Err(bad(format!(
                     "latent size {dim} does not match the model's latent size {expected}: \
                      the index was built with another model"
-                )));
+                ))
+                .into());
             }
         }
         let identity = r.bytes_u32().map_err(parse)?;
@@ -413,9 +419,12 @@ impl LatentIndex {
             return Err(bad(format!(
                 "malformed latent index: {} unexpected bytes after the entries",
                 r.remaining()
-            )));
+            ))
+            .into());
         }
-        LatentIndex::new(dim, model, vectors, entries).map_err(|e| bad(e.to_string()))
+        LatentIndex::new(dim, model, vectors, entries)
+            .map_err(|e| bad(e.to_string()))
+            .map_err(Into::into)
     }
 }
 
@@ -462,9 +471,9 @@ fn read_entry(r: &mut Reader<'_>, version: u32) -> Result<Entry, Malformed> {
 /// What is wrong inside a checksummed payload (only a crafted or buggy file gets here).
 struct Malformed(String);
 
-impl From<Malformed> for Error {
-    fn from(m: Malformed) -> Error {
-        Error::setting("latent index", m.0)
+impl From<Malformed> for crate::Error {
+    fn from(m: Malformed) -> crate::Error {
+        Error::setting("latent index", m.0).into()
     }
 }
 

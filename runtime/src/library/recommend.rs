@@ -9,7 +9,8 @@
 
 use std::path::{Path, PathBuf};
 
-use deepgalaxy_core::{preprocess, Image, Result};
+use crate::Result;
+use deepgalaxy_core::{preprocess, Image};
 use serde::Serialize;
 
 use std::collections::HashMap;
@@ -75,7 +76,7 @@ pub struct Recommendation {
 /// The image as the index's model saw it: decoded, then the index's preprocessing.
 pub fn preprocessed(index: &LatentIndex, path: &Path) -> Result<Image> {
     let image = deepgalaxy_core::image::load(path)?;
-    preprocess(&image, &index.model().preprocess, path)
+    preprocess(&image, &index.model().preprocess, path).map_err(Into::into)
 }
 
 /// A latent index ready to recommend from: the index, where it lives (relative image paths

@@ -29,7 +29,8 @@
 use std::collections::BinaryHeap;
 use std::num::NonZeroUsize;
 
-use deepgalaxy_core::{Error, Result};
+use crate::Result;
+use deepgalaxy_core::Error;
 use kiddo::{ImmutableKdTree, SquaredEuclidean};
 use rayon::prelude::*;
 
@@ -97,24 +98,27 @@ impl<'a> Searcher<'a> {
     /// A searcher over `vectors.len() / dim` vectors of `dim` finite floats stored one after
     /// another. Builds the kd-tree when the strategy asks for one.
     pub fn over(vectors: &'a [f32], dim: usize, strategy: Strategy) -> Result<Searcher<'a>> {
-        if dim == 0 || vectors.len() % dim != 0 {
+        if dim == 0 || !vectors.len().is_multiple_of(dim) {
             return Err(Error::setting(
                 "latent vectors",
                 format!("{} floats are not whole vectors of {dim}", vectors.len()),
-            ));
+            )
+            .into());
         }
         if vectors.iter().any(|v| !v.is_finite()) {
             return Err(Error::setting(
                 "latent vectors",
                 "NaN or infinite values cannot be searched",
-            ));
+            )
+            .into());
         }
         let len = vectors.len() / dim;
         if len > u32::MAX as usize {
             return Err(Error::setting(
                 "latent vectors",
                 format!("{len} vectors exceed the kd-tree's u32 item limit"),
-            ));
+            )
+            .into());
         }
         // kiddo reserves the largest finite value as a sentinel
         let kd_safe = vectors.iter().all(|v| v.abs() < f32::MAX);
@@ -122,7 +126,8 @@ impl<'a> Searcher<'a> {
             return Err(Error::setting(
                 "latent vectors",
                 "values of ±f32::MAX cannot go into a kd-tree; use brute force",
-            ));
+            )
+            .into());
         }
         let brute = Searcher {
             vectors,
@@ -137,7 +142,8 @@ impl<'a> Searcher<'a> {
                     format!(
                         "no kd-tree for latent size {dim} (supported: {KD_DIMS:?}); use brute force"
                     ),
-                ))
+                )
+                .into())
             }
             Strategy::KdTree => true,
             Strategy::Auto => KD_DIMS.contains(&dim) && len >= AUTO_MIN_KD_LEN && kd_safe,
@@ -218,7 +224,7 @@ impl<'a> Searcher<'a> {
 
     /// [`Self::search`] for many queries stored one after another, in parallel over queries.
     pub fn search_many(&self, queries: &[f32], k: usize) -> Result<Vec<Vec<Neighbour>>> {
-        if queries.len() % self.dim != 0 {
+        if !queries.len().is_multiple_of(self.dim) {
             return Err(Error::setting(
                 "search queries",
                 format!(
@@ -226,7 +232,8 @@ impl<'a> Searcher<'a> {
                     queries.len(),
                     self.dim
                 ),
-            ));
+            )
+            .into());
         }
         queries
             .par_chunks(self.dim)
@@ -252,13 +259,14 @@ impl<'a> Searcher<'a> {
                     query.len(),
                     self.dim
                 ),
-            ));
+            )
+            .into());
         }
         if query.iter().any(|v| !v.is_finite()) {
-            return Err(Error::setting("search query", "NaN or infinite latent"));
+            return Err(Error::setting("search query", "NaN or infinite latent").into());
         }
         if k == 0 {
-            return Err(Error::setting("k", "must be at least 1"));
+            return Err(Error::setting("k", "must be at least 1").into());
         }
         Ok(())
     }
@@ -352,6 +360,7 @@ fn build_tree<const D: usize>(vectors: &[f32]) -> Result<ImmutableKdTree<f32, D>
         .collect();
     ImmutableKdTree::new_from_slice(&points)
         .map_err(|e| Error::setting("kd-tree", format!("construction failed: {e:?}")))
+        .map_err(Into::into)
 }
 
 fn kd_search<const D: usize>(

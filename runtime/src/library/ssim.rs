@@ -16,7 +16,8 @@
 //! Everything is computed in `f64`. Images smaller than 11 pixels on a side are refused, as
 //! scikit-image refuses them.
 
-use deepgalaxy_core::{Error, Image, Result};
+use crate::Result;
+use deepgalaxy_core::{Error, Image};
 
 /// Gaussian sigma of the window (Wang et al. 2004).
 pub const SIGMA: f64 = 1.5;
@@ -46,7 +47,8 @@ pub fn ssim(a: &Image, b: &Image, data_range: f64) -> Result<f64> {
                 "shapes differ: {}x{}x{} and {}x{}x{} (channels x height x width)",
                 a.channels, a.height, a.width, b.channels, b.height, b.width
             ),
-        ));
+        )
+        .into());
     }
     let mut sum = 0.0;
     for c in 0..a.channels {
@@ -73,25 +75,29 @@ pub fn ssim_plane(
                 a.len(),
                 b.len()
             ),
-        ));
+        )
+        .into());
     }
     if height < WIN_SIZE || width < WIN_SIZE {
         return Err(Error::setting(
             "SSIM images",
             format!("{height}x{width} is smaller than the {WIN_SIZE}x{WIN_SIZE} window"),
-        ));
+        )
+        .into());
     }
     if !(data_range.is_finite() && data_range > 0.0) {
         return Err(Error::setting(
             "SSIM data range",
             format!("{data_range} is not a positive number"),
-        ));
+        )
+        .into());
     }
     if a.iter().chain(b).any(|v| !v.is_finite()) {
         return Err(Error::setting(
             "SSIM images",
             "NaN or infinite pixels (preprocess the images first)",
-        ));
+        )
+        .into());
     }
     let x: Vec<f64> = a.iter().map(|&v| f64::from(v)).collect();
     let y: Vec<f64> = b.iter().map(|&v| f64::from(v)).collect();

@@ -4,9 +4,9 @@
 //! buffer (gradients, batch-norm running statistics, loss, hits, images, stop flag) that is
 //! allreduced in fused buckets, and every rank applies the same averaged update.
 
+use crate::Result;
 use candle_core::{Tensor, Var};
-use deepgalaxy_core::{Error, Result};
-use deepgalaxy_models::exec::candle_err;
+use deepgalaxy_core::Error;
 use rand_chacha::ChaCha8Rng;
 
 use super::Run;
@@ -48,11 +48,7 @@ pub fn in_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
 pub(crate) fn flatten<'a>(tensors: impl Iterator<Item = &'a Tensor>) -> Result<Vec<f32>> {
     let mut flat = Vec::new();
     for t in tensors {
-        flat.extend(
-            t.flatten_all()
-                .and_then(|t| t.to_vec1::<f32>())
-                .map_err(candle_err)?,
-        );
+        flat.extend(t.flatten_all().and_then(|t| t.to_vec1::<f32>())?);
     }
     Ok(flat)
 }
@@ -60,8 +56,7 @@ pub(crate) fn flatten<'a>(tensors: impl Iterator<Item = &'a Tensor>) -> Result<V
 /// Tensors shaped like `like`, with values from `flat` starting at `*offset` (advanced).
 fn unflatten(flat: &[f32], offset: &mut usize, like: &Tensor) -> Result<Tensor> {
     let n = like.elem_count();
-    let t = Tensor::from_slice(&flat[*offset..*offset + n], like.dims(), like.device())
-        .map_err(candle_err)?;
+    let t = Tensor::from_slice(&flat[*offset..*offset + n], like.dims(), like.device())?;
     *offset += n;
     Ok(t)
 }
@@ -84,11 +79,11 @@ impl Run {
         if comm.size() == 1 && micro == 1 {
             let (loss, hits) = in_pool(|| {
                 let (loss, hits) = self.gradient_of(batch, rng, fault)?;
-                let grads = loss.backward().map_err(candle_err)?;
-                self.optimizer.step(refs, &grads, lr).map_err(candle_err)?;
-                Ok((loss, hits))
+                let grads = loss.backward()?;
+                self.optimizer.step(refs, &grads, lr)?;
+                Ok::<_, crate::Error>((loss, hits))
             })?;
-            let loss = loss.to_scalar::<f32>().map_err(candle_err)? as f64;
+            let loss = loss.to_scalar::<f32>()? as f64;
             return Ok(Done {
                 loss_sum: loss * batch.len() as f64,
                 hits,
@@ -111,7 +106,7 @@ impl Run {
         let mut offset = 0;
         for &k in &with_grad {
             let var = refs[k].1.as_tensor();
-            let g = (unflatten(&flat, &mut offset, var)? / images).map_err(candle_err)?;
+            let g = (unflatten(&flat, &mut offset, var)? / images)?;
             grads.insert(var, g);
         }
         // running statistics: the mean over every micro-batch of every rank
@@ -119,11 +114,11 @@ impl Run {
         let buffers = self.buffers();
         let mut averaged = std::collections::HashMap::new();
         for (name, like) in &buffers {
-            let t = (unflatten(&flat, &mut offset, like)? / parts).map_err(candle_err)?;
+            let t = (unflatten(&flat, &mut offset, like)? / parts)?;
             averaged.insert(name.clone(), t);
         }
         self.weights.load_matching(&averaged)?;
-        self.optimizer.step(refs, &grads, lr).map_err(candle_err)?;
+        self.optimizer.step(refs, &grads, lr)?;
         Ok(Done {
             loss_sum: flat[tail] as f64,
             hits: flat[tail + 1] as usize,
@@ -164,7 +159,7 @@ impl Run {
             // every micro-batch starts from the same running statistics, as every rank does
             self.weights.load_matching(&start)?;
             let (loss, h) = self.gradient_of(piece, rng, fault)?;
-            let grads = loss.backward().map_err(candle_err)?;
+            let grads = loss.backward()?;
             if m == 0 {
                 with_grad = (0..refs.len())
                     .filter(|&k| grads.get(refs[k].1.as_tensor()).is_some())
@@ -176,14 +171,14 @@ impl Run {
                 let g = grads.get(refs[k].1.as_tensor()).ok_or_else(|| {
                     Error::setting("training", format!("no gradient for `{}`", refs[k].0))
                 })?;
-                present.push((g * n).map_err(candle_err)?);
+                present.push((g * n)?);
             }
             add_into(&mut grad_sum, flatten(present.iter())?);
             add_into(
                 &mut buffer_sum,
                 flatten(self.buffers().iter().map(|(_, t)| t))?,
             );
-            loss_sum += loss.to_scalar::<f32>().map_err(candle_err)? as f64 * n;
+            loss_sum += loss.to_scalar::<f32>()? as f64 * n;
             hits += h;
             last = Some(grads);
         }
@@ -218,10 +213,9 @@ impl Run {
         let aug = cfg.augment.is_active().then_some(&cfg.augment);
         let (x, y) = self
             .data
-            .batch(indices, aug.map(|a| (a, &mut *rng)), &self.device)
-            .map_err(candle_err)?;
+            .batch(indices, aug.map(|a| (a, &mut *rng)), &self.device)?;
         let (loss, hits) = self.loss(&x, &y, rng)?;
-        let mut value = loss.to_scalar::<f32>().map_err(candle_err)? as f64;
+        let mut value = loss.to_scalar::<f32>()? as f64;
         if fault == Some(Fault::Nan) {
             value = f64::NAN;
         }
@@ -235,7 +229,7 @@ impl Run {
                     self.state.step,
                     crate::checkpoint::checkpoint_dir(&cfg.out).display()
                 ),
-            ));
+            ).into());
         }
         Ok((loss, hits))
     }

@@ -8,7 +8,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
-use deepgalaxy_core::{Error, Result};
+use crate::Result;
+use deepgalaxy_core::Error;
 use ort::session::builder::GraphOptimizationLevel;
 use ort::session::Session;
 use ort::value::TensorRef;
@@ -43,7 +44,7 @@ fn environment() -> Result<&'static ort::environment::Environment> {
                 .map_err(|e| format!("cannot start ONNX Runtime from {}: {e}", path.display()))
         })
         .as_ref()
-        .map_err(|e| Error::setting("ONNX Runtime", e.clone()))
+        .map_err(|e| Error::setting("ONNX Runtime", e.clone()).into())
 }
 
 /// One ONNX Runtime session with `threads` intra-op threads.
@@ -62,9 +63,8 @@ impl OrtBackend {
     /// Creates a session for the ONNX model `bytes` read from `path` (named in errors).
     pub fn from_bytes(path: &Path, bytes: &[u8], threads: usize) -> Result<OrtBackend> {
         let environment = environment()?;
-        let fail = |e: ort::Error| {
-            Error::invalid(path, format!("ONNX Runtime cannot load this model: {e}"))
-        };
+        let fail =
+            |e: ort::Error| crate::Error::backend(path, "ONNX Runtime cannot load this model", e);
         let session = Session::builder(environment)
             .map_err(fail)?
             .with_optimization_level(GraphOptimizationLevel::All)
@@ -74,10 +74,7 @@ impl OrtBackend {
             .commit_from_memory(bytes)
             .map_err(fail)?;
         if session.inputs().len() != 1 {
-            return Err(Error::invalid(
-                path,
-                "the model must have exactly one input",
-            ));
+            return Err(Error::invalid(path, "the model must have exactly one input").into());
         }
         let input = session.inputs()[0].name().to_string();
         Ok(OrtBackend {
@@ -98,8 +95,7 @@ impl Backend for OrtBackend {
     }
 
     fn run(&self, input: &Tensor) -> Result<Vec<Tensor>> {
-        let fail =
-            |e: ort::Error| Error::invalid(&self.path, format!("ONNX Runtime run failed: {e}"));
+        let fail = |e: ort::Error| crate::Error::backend(&self.path, "ONNX Runtime run failed", e);
         let shape: Vec<i64> = input.shape.iter().map(|&d| d as i64).collect();
         let value = TensorRef::from_array_view((shape, &input.data[..])).map_err(fail)?;
         let mut session = self.session.lock().unwrap_or_else(|e| e.into_inner());

@@ -8,7 +8,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use deepgalaxy_core::{Error, Result};
+use crate::Result;
+use deepgalaxy_core::Error;
 use tract_onnx::prelude::{
     tvec, Datum, Framework, InferenceFact, InferenceModel, InferenceModelExt, IntoRunnable,
     IntoTensor, TValue, TVec, TypedRunnableModel,
@@ -33,14 +34,11 @@ impl TractBackend {
     /// Parses the ONNX model `bytes` read from `path` (named in errors).
     pub fn from_bytes(path: &Path, bytes: &[u8], threads: usize) -> Result<TractBackend> {
         let onnx = tract_onnx::onnx().with_ignore_value_info(true);
-        let model = onnx.model_for_read(&mut &*bytes).map_err(|e| {
-            Error::invalid(path, format!("tract cannot load this ONNX model: {e:#}"))
-        })?;
+        let model = onnx
+            .model_for_read(&mut &*bytes)
+            .map_err(|e| crate::Error::backend(path, "tract cannot load this ONNX model", e))?;
         if model.input_outlets().map(|i| i.len()).unwrap_or(0) != 1 {
-            return Err(Error::invalid(
-                path,
-                "the model must have exactly one input",
-            ));
+            return Err(Error::invalid(path, "the model must have exactly one input").into());
         }
         Ok(TractBackend {
             path: path.to_path_buf(),
@@ -64,9 +62,10 @@ impl TractBackend {
             .and_then(|m| m.into_optimized())
             .and_then(|m| m.into_runnable())
             .map_err(|e| {
-                Error::invalid(
+                crate::Error::backend(
                     &self.path,
-                    format!("tract cannot compile the model for input {shape:?}: {e:#}"),
+                    format!("tract cannot compile the model for input {shape:?}"),
+                    e,
                 )
             })?;
         plans.insert(shape.to_vec(), plan.clone());
@@ -86,24 +85,22 @@ impl Backend for TractBackend {
     fn run(&self, input: &Tensor) -> Result<Vec<Tensor>> {
         let plan = self.plan(&input.shape)?;
         let value = tract_onnx::prelude::Tensor::from_shape(&input.shape, &input.data)
-            .map_err(|e| Error::setting("tract input", format!("{e:#}")))?;
+            .map_err(|e| crate::Error::backend(&self.path, "tract cannot take this input", e))?;
         let inputs: TVec<TValue> = tvec!(value.into());
         let outputs = plan
             .run(inputs)
-            .map_err(|e| Error::invalid(&self.path, format!("tract run failed: {e:#}")))?;
+            .map_err(|e| crate::Error::backend(&self.path, "tract run failed", e))?;
         outputs
             .into_iter()
             .map(|v| {
                 let t = v
                     .into_tensor()
                     .cast_to::<f32>()
-                    .map_err(|e| {
-                        Error::invalid(&self.path, format!("output is not numeric: {e:#}"))
-                    })?
+                    .map_err(|e| crate::Error::backend(&self.path, "output is not numeric", e))?
                     .into_owned();
                 let array = t
                     .into_plain_array::<f32>()
-                    .map_err(|e| Error::invalid(&self.path, format!("{e:#}")))?;
+                    .map_err(|e| crate::Error::backend(&self.path, "output is not an array", e))?;
                 let shape = array.shape().to_vec();
                 Tensor::new(shape, array.into_iter().collect())
             })
