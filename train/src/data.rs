@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use crate::Result;
 use candle_core::{Device, Tensor};
 use deepgalaxy_core::pixels::{load_images, Pixels};
-use deepgalaxy_core::preprocess::{preprocess, Preprocess};
+use deepgalaxy_core::preprocess::Preprocess;
 use deepgalaxy_core::time::{t_peri_bins, TimeTarget, T_PERI_BIN_MYR};
 use deepgalaxy_core::{Catalog, Error};
 use rand::Rng;
@@ -303,7 +303,7 @@ fn load_hdf5(
     let mut samples = Vec::with_capacity(total);
     for (i, r) in ds.records.iter().enumerate() {
         let image = ds.read_image(r)?;
-        let x = preprocess(&image, p, path)?;
+        let x = deepgalaxy_core::preprocess::preprocess(&image, p, path)?;
         samples.push(Sample {
             id: format!("{}/camera_{:02}/{}", r.simulation, r.camera, r.snapshot),
             simulation: Some(r.simulation.clone()),
@@ -325,7 +325,8 @@ fn load_hdf5(
     Err(Error::invalid(
         path,
         "HDF5 support is not built in: rebuild with `--features hdf5` (needs Debian libhdf5-dev)",
-    ))
+    )
+    .into())
 }
 
 /// A random permutation of `0..n` (Fisher-Yates) from `rng`.

@@ -125,6 +125,7 @@ pub fn from_bytes(
             "backend",
             "this build has no ONNX Runtime backend: rebuild with `--features ort` \
              (and set ORT_DYLIB_PATH to libonnxruntime.so), or use `--backend tract`",
-        )),
+        )
+        .into()),
     }
 }
