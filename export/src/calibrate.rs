@@ -261,7 +261,10 @@ pub fn calibrate(
         for batch in batches {
             let values = forward(graph, weights, batch, &ids, Mode::Eval)?;
             for (obs, v) in seen.iter_mut().zip(values) {
-                let v: Vec<f32> = v.flatten_all().and_then(|t| t.to_vec1())?;
+                let v: Vec<f32> = v
+                    .flatten_all()
+                    .and_then(|t| t.to_vec1())
+                    .map_err(deepgalaxy_models::Error::from)?;
                 if pass == 0 {
                     obs.add_range(&v);
                 } else {

@@ -17,7 +17,7 @@
 //!   measured by running the candle model on calibration images), [`qdq`] (QDQ graphs) and
 //!   [`qoperator`] (QLinearConv / MatMulInteger graphs);
 //! * [`agreement`]: how closely a variant's outputs follow the FP32 model's.
-//! * [`Error`]: keeps its sources (candle's, protobuf's, the model crate's, the core crate's).
+//! * [`Error`]: keeps its sources (protobuf's, the model crate's, the core crate's).
 
 pub mod agreement;
 pub mod bundle;

@@ -245,7 +245,8 @@ pub fn calibration_batches(
             for px in chunk {
                 px.extend_f32(&mut data);
             }
-            Tensor::from_vec(data, (chunk.len(), c, s, s), &Device::Cpu).map_err(crate::Error::from)
+            Tensor::from_vec(data, (chunk.len(), c, s, s), &Device::Cpu)
+                .map_err(|e| deepgalaxy_models::Error::from(e).into())
         })
         .collect()
 }
