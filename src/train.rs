@@ -410,25 +410,22 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Epochs of a new run when --epochs is not given.
-const DEFAULT_EPOCHS: usize = 10;
-
+/// The model spec and training configuration a new run starts with, from its flags (the
+/// defaults are the libraries': `TrainConfig::DEFAULT_EPOCHS`, `Normalization::standard`,
+/// `Stretch::LOG`, `ScheduleKind::step_for`).
 pub(crate) fn build(args: &TrainArgs, data: PathBuf) -> anyhow::Result<(ModelSpec, TrainConfig)> {
-    let epochs = args.epochs.unwrap_or(DEFAULT_EPOCHS);
+    let epochs = args.epochs.unwrap_or(TrainConfig::DEFAULT_EPOCHS);
     let channels = args.channels as usize;
     let preprocess = Preprocess {
         size: args.image_size,
         channels: args.channels,
         stretch: match args.stretch {
             PreprocessStretch::Linear => Stretch::Linear,
-            PreprocessStretch::Log => Stretch::Log { a: 1000.0 },
-            PreprocessStretch::Asinh => Stretch::Asinh { beta: 0.1 },
+            PreprocessStretch::Log => Stretch::LOG,
+            PreprocessStretch::Asinh => Stretch::ASINH,
         },
         scale: args.scale,
-        normalization: deepgalaxy_core::preprocess::Normalization {
-            mean: vec![0.5; channels],
-            std: vec![0.25; channels],
-        },
+        normalization: deepgalaxy_core::preprocess::Normalization::standard(channels),
         ..Preprocess::default()
     };
     // the class count is set from the data when training starts
@@ -468,10 +465,7 @@ pub(crate) fn build(args: &TrainArgs, data: PathBuf) -> anyhow::Result<(ModelSpe
             warmup: args.warmup,
             kind: match args.schedule {
                 ScheduleArg::Constant => ScheduleKind::Constant,
-                ScheduleArg::Step => ScheduleKind::Step {
-                    every_epochs: (epochs as u64 / 4).max(1),
-                    gamma: 0.5,
-                },
+                ScheduleArg::Step => ScheduleKind::step_for(epochs),
                 ScheduleArg::Cosine => ScheduleKind::Cosine { min_lr: 0.0 },
             },
         },

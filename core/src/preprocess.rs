@@ -63,10 +63,7 @@ impl Default for Preprocess {
             scale: Scale::Auto,
             stretch: Stretch::Linear,
             missing: Missing::Minimum,
-            normalization: Normalization {
-                mean: vec![0.5],
-                std: vec![0.25],
-            },
+            normalization: Normalization::standard(1),
         }
     }
 }
@@ -145,6 +142,11 @@ pub enum Stretch {
 }
 
 impl Stretch {
+    /// DS9's log scale (a = 1000): the log stretch `train --stretch log` uses.
+    pub const LOG: Stretch = Stretch::Log { a: 1000.0 };
+    /// Lupton et al.'s stretch, linear below a tenth of the range: `train --stretch asinh`.
+    pub const ASINH: Stretch = Stretch::Asinh { beta: 0.1 };
+
     /// Applies the stretch to one value in [0, 1].
     pub fn apply(self, x: f32) -> f32 {
         match self {
@@ -175,6 +177,17 @@ pub struct Normalization {
     pub mean: Vec<f32>,
     /// Per-channel standard deviation (positive).
     pub std: Vec<f32>,
+}
+
+impl Normalization {
+    /// Every channel's values in [0, 1] to mean 0.5 and std 0.25, i.e. onto about [-2, 2]: the
+    /// normalisation of every model `train` builds.
+    pub fn standard(channels: usize) -> Normalization {
+        Normalization {
+            mean: vec![0.5; channels],
+            std: vec![0.25; channels],
+        }
+    }
 }
 
 impl Normalization {

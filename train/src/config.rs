@@ -149,6 +149,9 @@ pub struct TrainConfig {
 }
 
 impl TrainConfig {
+    /// Epochs of a run when none are asked for.
+    pub const DEFAULT_EPOCHS: usize = 10;
+
     /// Checks the numbers are usable.
     pub fn validate(&self) -> Result<()> {
         let bad = |what: String| Err(crate::Error::from(Error::setting("training", what)));

@@ -34,6 +34,16 @@ pub enum ScheduleKind {
     },
 }
 
+impl ScheduleKind {
+    /// The step schedule of a run of `epochs` epochs: the rate halves every quarter of the run.
+    pub fn step_for(epochs: usize) -> ScheduleKind {
+        ScheduleKind::Step {
+            every_epochs: (epochs as u64 / 4).max(1),
+            gamma: 0.5,
+        }
+    }
+}
+
 impl Schedule {
     /// The learning rate for optimizer step `step` (0-based) of a run of `total` steps with
     /// `per_epoch` steps per epoch.
