@@ -8,10 +8,10 @@ use std::time::Instant;
 
 use anyhow::Context;
 use deepgalaxy_core::Catalog;
-use deepgalaxy_export::agreement::{agreement, Outputs, Report, VariantReport};
 use deepgalaxy_export::bundle::Written;
 use deepgalaxy_export::onnx::Target;
 use deepgalaxy_export::variants::{spread, Precision};
+use deepgalaxy_runtime::analysis::agreement::{agreement, Outputs, Report, VariantReport};
 use deepgalaxy_runtime::inference::inputs::{from_catalog, InputItem};
 use deepgalaxy_runtime::inference::model::Model;
 

@@ -262,7 +262,7 @@ fn bad_calibration_input_is_a_clear_error_and_writes_nothing() {
 /// The variants in tract, the pure-Rust backend every install has (batch as one run).
 #[test]
 fn tract_runs_every_model_variant_and_int8_agrees_with_fp32() {
-    use deepgalaxy_export::agreement::{agreement, Outputs};
+    use deepgalaxy_runtime::analysis::agreement::{agreement, Outputs};
     use deepgalaxy_runtime::inference::model::{Model, RunOptions};
 
     let t = trained();
@@ -289,7 +289,7 @@ fn tract_runs_every_model_variant_and_int8_agrees_with_fp32() {
 #[cfg(feature = "peers")]
 #[test]
 fn variants_pass_the_checker_run_in_onnx_runtime_and_agree_with_fp32() {
-    use deepgalaxy_export::agreement::{agreement, Outputs};
+    use deepgalaxy_runtime::analysis::agreement::{agreement, Outputs};
     use std::collections::BTreeMap;
     use std::ffi::OsStr;
 

@@ -15,11 +15,10 @@
 //! * [`fp16`]: float16 weights and compute with float32 inputs and outputs;
 //! * INT8 static quantisation: [`quantize`] (the integer arithmetic), [`calibrate`] (ranges
 //!   measured by running the candle model on calibration images), [`qdq`] (QDQ graphs) and
-//!   [`qoperator`] (QLinearConv / MatMulInteger graphs);
-//! * [`agreement`]: how closely a variant's outputs follow the FP32 model's.
+//!   [`qoperator`] (QLinearConv / MatMulInteger graphs). How closely a variant follows FP32 is
+//!   measured where models run: `deepgalaxy_runtime::analysis::agreement`.
 //! * [`Error`]: keeps its sources (protobuf's, the model crate's, the core crate's).
 
-pub mod agreement;
 pub mod bundle;
 pub mod calibrate;
 pub mod error;

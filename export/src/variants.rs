@@ -176,11 +176,9 @@ pub fn fp16_variant(fp32: &ModelProto, graph: &Graph, card: &ModelCard) -> Resul
 /// Weighted layers kept in float by default, whatever the calibration: the convolutions that
 /// read the normalised image. Their input is the 8- or 16-bit image, whose values an 8-bit
 /// grid forced to hold 0 cannot represent (normalised pixels fall between its points), and
-/// they hold a few hundred weights. Measured on a simulated validation set (400 images, 71
-/// classes, percentile calibration on 128 images): keeping the first convolution in float
-/// raised top-1 agreement from 92.75% to 94.5%, the worst latent cosine from 0.979 to 0.991
-/// and halved the largest probability error (9.2e-3 to 5.4e-3); keeping the classifier in float
-/// as well added 0.25 points and was not taken.
+/// they hold a few hundred weights. Keeping them in float raised agreement with FP32 and
+/// keeping the classifier in float too added almost nothing (the measurement is on the results
+/// page, `benches/README.md`, "Reduced precision on the default model").
 pub fn default_float_nodes(graph: &Graph) -> Vec<String> {
     graph
         .nodes

@@ -25,7 +25,12 @@
 //!   a model on mergers it never saw; [`analysis::cluster`] is the paper's unsupervised path
 //!   (kNN graph, normalised Laplacian, eigengap, spectral clustering, adjusted Rand index) with
 //!   its seeded k-means ([`analysis::kmeans`]); [`analysis::projection`] 2-D PCA and t-SNE of
-//!   the latents.
+//!   the latents; [`analysis::agreement`] how closely a reduced-precision variant's outputs
+//!   follow the FP32 model's.
+//! * [`benchmark`]: what `deepgalaxy bench` measures. [`benchmark::precision`] runs every
+//!   exported precision on every backend (throughput, speed-up, accuracy, agreement) beside
+//!   the Python onnxruntime peer ([`benchmark::peer`]), timed by [`benchmark::timing`] and
+//!   set against this CPU's peak ([`benchmark::cpu`]).
 //! * [`drawing`]: the PNGs. [`drawing::latent_map`] (scatter coloured by cluster or class),
 //!   [`drawing::gallery`] (a query beside its neighbours with captions) and
 //!   [`drawing::charts`], drawn with plotters on an in-memory bitmap; text uses the DejaVu
@@ -38,6 +43,7 @@
 //! [`library::search::Strategy::Auto`]) and `benches/spectral.rs` (clustering time against size).
 
 pub mod analysis;
+pub mod benchmark;
 pub mod drawing;
 pub mod error;
 pub mod inference;

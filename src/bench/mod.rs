@@ -6,12 +6,15 @@
 //!   throughput, latency, speed-up over FP32, accuracy and its change, size, GFLOP/s vs peak.
 //! * `speedup`: seconds to simulate one merger against seconds to infer one image's timescale.
 
-mod cpu;
-mod peer;
 mod precision;
 mod predict;
 mod speedup;
-mod timing;
+
+/// The Python onnxruntime peer script, in the source tree this binary is run (under cargo) or
+/// was built from.
+fn peer_script() -> std::path::PathBuf {
+    deepgalaxy_core::source_dir(env!("CARGO_MANIFEST_DIR")).join("benches/predict_peer.py")
+}
 
 /// Measure throughput, accuracy and the speed-up over simulation.
 #[derive(Debug, clap::Args)]

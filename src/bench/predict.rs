@@ -10,8 +10,8 @@ use deepgalaxy_runtime::inference::inputs::expand;
 use deepgalaxy_runtime::inference::model::{Model, RunOptions};
 use serde::Serialize;
 
-use super::peer;
-use super::timing::{measure, Throughput};
+use deepgalaxy_runtime::benchmark::peer;
+use deepgalaxy_runtime::benchmark::timing::{measure, Throughput};
 
 /// Arguments of `bench predict`.
 #[derive(Debug, clap::Args)]
@@ -100,15 +100,18 @@ pub fn run(args: &PredictBenchArgs) -> anyhow::Result<()> {
                 });
             }
             let size = Model::open(&args.model, RunOptions::default())?.input_shape()[1];
-            let result = peer::run(&[
-                "files".into(),
-                args.model.display().to_string(),
-                list.display().to_string(),
-                size.to_string(),
-                batch.to_string(),
-                threads.to_string(),
-                args.repeats.to_string(),
-            ]);
+            let result = peer::run(
+                &super::peer_script(),
+                &[
+                    "files".into(),
+                    args.model.display().to_string(),
+                    list.display().to_string(),
+                    size.to_string(),
+                    batch.to_string(),
+                    threads.to_string(),
+                    args.repeats.to_string(),
+                ],
+            );
             eprintln!(
                 "python onnxruntime batch {batch} threads {threads}: {}",
                 show(&result)

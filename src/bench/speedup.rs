@@ -11,7 +11,7 @@ use deepgalaxy_runtime::inference::inputs::InputItem;
 use deepgalaxy_runtime::inference::model::{Model, RunOptions};
 use deepgalaxy_sim::{simulate_dataset, Grid, MergerConfig, MergerSpec, SimulateConfig};
 
-use super::timing::quantile;
+use deepgalaxy_runtime::benchmark::timing::quantile;
 
 /// Arguments of `bench speedup`.
 #[derive(Debug, clap::Args)]

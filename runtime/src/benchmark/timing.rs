@@ -28,13 +28,13 @@ pub fn quantile(v: &[f64], q: f64) -> f64 {
 }
 
 /// Times `repeats` passes of `pass` over `images` images after one warm-up call of `warm`.
-/// `pass` returns the per-batch latencies (seconds) it saw.
-pub fn measure(
+/// `pass` returns the per-batch latencies (seconds) it saw; the first error of either stops it.
+pub fn measure<E>(
     images: usize,
     repeats: usize,
-    warm: impl FnOnce() -> anyhow::Result<()>,
-    mut pass: impl FnMut() -> anyhow::Result<Vec<f64>>,
-) -> anyhow::Result<Throughput> {
+    warm: impl FnOnce() -> Result<(), E>,
+    mut pass: impl FnMut() -> Result<Vec<f64>, E>,
+) -> Result<Throughput, E> {
     warm()?;
     let mut runs = Vec::new();
     let mut latencies = Vec::new();

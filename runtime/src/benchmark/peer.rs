@@ -1,15 +1,11 @@
-//! The Python onnxruntime peer (`benches/predict_peer.py`), run when a Python with
-//! onnxruntime is found: `DEEPGALAXY_PYTHON`, else the venv `.ci/run` creates.
+//! The Python onnxruntime peer of the benchmarks (the workspace's `benches/predict_peer.py`),
+//! run when a Python with onnxruntime is found: `DEEPGALAXY_PYTHON`, else the venv `.ci/run`
+//! creates. A missing peer is reported in its row, not an error of the benchmark.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use super::timing::{quantile, Throughput};
-
-/// The peer script, in the source tree this binary is run (under cargo) or was built from.
-fn script() -> PathBuf {
-    deepgalaxy_core::source_dir(env!("CARGO_MANIFEST_DIR")).join("benches/predict_peer.py")
-}
 
 /// A Python interpreter with onnxruntime, or why there is none.
 pub fn python() -> Result<PathBuf, String> {
@@ -36,10 +32,9 @@ pub fn python() -> Result<PathBuf, String> {
     )
 }
 
-/// Runs the peer script with `args` and reads its throughput.
-pub fn run(args: &[String]) -> Result<Throughput, String> {
+/// Runs the peer `script` with `args` and reads its throughput, or says why it did not run.
+pub fn run(script: &Path, args: &[String]) -> Result<Throughput, String> {
     let py = python()?;
-    let script = script();
     if !script.is_file() {
         return Err(format!(
             "{} is missing (run from a source checkout)",
@@ -47,7 +42,7 @@ pub fn run(args: &[String]) -> Result<Throughput, String> {
         ));
     }
     let out = Command::new(&py)
-        .arg(&script)
+        .arg(script)
         .args(args)
         .output()
         .map_err(|e| format!("cannot run {}: {e}", py.display()))?;
