@@ -202,6 +202,10 @@ pub struct DoneMarker {
     pub requested_pericenter_kpc: f64,
     /// Time of first pericentre the orbit was set up for, from the start of the run, Myr.
     pub requested_first_pericenter_myr: f64,
+    /// Every start of the merger, the kept one last: the pericentre its orbit was set up for
+    /// and the one the centres reached (see [`crate::merger::run_merger`]).
+    #[serde(default)]
+    pub starts: Vec<StartRecord>,
     /// Times of the pericentres found from the tracked centres, Myr, first first.
     pub pericenters_myr: Vec<f64>,
     /// Separations at those pericentres, kpc.
@@ -209,6 +213,15 @@ pub struct DoneMarker {
     /// Time of coalescence found (separation below the threshold for good), Myr; `None` when
     /// the galaxies had not coalesced by the end.
     pub coalescence_myr: Option<f64>,
+}
+
+/// One start of a merger in `done.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StartRecord {
+    /// Pericentre distance the orbit was set up for, kpc.
+    pub aimed_pericenter_kpc: f64,
+    /// First pericentre distance the centres reached, kpc; `None` without a passage.
+    pub realised_pericenter_kpc: Option<f64>,
 }
 
 /// Name of each simulation's track of the centres' separation, one row per step
@@ -446,6 +459,8 @@ fn run_one(
                 })
                 .collect();
             files.into_iter().collect::<Result<Vec<()>>>()?;
+            // a new start of the merger begins the grid again
+            states.truncate(grid);
             states.push((sim.total_energy(), sim.virial_ratio()));
             Ok(())
         },
@@ -507,6 +522,14 @@ fn run_one(
         initial_separation_kpc: plan.separation * LENGTH_KPC,
         requested_pericenter_kpc: plan.pericenter * LENGTH_KPC,
         requested_first_pericenter_myr: myr(plan.t_pericenter),
+        starts: run
+            .starts
+            .iter()
+            .map(|s| StartRecord {
+                aimed_pericenter_kpc: s.aimed * LENGTH_KPC,
+                realised_pericenter_kpc: s.realised.map(|d| d * LENGTH_KPC),
+            })
+            .collect(),
         pericenters_myr: phases.pericenters.iter().map(|&t| myr(t)).collect(),
         pericenter_distances_kpc: phases
             .pericenter_distances
@@ -654,6 +677,10 @@ fn orbit_columns(plan: &MergerPlan) -> BTreeMap<String, String> {
     columns.insert(
         "orbit_pericenter_kpc".into(),
         format!("{}", plan.pericenter * LENGTH_KPC),
+    );
+    columns.insert(
+        "orbit_aimed_pericenter_kpc".into(),
+        format!("{}", plan.aimed_pericenter * LENGTH_KPC),
     );
     columns.insert(
         "orbit_eccentricity".into(),

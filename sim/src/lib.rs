@@ -2,7 +2,7 @@
 //!
 //! Galaxy-merger N-body simulations that produce the DeepGalaxy training set (Cai et al.
 //! 2020): initial conditions ([`ic`]), Barnes-Hut gravity ([`tree`], [`gravity`]), leapfrog
-//! integration ([`integrate`]), the merger grid and its orbits ([`merger`], [`orbit`]), the
+//! integration ([`integrate`]), a disk's thickness and dispersion ([`disk`]), the merger grid and its orbits ([`merger`], [`orbit`]), the
 //! merger's phases ([`phase`]), cameras ([`camera`]), mock observations ([`observe`]),
 //! rendering ([`render`]) and the labeled dataset on disk ([`dataset`]).
 //!
@@ -17,7 +17,9 @@
 //! primary has a 1e11 Msun halo and a 1e10 Msun disk of scale length 1 kpc; the secondary is
 //! the primary scaled by the size and mass ratios. The pair moves on a parabolic orbit of
 //! pericentre one mean disk scale length ([`orbit`]: set up for two rigid extended galaxies
-//! and started so that first pericentre comes 100 Myr after snapshot 0), with each disk's
+//! and started so that first pericentre comes 100 Myr after snapshot 0; a merger whose
+//! centres pass more than 10% nearer or farther than asked starts again on a corrected orbit,
+//! [`merger::run_merger`]), with each disk's
 //! inclination and argument of pericentre drawn from the seed. It is followed for 71
 //! snapshots 5 Myr apart (350 Myr, the paper's spacing, so `int(t_myr / 5)` is the class);
 //! snapshot 0 is chosen once the run's first pericentre is found, so every merger reaches it
@@ -42,6 +44,7 @@
 
 pub mod camera;
 pub mod dataset;
+pub mod disk;
 pub mod error;
 pub mod gravity;
 pub mod ic;

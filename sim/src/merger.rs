@@ -356,8 +356,10 @@ pub struct MergerPlan {
     pub t_end: f64,
     /// Initial separation of the galaxy centres (kpc).
     pub separation: f64,
-    /// Pericentre distance the orbit was set up for (kpc).
+    /// Pericentre distance asked for (kpc).
     pub pericenter: f64,
+    /// Pericentre distance the orbit was set up for (kpc): see [`run_merger`].
+    pub aimed_pericenter: f64,
     /// Eccentricity the orbit was set up for.
     pub eccentricity: f64,
     /// Time of first pericentre the orbit was set up for, from the start (internal units):
@@ -424,13 +426,21 @@ pub struct SetUp {
     pub orbit: Orbit,
     /// Pericentre distance asked for (kpc).
     pub pericenter: f64,
+    /// Pericentre distance the orbit is set up for (kpc): the one asked for, or another that
+    /// brings the N-body galaxies' centres there ([`run_merger`]).
+    pub aimed_pericenter: f64,
     /// Time from the start to the planned first pericentre (internal units).
     pub time_to_pericenter: f64,
 }
 
 impl SetUp {
-    /// The galaxies of `spec` and their orbit under `cfg`.
+    /// The galaxies of `spec` and their orbit under `cfg`, set up for the pericentre asked for.
     pub fn new(spec: &MergerSpec, cfg: &MergerConfig) -> Result<SetUp> {
+        SetUp::aimed(spec, cfg, None)
+    }
+
+    /// As [`SetUp::new`], with the orbit set up for pericentre `aim` (kpc) when given.
+    pub fn aimed(spec: &MergerSpec, cfg: &MergerConfig, aim: Option<f64>) -> Result<SetUp> {
         validate(cfg)?;
         if !(spec.size_ratio > 0.0 && spec.mass_ratio > 0.0) {
             return Err(Error::Config(
@@ -441,20 +451,21 @@ impl SetUp {
         let g2 = cfg.galaxy.scaled(spec.size_ratio, spec.mass_ratio);
         let mean_rd = 0.5 * (g1.disk_scale_length + g2.disk_scale_length);
         let rp = cfg.pericenter_radii * mean_rd;
+        let aimed = aim.unwrap_or(rp);
         let interval = cfg.snapshot_interval_myr / TIME_MYR;
         let t_peri = cfg.first_pericenter_myr / TIME_MYR + lead_snapshots(cfg) as f64 * interval;
         let orbit = crate::orbit::orbit(
             &g1,
             &g2,
             &OrbitSpec {
-                pericenter: rp,
+                pericenter: aimed,
                 eccentricity: cfg.eccentricity,
                 time_to_pericenter: t_peri,
             },
         )
         .ok_or_else(|| {
             Error::Config(format!(
-                "an orbit of eccentricity {} cannot reach a pericentre of {rp} kpc",
+                "an orbit of eccentricity {} cannot reach a pericentre of {aimed} kpc",
                 cfg.eccentricity
             ))
         })?;
@@ -462,6 +473,7 @@ impl SetUp {
             galaxies: [g1, g2],
             orbit,
             pericenter: rp,
+            aimed_pericenter: aimed,
             time_to_pericenter: t_peri,
         })
     }
@@ -490,8 +502,19 @@ pub fn initial_conditions(
     cfg: &MergerConfig,
     seed: u64,
 ) -> Result<(Particles, MergerPlan)> {
+    initial_conditions_aimed(spec, cfg, seed, None)
+}
+
+/// As [`initial_conditions`], with the orbit set up for pericentre `aim` (kpc) when given:
+/// the same particles and disk orientations (relative to the orbit) for any aim.
+pub fn initial_conditions_aimed(
+    spec: &MergerSpec,
+    cfg: &MergerConfig,
+    seed: u64,
+    aim: Option<f64>,
+) -> Result<(Particles, MergerPlan)> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let set_up = SetUp::new(spec, cfg)?;
+    let set_up = SetUp::aimed(spec, cfg, aim)?;
     let (g1, g2, orbit, rp, t_peri) = (
         set_up.galaxies[0],
         set_up.galaxies[1],
@@ -547,6 +570,7 @@ pub fn initial_conditions(
             t_end,
             separation: d0,
             pericenter: rp,
+            aimed_pericenter: set_up.aimed_pericenter,
             eccentricity: cfg.eccentricity,
             t_pericenter: t_peri,
             disks: [disks[0], disks[1]],
@@ -554,26 +578,123 @@ pub fn initial_conditions(
     ))
 }
 
+/// How far the realised first pericentre may lie from the one asked for (within a factor
+/// `1 + AIM_TOLERANCE` either way) before the merger is started again on a corrected orbit. The two-body set-up leaves out the
+/// disks' tidal response (which depends on their drawn orientations) and the energy the
+/// galaxies trade, which move the centres' pericentre by tens of percent.
+pub const AIM_TOLERANCE: f64 = 0.1;
+
+/// Most starts of one merger: as set up, then on corrected orbits (see [`run_merger`]).
+pub const MAX_STARTS: usize = 4;
+
+/// One start of a merger: the pericentre its orbit was set up for and the one the tracked
+/// centres reached (internal length units).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Start {
+    /// Pericentre distance the orbit was set up for.
+    pub aimed: f64,
+    /// First pericentre distance of the centres; `None` when they made no passage.
+    pub realised: Option<f64>,
+}
+
+impl Start {
+    /// |ln(realised / requested)|: how far off the start came (infinite without a passage).
+    fn miss(&self, requested: f64) -> f64 {
+        self.realised
+            .map_or(f64::INFINITY, |r| (r / requested).ln().abs())
+    }
+}
+
+/// The pericentre to aim at next (kpc) so that the centres reach `requested`, from the starts
+/// so far, the realised distance taken as a power of the aimed one (a straight line in
+/// ln-ln):
+/// * between the two starts that came closest from either side, once one passed nearer and
+///   one farther than asked (interpolated);
+/// * else corrected from the start that came closest, with the power the least-squares slope
+///   over the starts when it lies within 1/2..2, else 1 (at a few thousand particles the
+///   centres' response is noisy enough that a slope from two starts can point the wrong way).
+///
+/// The aim stays within 1/4..4 times the request. `None` without a start that made a passage,
+/// or when the aim found is within 1% of one already tried (it would repeat that start).
+pub fn next_aim(requested: f64, starts: &[Start]) -> Option<f64> {
+    let target = requested.ln();
+    let points: Vec<(f64, f64)> = starts
+        .iter()
+        .filter_map(|s| Some((s.aimed.ln(), s.realised?.ln())))
+        .collect();
+    let closest = |below: bool| {
+        points
+            .iter()
+            .filter(|p| (p.1 < target) == below)
+            .min_by(|a, b| (a.1 - target).abs().total_cmp(&(b.1 - target).abs()))
+            .copied()
+    };
+    let aim = match (closest(true), closest(false)) {
+        (Some(lo), Some(hi)) if hi.1 > lo.1 => {
+            lo.0 + (target - lo.1) * (hi.0 - lo.0) / (hi.1 - lo.1)
+        }
+        (lo, hi) => {
+            let (x, y) = match (lo, hi) {
+                (Some(a), Some(b)) => {
+                    if (a.1 - target).abs() < (b.1 - target).abs() {
+                        a
+                    } else {
+                        b
+                    }
+                }
+                (a, b) => a.or(b)?,
+            };
+            let n = points.len() as f64;
+            let (mx, my) = points
+                .iter()
+                .fold((0.0, 0.0), |(a, b), &(x, y)| (a + x / n, b + y / n));
+            let (sxy, sxx) = points.iter().fold((0.0, 0.0), |(a, b), &(x, y)| {
+                (a + (x - mx) * (y - my), b + (x - mx) * (x - mx))
+            });
+            let fitted = sxy / sxx;
+            let slope = if sxx > 1e-12 && (0.5..=2.0).contains(&fitted) {
+                fitted
+            } else {
+                1.0
+            };
+            x + (target - y) / slope
+        }
+    };
+    let limit = 4.0f64.ln();
+    let aim = aim.clamp(target - limit, target + limit);
+    let new = points.iter().all(|p| (p.0 - aim).abs() > 0.01f64.ln_1p());
+    new.then(|| aim.exp())
+}
+
 /// What [`run_merger`] returns besides the final state.
 #[derive(Clone, Debug)]
 pub struct MergerRun {
-    /// The time plan.
+    /// The time plan (of the start that was kept).
     pub plan: MergerPlan,
     /// Separation of the centres at every step from the start.
     pub track: Track,
     /// Index on the run's snapshot grid (counted from the start) of snapshot 0.
     pub first_snapshot: usize,
+    /// Every start, the kept one last.
+    pub starts: Vec<Start>,
 }
 
 /// Runs one merger. The run starts [`lead_snapshots`] snapshot intervals before the orbit's
 /// planned first pericentre and follows the separation of the centres at every step
 /// ([`crate::phase`]). Once the first pericentre is confirmed (the galaxies have moved apart
-/// again), snapshot 0 is the point of the run's snapshot grid nearest to
-/// `first_pericenter_myr` before it, and the run ends `snapshots - 1` intervals after that.
+/// again):
+/// * when the centres came more than a factor `1 +` [`AIM_TOLERANCE`] nearer or farther than
+///   asked, the merger starts again from the same particles on an orbit aimed to correct it
+///   ([`next_aim`]), at most [`MAX_STARTS`] times; then the closest start is run again to the
+///   end (the runs are deterministic);
+/// * otherwise snapshot 0 is the point of the run's snapshot grid nearest to
+///   `first_pericenter_myr` before it, and the run ends `snapshots - 1` intervals after that.
+///
 /// `on_snapshot(grid_index, sim, plan)` is called at every point of the grid from the start
 /// (index 0 = initial conditions), including those before snapshot 0, which the caller
-/// drops; `on_step(done, total)` reports integration progress (the total is an estimate until
-/// the pericentre is found).
+/// drops; a new start calls it again from index 0, so the caller keeps one result per index.
+/// `on_step(done, total)` reports integration progress of the current start (the total is an
+/// estimate until the pericentre is found).
 pub fn run_merger(
     spec: &MergerSpec,
     cfg: &MergerConfig,
@@ -581,54 +702,93 @@ pub fn run_merger(
     mut on_snapshot: impl FnMut(usize, &Simulation, &MergerPlan) -> Result<()>,
     mut on_step: impl FnMut(usize, usize),
 ) -> Result<(Simulation, MergerRun)> {
-    let (particles, plan) = initial_conditions(spec, cfg, seed)?;
-    let mut sim = Simulation::new(particles, cfg.softening, cfg.solver);
-    let sps = plan.steps_per_snapshot;
-    let planned = lead_snapshots(cfg);
-    let mut last = planned + cfg.snapshots - 1;
-    let mut first: Option<usize> = None;
-    let mut track = Track::default();
-    let sample = |sim: &Simulation, track: &mut Track| -> Result<()> {
-        let d = separation(sim)
-            .ok_or_else(|| Error::Config("a galaxy has no particles to track".into()))?;
-        track.push(sim.time, d);
-        Ok(())
-    };
-    sample(&sim, &mut track)?;
-    on_snapshot(0, &sim, &plan)?;
-    let interval = cfg.snapshot_interval_myr / TIME_MYR;
-    let before = cfg.first_pericenter_myr / TIME_MYR;
-    let mut done = 0;
-    let mut grid = 0;
-    while grid < last {
-        for _ in 0..sps {
-            sim.step(plan.dt);
-            sample(&sim, &mut track)?;
-            done += 1;
-            on_step(done, last * sps);
-        }
-        grid += 1;
-        on_snapshot(grid, &sim, &plan)?;
-        if first.is_none() {
+    let requested = SetUp::new(spec, cfg)?.pericenter;
+    let mut starts: Vec<Start> = Vec::new();
+    let mut aim = None;
+    let mut last_start = false;
+    'start: loop {
+        let (particles, plan) = initial_conditions_aimed(spec, cfg, seed, aim)?;
+        let mut sim = Simulation::new(particles, cfg.softening, cfg.solver);
+        let sps = plan.steps_per_snapshot;
+        let planned = lead_snapshots(cfg);
+        let mut last = planned + cfg.snapshots - 1;
+        let mut first: Option<usize> = None;
+        let mut track = Track::default();
+        let sample = |sim: &Simulation, track: &mut Track| -> Result<()> {
+            let d = separation(sim)
+                .ok_or_else(|| Error::Config("a galaxy has no particles to track".into()))?;
+            track.push(sim.time, d);
+            Ok(())
+        };
+        sample(&sim, &mut track)?;
+        on_snapshot(0, &sim, &plan)?;
+        let interval = cfg.snapshot_interval_myr / TIME_MYR;
+        let before = cfg.first_pericenter_myr / TIME_MYR;
+        let mut done = 0;
+        let mut grid = 0;
+        while grid < last {
+            for _ in 0..sps {
+                sim.step(plan.dt);
+                sample(&sim, &mut track)?;
+                done += 1;
+                on_step(done, last * sps);
+            }
+            grid += 1;
+            on_snapshot(grid, &sim, &plan)?;
+            if first.is_some() {
+                continue;
+            }
             if let Some(i) = track.first_passage() {
+                starts.push(Start {
+                    aimed: plan.aimed_pericenter,
+                    realised: Some(track.closest_near(i)),
+                });
+                if !last_start
+                    && starts
+                        .last()
+                        .is_some_and(|s| s.miss(requested) > AIM_TOLERANCE.ln_1p())
+                {
+                    let next = (starts.len() < MAX_STARTS)
+                        .then(|| next_aim(requested, &starts))
+                        .flatten()
+                        .filter(|&a| SetUp::aimed(spec, cfg, Some(a)).is_ok());
+                    if let Some(next) = next {
+                        aim = Some(next);
+                        continue 'start;
+                    }
+                    let best = starts
+                        .iter()
+                        .min_by(|a, b| a.miss(requested).total_cmp(&b.miss(requested)))
+                        .map(|s| s.aimed);
+                    last_start = true;
+                    if best != Some(plan.aimed_pericenter) {
+                        aim = best;
+                        continue 'start;
+                    }
+                }
                 let at = ((track.time[i] - before) / interval).round().max(0.0) as usize;
                 first = Some(at);
                 last = at + cfg.snapshots - 1;
             } else if grid >= 2 * planned + (before / interval).ceil() as usize {
                 // no passage where one was planned (a fall straight into coalescence, or a
                 // fly-by that never turns): keep the planned grid
+                starts.push(Start {
+                    aimed: plan.aimed_pericenter,
+                    realised: None,
+                });
                 first = Some(planned);
             }
         }
+        return Ok((
+            sim,
+            MergerRun {
+                plan,
+                track,
+                first_snapshot: first.unwrap_or(planned),
+                starts,
+            },
+        ));
     }
-    Ok((
-        sim,
-        MergerRun {
-            plan,
-            track,
-            first_snapshot: first.unwrap_or(planned),
-        },
-    ))
 }
 
 #[cfg(test)]
@@ -657,6 +817,47 @@ mod tests {
         let paper = Grid::Paper.specs()[0];
         assert_eq!(paper.name(), "s_0.25_m_0.25");
         assert_eq!(paper.config(&run), run);
+    }
+
+    #[test]
+    fn the_next_aim_corrects_a_power_law_response_and_interpolates_once_bracketed() {
+        let start = |aimed: f64, realised: f64| Start {
+            aimed,
+            realised: Some(realised),
+        };
+        // a proportional response is corrected in one step
+        let a = next_aim(1.0, &[start(1.0, 0.6)]).unwrap();
+        assert!((a - 1.0 / 0.6).abs() < 1e-12, "{a}");
+        // a power law (realised = 0.5 aimed^1.5) once its slope is fitted, from two starts
+        // on one side
+        let law = |x: f64| 0.5 * x.powf(1.5);
+        let starts = [start(1.0, law(1.0)), start(1.2, law(1.2))];
+        let third = next_aim(1.0, &starts).unwrap();
+        assert!((law(third) - 1.0).abs() < 1e-9, "{third}: {}", law(third));
+        // a slope of the wrong sign is noise: slope 1 from the closer start (0.5 at 1)
+        let next = next_aim(1.0, &[start(1.0, 0.5), start(1.5, 0.4)]).unwrap();
+        assert!((next - 2.0).abs() < 1e-12, "{next}");
+        // one start short and one long: interpolated in ln-ln between them
+        let between = next_aim(1.0, &[start(1.0, 0.8), start(1.5, 1.25), start(3.0, 2.0)]).unwrap();
+        let expected = (0.8f64.ln().abs() * 1.5f64.ln() / (1.25f64 / 0.8).ln()).exp();
+        assert!(
+            (between - expected).abs() < 1e-12,
+            "{between} against {expected}"
+        );
+        // an aim already tried is not tried again
+        assert_eq!(
+            next_aim(1.0, &[start(1.0, 0.84), start(1.0 / 0.84, 0.84)]),
+            None
+        );
+        // the aim stays within 1/4..4 of the request
+        let far = next_aim(1.0, &[start(1.0, 0.1)]).unwrap();
+        assert!((far - 4.0).abs() < 1e-12, "{far}");
+        let none = Start {
+            aimed: 1.0,
+            realised: None,
+        };
+        assert_eq!(next_aim(1.0, &[none]), None);
+        assert_eq!(next_aim(1.0, &[]), None);
     }
 
     #[test]

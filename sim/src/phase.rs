@@ -153,7 +153,7 @@ impl Track {
     /// squared distance of a passage is a parabola in time near its minimum). The sampled
     /// minimum itself sits below the true one by the centre estimates' jitter; the fit
     /// averages it out. The sampled minimum when the samples do not make a minimum.
-    fn closest_near(&self, i: usize) -> f64 {
+    pub fn closest_near(&self, i: usize) -> f64 {
         let (t0, d) = (self.time[i], &self.separation);
         let window = FIT_MYR / TIME_MYR;
         let near: Vec<(f64, f64)> = (0..d.len())

@@ -155,6 +155,18 @@ fn small_grid_dataset_is_complete_physical_deterministic_and_resumable() {
             spec.name()
         );
         assert!((m.pericenters_myr[0] - m.first_snapshot_myr - offset).abs() < 1e-3);
+        // ... at the distance asked for, within 20%: the kept start's, as found in the track
+        let realised = m.pericenter_distances_kpc[0];
+        assert!(
+            (realised / m.requested_pericenter_kpc - 1.0).abs() <= 0.2,
+            "{}: first pericentre {realised} kpc where {} was asked (starts {:?})",
+            spec.name(),
+            m.requested_pericenter_kpc,
+            m.starts
+        );
+        let kept = m.starts.last().expect("at least one start");
+        assert_eq!(kept.realised_pericenter_kpc, Some(realised));
+        assert!(m.starts.len() <= deepgalaxy_sim::merger::MAX_STARTS + 1);
         // ... where the separation has its first minimum: closer there than 20 Myr either side
         let sep = |t: f64| {
             rows.iter()
