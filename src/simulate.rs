@@ -3,6 +3,7 @@
 use anyhow::Context;
 use clap::ValueEnum;
 use deepgalaxy_sim::{
+    camera::CAMERAS,
     dataset::{read_marker, read_track, ORBIT_FILE},
     observe::{Observation, Psf},
     render::FULL_SCALE_MSUN_PC2,
@@ -52,7 +53,7 @@ pub enum RenderStretch {
 }
 
 /// Simulate galaxy mergers with N-body gravity and render a labeled image dataset
-/// (71 snapshots x 14 cameras per simulation, class = snapshot index).
+/// (71 snapshots x 14 cameras per simulation by default, class = snapshot index).
 #[derive(Debug, clap::Args)]
 pub struct SimulateArgs {
     /// Output folder (created if missing; finished simulations in it are not run again).
@@ -70,6 +71,11 @@ pub struct SimulateArgs {
     /// Image side in pixels (1-2048).
     #[arg(long, default_value_t = 128)]
     pub size: u32,
+    /// Cameras per snapshot (1-14), spread over the hemisphere above the orbit plane: fewer
+    /// cameras leave room for more mergers in the same number of images (e.g. `--grid orbits
+    /// --cameras 4`).
+    #[arg(long, default_value_t = CAMERAS)]
+    pub cameras: usize,
     /// Random seed (same seed, same images).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -161,6 +167,7 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
             ..MergerConfig::with_particles(args.particles)
         },
         size: args.size,
+        cameras: args.cameras,
         seed: args.seed,
         format: match args.format {
             FormatArg::Png => OutputFormat::Png,

@@ -193,6 +193,32 @@ fn inspect_an_hdf5_dataset_reports_records_and_classes() {
 }
 
 #[test]
+fn simulate_refuses_a_camera_count_outside_one_to_fourteen() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("sim");
+    for n in ["0", "15"] {
+        let (ok, _, err) = deepgalaxy(&[
+            OsStr::new("simulate"),
+            OsStr::new("--out"),
+            out.as_os_str(),
+            OsStr::new("--cameras"),
+            OsStr::new(n),
+        ]);
+        assert!(
+            !ok && err.contains(&format!("{n} cameras is outside 1..=14")),
+            "{err}"
+        );
+    }
+    assert!(
+        !out.join("sims").exists()
+            || std::fs::read_dir(out.join("sims"))
+                .unwrap()
+                .next()
+                .is_none()
+    );
+}
+
+#[test]
 fn train_refuses_bad_input_with_clear_errors() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("run");

@@ -1,5 +1,6 @@
-//! The 14 cameras of a simulated dataset: 14 viewing directions spread evenly over the
-//! hemisphere above the orbit plane, from face-on to 10 degrees above the plane.
+//! The cameras of a simulated dataset: 14 viewing directions by default (the paper's count),
+//! or fewer, spread evenly over the hemisphere above the orbit plane, from face-on to 10
+//! degrees above the plane.
 //!
 //! The particles are optically thin, so a camera and the one opposite it see mirror images of
 //! each other; the paper's cube cameras (6 faces, 8 corners) were 7 such pairs, and two of
@@ -9,7 +10,7 @@
 
 use crate::ic::{cross, normalize};
 
-/// Number of cameras per snapshot.
+/// Number of cameras per snapshot by default, and the most a dataset may have: the paper's 14.
 pub const CAMERAS: usize = 14;
 
 /// An orthographic camera looking at the origin along `-direction`.
@@ -58,16 +59,18 @@ pub const MIN_ANGLE_TO_SEPARATION_DEG: f64 = 20.0;
 /// Largest angle of a camera from the orbit's pole (+z), degrees.
 pub const MAX_POLAR_ANGLE_DEG: f64 = 80.0;
 
-/// The 14 cameras: a Fibonacci spiral over the cap within [`MAX_POLAR_ANGLE_DEG`] of +z (equal
-/// areas per camera), turned about z so that every direction keeps as far from the x axis as
-/// it can (at least [`MIN_ANGLE_TO_SEPARATION_DEG`]).
-pub fn hemisphere_cameras() -> Vec<Camera> {
+/// `n` cameras (1 to [`CAMERAS`]): a Fibonacci spiral over the cap within
+/// [`MAX_POLAR_ANGLE_DEG`] of +z (equal areas per camera), turned about z so that every
+/// direction keeps as far from the x axis as it can (at least
+/// [`MIN_ANGLE_TO_SEPARATION_DEG`]). Fewer cameras per merger leave room, for the same number
+/// of images, for more mergers (e.g. [`crate::merger::Grid::Orbits`]).
+pub fn hemisphere_cameras(n: usize) -> Vec<Camera> {
     let golden = std::f64::consts::PI * (3.0 - 5f64.sqrt());
     let z_min = MAX_POLAR_ANGLE_DEG.to_radians().cos();
     let directions = |turn: f64| -> Vec<[f64; 3]> {
-        (0..CAMERAS)
+        (0..n)
             .map(|k| {
-                let z = 1.0 - (1.0 - z_min) * (k as f64 + 0.5) / CAMERAS as f64;
+                let z = 1.0 - (1.0 - z_min) * (k as f64 + 0.5) / n as f64;
                 let r = (1.0 - z * z).sqrt();
                 let phi = golden * k as f64 + turn;
                 [r * phi.cos(), r * phi.sin(), z]
@@ -95,33 +98,40 @@ mod tests {
     use super::*;
 
     #[test]
-    fn fourteen_orthonormal_cameras_none_opposite_another_or_along_the_separation() {
-        let cams = hemisphere_cameras();
-        assert_eq!(cams.len(), CAMERAS);
-        let dot = |a: [f64; 3], b: [f64; 3]| a[0] * b[0] + a[1] * b[1] + a[2] * b[2];
-        for (i, c) in cams.iter().enumerate() {
-            for v in [c.direction, c.right, c.up] {
-                assert!((dot(v, v) - 1.0).abs() < 1e-12);
-            }
-            assert!(dot(c.direction, c.right).abs() < 1e-12);
-            assert!(dot(c.direction, c.up).abs() < 1e-12);
-            assert!(dot(c.right, c.up).abs() < 1e-12);
-            assert!(c.direction[2] > 0.0, "camera {i} below the orbit plane");
-            let to_x = c.direction[0].abs().acos().to_degrees();
-            assert!(
-                to_x >= MIN_ANGLE_TO_SEPARATION_DEG,
-                "camera {i}: {to_x} degrees from x"
-            );
-            for (j, d) in cams[..i].iter().enumerate() {
-                let cos = dot(c.direction, d.direction);
-                // distinct (over 30 degrees apart), and far from opposite (a mirror view: under
-                // 145 degrees apart)
-                let angle = cos.clamp(-1.0, 1.0).acos().to_degrees();
+    fn one_to_fourteen_orthonormal_cameras_none_opposite_another_or_along_the_separation() {
+        for n in 1..=CAMERAS {
+            let cams = hemisphere_cameras(n);
+            assert_eq!(cams.len(), n);
+            let dot = |a: [f64; 3], b: [f64; 3]| a[0] * b[0] + a[1] * b[1] + a[2] * b[2];
+            for (i, c) in cams.iter().enumerate() {
+                for v in [c.direction, c.right, c.up] {
+                    assert!((dot(v, v) - 1.0).abs() < 1e-12);
+                }
+                assert!(dot(c.direction, c.right).abs() < 1e-12);
+                assert!(dot(c.direction, c.up).abs() < 1e-12);
+                assert!(dot(c.right, c.up).abs() < 1e-12);
                 assert!(
-                    (30.0..145.0).contains(&angle),
-                    "cameras {j} and {i}: {angle} degrees"
+                    c.direction[2] > 0.0,
+                    "{n}: camera {i} below the orbit plane"
                 );
+                let to_x = c.direction[0].abs().acos().to_degrees();
+                assert!(
+                    to_x >= MIN_ANGLE_TO_SEPARATION_DEG,
+                    "{n}: camera {i}: {to_x} degrees from x"
+                );
+                for (j, d) in cams[..i].iter().enumerate() {
+                    let cos = dot(c.direction, d.direction);
+                    // distinct (over 30 degrees apart), and far from opposite (a mirror view:
+                    // under 145 degrees apart)
+                    let angle = cos.clamp(-1.0, 1.0).acos().to_degrees();
+                    assert!(
+                        (30.0..145.0).contains(&angle),
+                        "{n}: cameras {j} and {i}: {angle} degrees"
+                    );
+                }
             }
         }
+        // the default set is the 14 of the first cameras' spiral
+        assert_eq!(hemisphere_cameras(CAMERAS).len(), 14);
     }
 }

@@ -91,6 +91,9 @@ pub struct SimulateConfig {
     pub full_scale: f64,
     /// PSF, sky and noise added before the stretch (none by default).
     pub observation: Observation,
+    /// Cameras per snapshot, 1 to [`CAMERAS`] (the default):
+    /// [`crate::camera::hemisphere_cameras`].
+    pub cameras: usize,
 }
 
 impl Default for SimulateConfig {
@@ -107,6 +110,7 @@ impl Default for SimulateConfig {
             field_kpc: None,
             full_scale: FULL_SCALE_MSUN_PC2,
             observation: Observation::default(),
+            cameras: CAMERAS,
         }
     }
 }
@@ -168,6 +172,10 @@ struct RunKey {
     /// The images' extension (runs from before FITS output wrote PNGs).
     #[serde(default = "png")]
     images: String,
+    /// Cameras per snapshot. No default: markers from before it was recorded are from runs
+    /// that were not aimed at their pericentre ([`crate::merger::run_merger`]), so they run
+    /// again.
+    cameras: usize,
 }
 
 fn png() -> String {
@@ -247,6 +255,12 @@ fn check(cfg: &SimulateConfig) -> Result<()> {
         )));
     }
     cfg.observation.validate()?;
+    if !(1..=CAMERAS).contains(&cfg.cameras) {
+        return Err(Error::Config(format!(
+            "{} cameras is outside 1..={CAMERAS}",
+            cfg.cameras
+        )));
+    }
     if cfg.threads == Some(0) {
         return Err(Error::Config("thread count must be at least 1".into()));
     }
@@ -281,6 +295,7 @@ fn key_of(cfg: &SimulateConfig, spec: &MergerSpec, brightness: &Brightness) -> R
         full_scale: brightness.full_scale,
         observation: format!("{:?}", cfg.observation),
         images: cfg.format.extension().into(),
+        cameras: cfg.cameras,
     }
 }
 
@@ -408,7 +423,7 @@ fn run_one(
         std::fs::remove_file(&marker).map_err(|e| deepgalaxy_core::Error::io(&marker, e))?;
     }
     remove_grid_images(dir)?;
-    let cameras = hemisphere_cameras();
+    let cameras = hemisphere_cameras(cfg.cameras);
     let half_width = 0.5 * brightness.kpc_per_pixel * f64::from(cfg.size);
     let mut text = scale_columns(brightness);
     text.extend(observation_columns(&cfg.observation));
@@ -474,12 +489,12 @@ fn run_one(
     orbit_columns.extend(scale_columns(brightness));
     orbit_columns.extend(observation_columns(&cfg.observation));
     let interval = cfg.merger.snapshot_interval_myr;
-    let mut records = Vec::with_capacity(cfg.merger.snapshots * CAMERAS);
+    let mut records = Vec::with_capacity(cfg.merger.snapshots * cfg.cameras);
     for snap in 0..cfg.merger.snapshots {
         let grid = first_grid + snap;
         // the run's time of this snapshot
         let t = grid as f64 * interval / TIME_MYR;
-        for c in 0..CAMERAS {
+        for c in 0..cfg.cameras {
             let (from, to) = (
                 dir.join(grid_image_name(c, grid, ext)),
                 dir.join(image_name(c, snap, ext)),
@@ -741,7 +756,7 @@ fn write_hdf5(cfg: &SimulateConfig, out: &Path, specs: &[MergerSpec]) -> Result<
     let mut sims = Vec::new();
     for spec in specs {
         let name = spec.name();
-        let mut cameras: Vec<H5Camera> = (0..CAMERAS)
+        let mut cameras: Vec<H5Camera> = (0..cfg.cameras)
             .map(|_| H5Camera {
                 images: Vec::new(),
                 t_myr: Vec::new(),

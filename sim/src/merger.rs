@@ -608,8 +608,8 @@ impl Start {
 /// The pericentre to aim at next (kpc) so that the centres reach `requested`, from the starts
 /// so far, the realised distance taken as a power of the aimed one (a straight line in
 /// ln-ln):
-/// * between the two starts that came closest from either side, once one passed nearer and
-///   one farther than asked (interpolated);
+/// * between the latest start that passed nearer than asked and the latest that passed
+///   farther, once there are both (interpolated, as in regula falsi);
 /// * else corrected from the start that came closest, with the power the least-squares slope
 ///   over the starts when it lies within 1/2..2, else 1 (at a few thousand particles the
 ///   centres' response is noisy enough that a slope from two starts can point the wrong way).
@@ -622,28 +622,20 @@ pub fn next_aim(requested: f64, starts: &[Start]) -> Option<f64> {
         .iter()
         .filter_map(|s| Some((s.aimed.ln(), s.realised?.ln())))
         .collect();
-    let closest = |below: bool| {
+    let latest = |below: bool| {
         points
             .iter()
-            .filter(|p| (p.1 < target) == below)
-            .min_by(|a, b| (a.1 - target).abs().total_cmp(&(b.1 - target).abs()))
+            .rev()
+            .find(|p| (p.1 < target) == below)
             .copied()
     };
-    let aim = match (closest(true), closest(false)) {
-        (Some(lo), Some(hi)) if hi.1 > lo.1 => {
-            lo.0 + (target - lo.1) * (hi.0 - lo.0) / (hi.1 - lo.1)
-        }
-        (lo, hi) => {
-            let (x, y) = match (lo, hi) {
-                (Some(a), Some(b)) => {
-                    if (a.1 - target).abs() < (b.1 - target).abs() {
-                        a
-                    } else {
-                        b
-                    }
-                }
-                (a, b) => a.or(b)?,
-            };
+    let aim = match (latest(true), latest(false)) {
+        (Some(lo), Some(hi)) => lo.0 + (target - lo.1) * (hi.0 - lo.0) / (hi.1 - lo.1),
+        _ => {
+            let (x, y) = points
+                .iter()
+                .min_by(|a, b| (a.1 - target).abs().total_cmp(&(b.1 - target).abs()))
+                .copied()?;
             let n = points.len() as f64;
             let (mx, my) = points
                 .iter()
@@ -837,8 +829,8 @@ mod tests {
         // a slope of the wrong sign is noise: slope 1 from the closer start (0.5 at 1)
         let next = next_aim(1.0, &[start(1.0, 0.5), start(1.5, 0.4)]).unwrap();
         assert!((next - 2.0).abs() < 1e-12, "{next}");
-        // one start short and one long: interpolated in ln-ln between them
-        let between = next_aim(1.0, &[start(1.0, 0.8), start(1.5, 1.25), start(3.0, 2.0)]).unwrap();
+        // one start short and one long: interpolated in ln-ln between the latest of each
+        let between = next_aim(1.0, &[start(3.0, 2.0), start(1.0, 0.8), start(1.5, 1.25)]).unwrap();
         let expected = (0.8f64.ln().abs() * 1.5f64.ln() / (1.25f64 / 0.8).ln()).exp();
         assert!(
             (between - expected).abs() < 1e-12,

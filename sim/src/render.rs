@@ -224,7 +224,7 @@ pub fn encode_png(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::camera::hemisphere_cameras;
+    use crate::camera::{hemisphere_cameras, CAMERAS};
 
     #[test]
     fn splatting_conserves_mass_inside_the_frame() {
@@ -239,7 +239,7 @@ mod tests {
             })
             .collect();
         let mass = vec![0.002; pos.len()];
-        for cam in hemisphere_cameras() {
+        for cam in hemisphere_cameras(CAMERAS) {
             let img = surface_density(&pos, &mass, &cam, 64, 10.0);
             let total: f64 = img.iter().map(|&v| v as f64).sum();
             assert!((total - 1.0).abs() < 1e-4, "total {total}");

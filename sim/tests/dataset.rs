@@ -274,6 +274,35 @@ fn another_seed_gives_other_images() {
 }
 
 #[test]
+fn fewer_cameras_give_fewer_distinct_views_per_snapshot() {
+    let one = MergerSpec {
+        size_ratio: 1.0,
+        mass_ratio: 1.0,
+        orbit: None,
+    };
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut cfg = config(Grid::Custom(vec![one]), 1000, 16, 1, 2);
+    cfg.merger.snapshots = 3;
+    cfg.merger.first_pericenter_myr = 5.0;
+    cfg.cameras = 3;
+    let (cat, _) = run(&cfg, tmp.path());
+    assert_eq!(cat.records.len(), 3 * 3);
+    let cameras: std::collections::BTreeSet<u32> =
+        cat.records.iter().filter_map(|r| r.camera).collect();
+    assert_eq!(cameras, [0, 1, 2].into());
+    let dir = tmp.path().join("sims").join(one.name());
+    assert!(!dir.join(image_name(3, 0, "png")).exists());
+    let views: Vec<Vec<u8>> = (0..3)
+        .map(|c| std::fs::read(dir.join(image_name(c, 1, "png"))).expect("png"))
+        .collect();
+    assert!(views[0] != views[1] && views[1] != views[2] && views[0] != views[2]);
+    // the camera count is part of a run's settings: 14 cameras run the merger again
+    cfg.cameras = 14;
+    let (cat, _) = run(&cfg, tmp.path());
+    assert_eq!(cat.records.len(), 3 * 14);
+}
+
+#[test]
 fn linear_images_sum_to_the_disk_mass_on_one_scale_for_the_grid() {
     use deepgalaxy_sim::observe::Psf;
     use deepgalaxy_sim::{BitDepth, Stretch};
@@ -442,6 +471,18 @@ fn bad_settings_are_errors_not_panics() {
         let e = simulate_dataset(&cfg, out, &noop).expect_err("bad size");
         assert!(matches!(e, Error::Config(_)), "{e}");
         assert!(e.to_string().contains("image size"), "{e}");
+    }
+    for cameras in [0, 15] {
+        let cfg = SimulateConfig {
+            cameras,
+            ..Default::default()
+        };
+        let e = simulate_dataset(&cfg, out, &noop).expect_err("bad camera count");
+        assert!(
+            e.to_string()
+                .contains(&format!("{cameras} cameras is outside 1..=14")),
+            "{e}"
+        );
     }
     let cfg = config(Grid::Small, 10, 32, 0, 1);
     let e = simulate_dataset(&cfg, out, &noop).expect_err("too few particles");
