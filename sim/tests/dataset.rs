@@ -22,6 +22,26 @@ fn config(grid: Grid, particles: usize, size: u32, seed: u64, threads: usize) ->
     }
 }
 
+/// One merger of `size_ratio` and `mass_ratio`, 3 snapshots with first pericentre 5 Myr
+/// after the first: the shortest run that still passes, for tests of the output.
+fn short_run(
+    size_ratio: f64,
+    mass_ratio: f64,
+    particles: usize,
+    size: u32,
+    seed: u64,
+) -> (MergerSpec, SimulateConfig) {
+    let one = MergerSpec {
+        size_ratio,
+        mass_ratio,
+        orbit: None,
+    };
+    let mut cfg = config(Grid::Custom(vec![one]), particles, size, seed, 2);
+    cfg.merger.snapshots = 3;
+    cfg.merger.first_pericenter_myr = 5.0;
+    (one, cfg)
+}
+
 fn run(cfg: &SimulateConfig, out: &Path) -> (Catalog, Vec<Progress>) {
     let events = Mutex::new(Vec::new());
     let cat = simulate_dataset(cfg, out, &|p| {
@@ -252,17 +272,10 @@ fn small_grid_dataset_is_complete_physical_deterministic_and_resumable() {
 
 #[test]
 fn another_seed_gives_other_images() {
-    let one = MergerSpec {
-        size_ratio: 1.0,
-        mass_ratio: 1.0,
-        orbit: None,
-    };
+    let (one, mut cfg) = short_run(1.0, 1.0, 1000, 16, 1);
     let tmp = tempfile::tempdir().expect("tempdir");
     let a = tmp.path().join("a");
     let b = tmp.path().join("b");
-    let mut cfg = config(Grid::Custom(vec![one]), 1000, 16, 1, 2);
-    cfg.merger.snapshots = 3;
-    cfg.merger.first_pericenter_myr = 5.0;
     run(&cfg, &a);
     cfg.seed = 2;
     run(&cfg, &b);
@@ -275,15 +288,8 @@ fn another_seed_gives_other_images() {
 
 #[test]
 fn fewer_cameras_give_fewer_distinct_views_per_snapshot() {
-    let one = MergerSpec {
-        size_ratio: 1.0,
-        mass_ratio: 1.0,
-        orbit: None,
-    };
+    let (one, mut cfg) = short_run(1.0, 1.0, 1000, 16, 1);
     let tmp = tempfile::tempdir().expect("tempdir");
-    let mut cfg = config(Grid::Custom(vec![one]), 1000, 16, 1, 2);
-    cfg.merger.snapshots = 3;
-    cfg.merger.first_pericenter_myr = 5.0;
     cfg.cameras = 3;
     let (cat, _) = run(&cfg, tmp.path());
     assert_eq!(cat.records.len(), 3 * 3);
@@ -375,15 +381,8 @@ fn mergers_of_the_orbit_grid_run_on_their_own_orbits() {
 #[test]
 fn fits_images_hold_the_surface_brightness_the_pngs_show_and_its_scale() {
     use deepgalaxy_sim::{BitDepth, Stretch};
-    let one = MergerSpec {
-        size_ratio: 1.0,
-        mass_ratio: 0.5,
-        orbit: None,
-    };
+    let (one, mut cfg) = short_run(1.0, 0.5, 2000, 32, 5);
     let tmp = tempfile::tempdir().expect("tempdir");
-    let mut cfg = config(Grid::Custom(vec![one]), 2000, 32, 5, 2);
-    cfg.merger.snapshots = 3;
-    cfg.merger.first_pericenter_myr = 5.0;
     cfg.stretch = Stretch::Linear;
     cfg.bits = BitDepth::Sixteen;
     cfg.full_scale = 1e6;
