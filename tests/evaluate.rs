@@ -2,6 +2,8 @@
 //! test mergers out and records them, `export` carries them in the card, `predict` writes
 //! `t_peri_myr`, and `evaluate` scores only the mergers the model never saw, with numbers that
 //! agree with its own per-image predictions.
+// the commands under test are the full build's (feature `full`, the default)
+#![cfg(feature = "full")]
 
 mod common;
 
@@ -191,7 +193,7 @@ fn test_mergers_stay_out_of_training_and_are_all_evaluate_scores() {
         ok && err.contains("recorded the scores"),
         "evaluate --record: {err}"
     );
-    let card = deepgalaxy_export::inspect_onnx(&model)
+    let card = deepgalaxy_runtime::inference::summary::inspect_onnx(&model)
         .unwrap()
         .card
         .unwrap();

@@ -20,7 +20,10 @@ fn the_shipped_cards_record_test_scores_on_unseen_mergers_only() {
 }
 
 fn check_card(file: &Path) {
-    let card = deepgalaxy_export::inspect_onnx(file).unwrap().card.unwrap();
+    let card = deepgalaxy_runtime::inference::summary::inspect_onnx(file)
+        .unwrap()
+        .card
+        .unwrap();
     assert_eq!(card.target, deepgalaxy_core::time::TimeTarget::TPeri);
     let sims = card.simulations.as_ref().expect("the mergers of each part");
     let test = card.test.as_ref().expect("scores on the test mergers");

@@ -102,7 +102,9 @@ mod tests {
         let path = model_with_dims(dir.path(), vec![1 << 32, 1 << 32]);
         for e in [
             initializers(&path).unwrap_err().to_string(),
-            crate::bundle::inspect_onnx(&path).unwrap_err().to_string(),
+            deepgalaxy_runtime::inference::summary::inspect_onnx(&path)
+                .unwrap_err()
+                .to_string(),
         ] {
             assert!(
                 e.contains("huge.onnx")

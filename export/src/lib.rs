@@ -7,7 +7,8 @@
 //! `metadata_props`.
 //!
 //! [`bundle`] turns a trained model (graph, weights and card) into `model.onnx`, `autoencoder.onnx` and
-//! `decoder.onnx`, and reads an ONNX file's interface and card back.
+//! `decoder.onnx`, and records test scores in an exported card (reading a file's interface and card
+//! back is `deepgalaxy_runtime::inference::summary`, so the slim build can inspect models).
 //!
 //! [`import`] reads an ONNX file's float initialisers back as tensors, for transfer learning.
 //!
@@ -31,6 +32,6 @@ pub mod qoperator;
 pub mod quantize;
 pub mod variants;
 
-pub use bundle::{export_model, inspect_onnx, record_test};
+pub use bundle::{export_model, record_test};
 pub use error::{Error, Result};
 pub use onnx::{export, to_bytes, Target};

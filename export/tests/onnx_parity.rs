@@ -249,7 +249,9 @@ fn tract_agrees_with_candle_for_every_backbone_and_file() {
     for (name, case, path) in exported_cases(tmp.path()) {
         let target = case.target;
         // the file's input is the one the case feeds
-        let inputs = deepgalaxy_export::inspect_onnx(&path).unwrap().inputs;
+        let inputs = deepgalaxy_runtime::inference::summary::inspect_onnx(&path)
+            .unwrap()
+            .inputs;
         assert_eq!(
             inputs.first().map(String::as_str),
             Some(case.input),
