@@ -1,22 +1,33 @@
 //! `deepgalaxy`: the command line. Wiring only: each subcommand parses its arguments and calls
-//! the library crate that owns the work.
+//! the library crate that owns the work. The feature `full` (default) adds the commands that
+//! need candle, the trainer, the simulator or the export code; without it the binary is the
+//! slim runtime build (inference, similarity search, clustering, inspection, the web page).
 
+#[cfg(feature = "full")]
 mod agreement;
 #[allow(unsafe_code)] // mimalloc's option calls
 mod allocator;
+#[cfg(feature = "full")]
 mod bench;
 mod cluster;
+#[cfg(feature = "full")]
 mod demo;
 mod distributed;
+#[cfg(feature = "full")]
 mod evaluate;
+#[cfg(feature = "full")]
 mod export;
 mod interpolate;
 mod predict;
 mod run_args;
+mod serve;
 mod shipped;
 mod similarity;
+#[cfg(feature = "full")]
 mod simulate;
+#[cfg(feature = "full")]
 mod train;
+#[cfg(feature = "full")]
 mod tune;
 
 use std::path::PathBuf;
@@ -41,16 +52,21 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Simulate galaxy mergers with N-body gravity and render a labeled image dataset.
+    #[cfg(feature = "full")]
     Simulate(simulate::SimulateArgs),
     /// Train the encoder with its classifier, autoencoder and VAE heads.
+    #[cfg(feature = "full")]
     Train(train::TrainArgs),
     /// Search learning rate, label width and backbone width on the validation mergers.
+    #[cfg(feature = "full")]
     Tune(tune::TuneArgs),
     /// Export a checkpoint to ONNX (model, autoencoder, decoder) with its model card.
+    #[cfg(feature = "full")]
     Export(export::ExportArgs),
     /// Predict the merger timescale of images with an exported model.
     Predict(predict::PredictArgs),
     /// Score a model on mergers it was neither trained nor validated on.
+    #[cfg(feature = "full")]
     Evaluate(evaluate::EvaluateArgs),
     /// Write the VAE latent vectors of images.
     Embed(predict::EmbedArgs),
@@ -63,9 +79,13 @@ enum Command {
     /// Decode images along the line between two latents.
     Interpolate(interpolate::InterpolateArgs),
     /// Measure throughput and accuracy across precisions and backends.
+    #[cfg(feature = "full")]
     Bench(bench::BenchArgs),
     /// Run the whole pipeline end to end on built-in defaults.
+    #[cfg(feature = "full")]
     Demo(demo::DemoArgs),
+    /// Serve a local web page: drop an image, see its predicted time and nearest mergers.
+    Serve(serve::ServeArgs),
     /// Say what an image, FITS file, catalog or HDF5 dataset holds.
     Inspect(InspectArgs),
 }
@@ -91,7 +111,7 @@ fn inspect(args: &InspectArgs) -> anyhow::Result<()> {
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("onnx"))
     {
-        let summary = deepgalaxy_export::inspect_onnx(&args.file)?;
+        let summary = deepgalaxy_runtime::inference::summary::inspect_onnx(&args.file)?;
         if args.markdown {
             let card = summary.card.as_ref().ok_or_else(|| {
                 anyhow::anyhow!("{}: no deepgalaxy model card", args.file.display())
@@ -121,18 +141,26 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Inspect(args) => inspect(args),
+        #[cfg(feature = "full")]
         Command::Simulate(args) => simulate::run(args),
+        #[cfg(feature = "full")]
         Command::Train(args) => train::run(args),
+        #[cfg(feature = "full")]
         Command::Tune(args) => tune::run(args),
+        #[cfg(feature = "full")]
         Command::Export(args) => export::run(args),
         Command::Predict(args) => predict::run(args),
+        #[cfg(feature = "full")]
         Command::Evaluate(args) => evaluate::run(args),
         Command::Embed(args) => predict::embed(args),
         Command::Index(args) => similarity::index(args),
         Command::Search(args) => similarity::search(args),
         Command::Cluster(args) => cluster::run(args),
         Command::Interpolate(args) => interpolate::run(args),
+        Command::Serve(args) => serve::run(args),
+        #[cfg(feature = "full")]
         Command::Bench(args) => bench::run(args),
+        #[cfg(feature = "full")]
         Command::Demo(args) => demo::run(args),
     };
     match result {

@@ -74,6 +74,7 @@ pub fn in_range(lo: u64, hi: u64) -> clap::builder::RangedU64ValueParser<usize> 
 }
 
 /// A finite number above zero (a width multiplier, a scale).
+#[cfg(feature = "full")]
 pub fn positive_f32(text: &str) -> Result<f32, String> {
     match text.parse::<f32>() {
         Ok(x) if x.is_finite() && x > 0.0 => Ok(x),

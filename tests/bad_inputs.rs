@@ -9,6 +9,8 @@
 //! no file may appear (outputs, temporary files) and none may change. The child runs with a
 //! 4 GiB address-space limit and a 60 s timeout, so that a hostile size in a header shows as a
 //! failed case rather than as a machine out of memory.
+// the commands under test are the full build's (feature `full`, the default)
+#![cfg(feature = "full")]
 
 mod common;
 

@@ -2,6 +2,8 @@
 //! (FP32 against itself: speed-up 1, agreement 100%, latent cosine 1; GFLOP/s equal to the
 //! multiply-add count times the throughput) and the FLOP count is the hand count of the
 //! graph's convolutions and dense layers plus under 1% of element-wise work.
+// the commands under test are the full build's (feature `full`, the default)
+#![cfg(feature = "full")]
 
 mod common;
 

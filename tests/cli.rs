@@ -7,7 +7,7 @@ mod common;
 use std::ffi::OsStr;
 use std::path::Path;
 
-use common::{deepgalaxy, tiny_catalog, write_png16};
+use common::{deepgalaxy, write_png16};
 
 fn inspect_json(path: &Path) -> serde_json::Value {
     let (ok, out, err) = deepgalaxy(&[
@@ -19,27 +19,40 @@ fn inspect_json(path: &Path) -> serde_json::Value {
     serde_json::from_str(&out).unwrap()
 }
 
+/// The full build (default) has every command; the slim build (`--no-default-features`) has
+/// the inference commands and none of those needing candle, the trainer, the simulator or the
+/// export code.
 #[test]
-fn help_lists_every_subcommand() {
+fn help_lists_the_commands_of_the_build() {
     let (ok, out, _) = deepgalaxy(&[OsStr::new("--help")]);
     assert!(ok);
-    for cmd in [
-        "simulate",
-        "train",
-        "export",
+    let commands: Vec<&str> = out
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    let mut expected = vec![
         "predict",
-        "evaluate",
         "embed",
         "index",
         "search",
         "cluster",
         "interpolate",
-        "bench",
-        "demo",
+        "serve",
         "inspect",
-    ] {
-        assert!(out.contains(cmd), "--help lacks {cmd}:\n{out}");
+        "help",
+    ];
+    if cfg!(feature = "full") {
+        expected.extend([
+            "simulate", "train", "tune", "export", "evaluate", "bench", "demo",
+        ]);
     }
+    let mut found = commands.clone();
+    found.sort_unstable();
+    expected.sort_unstable();
+    assert_eq!(found, expected, "--help:\n{out}");
 }
 
 #[test]
@@ -139,10 +152,11 @@ fn inspect_bad_input_fails_naming_the_file() {
     );
 }
 
+#[cfg(feature = "full")]
 #[test]
 fn evaluate_record_needs_a_model_file_to_write_into() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = tiny_catalog(tmp.path(), 4, 2);
+    let data = common::tiny_catalog(tmp.path(), 4, 2);
     let (ok, _, err) = deepgalaxy(&[
         OsStr::new("evaluate"),
         OsStr::new("--data"),
@@ -192,6 +206,7 @@ fn inspect_an_hdf5_dataset_reports_records_and_classes() {
     assert_eq!(s["dtype"], "u8");
 }
 
+#[cfg(feature = "full")]
 #[test]
 fn simulate_refuses_a_camera_count_outside_one_to_fourteen() {
     let tmp = tempfile::tempdir().unwrap();
@@ -218,6 +233,7 @@ fn simulate_refuses_a_camera_count_outside_one_to_fourteen() {
     );
 }
 
+#[cfg(feature = "full")]
 #[test]
 fn train_refuses_bad_input_with_clear_errors() {
     let tmp = tempfile::tempdir().unwrap();
@@ -254,7 +270,7 @@ fn train_refuses_bad_input_with_clear_errors() {
         "{err}"
     );
 
-    let data = tiny_catalog(tmp.path(), 16, 2);
+    let data = common::tiny_catalog(tmp.path(), 16, 2);
     for (flag, says) in [
         (
             "--blur-fwhm=-1",
@@ -275,10 +291,11 @@ fn train_refuses_bad_input_with_clear_errors() {
     }
 }
 
+#[cfg(feature = "full")]
 #[test]
 fn train_resume_changes_only_the_flags_given_and_never_replaces_a_run_silently() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = tiny_catalog(tmp.path(), 16, 2);
+    let data = common::tiny_catalog(tmp.path(), 16, 2);
     let run = tmp.path().join("run");
     let a = OsStr::new;
     let new_run = |extra: &[&OsStr]| {
@@ -360,10 +377,11 @@ fn train_resume_changes_only_the_flags_given_and_never_replaces_a_run_silently()
     );
 }
 
+#[cfg(feature = "full")]
 #[test]
 fn train_export_and_inspect_a_model_end_to_end() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = tiny_catalog(tmp.path(), 24, 3);
+    let data = common::tiny_catalog(tmp.path(), 24, 3);
     let run = tmp.path().join("run");
     let onnx = tmp.path().join("onnx");
     let arg = OsStr::new;
@@ -422,10 +440,11 @@ fn train_export_and_inspect_a_model_end_to_end() {
     );
 }
 
+#[cfg(feature = "full")]
 #[test]
 fn train_can_start_from_an_exported_model() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = tiny_catalog(tmp.path(), 16, 2);
+    let data = common::tiny_catalog(tmp.path(), 16, 2);
     let arg = OsStr::new;
     let common = |out: &Path| -> Vec<std::ffi::OsString> {
         [
@@ -473,6 +492,7 @@ fn train_can_start_from_an_exported_model() {
     assert!(err.contains("initial weights: loaded"), "{err}");
 }
 
+#[cfg(feature = "full")]
 #[test]
 fn fits_simulations_train_on_one_physical_scale() {
     let tmp = tempfile::tempdir().unwrap();

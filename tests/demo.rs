@@ -1,5 +1,7 @@
 //! `deepgalaxy demo` at toy size: every stage runs and writes what the report promises, the
 //! report's numbers are in range, and a second run skips every stage.
+// the commands under test are the full build's (feature `full`, the default)
+#![cfg(feature = "full")]
 
 mod common;
 

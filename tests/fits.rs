@@ -81,7 +81,7 @@ fn astropy_written_now_reads_back_the_same() {
 /// What `simulate --format fits` writes is standard FITS to astropy: it verifies without a
 /// fix, gives the same values as our reader, and its WCS puts the frame's centre at 0 kpc with
 /// the catalog's pixel scale.
-#[cfg(feature = "peers")]
+#[cfg(all(feature = "peers", feature = "full"))]
 #[test]
 fn astropy_reads_the_fits_images_simulate_writes() {
     let tmp = tempfile::tempdir().unwrap();

@@ -2,7 +2,7 @@
 //! compute the weights 1 process x batch 2b computes (with the batch-norm statistics per group
 //! of b, as the ranks have them); a failing rank stops the job within seconds naming itself and
 //! why; a killed job resumes from its last checkpoint to the weights of an uninterrupted run.
-#![cfg(feature = "mpi")]
+#![cfg(all(feature = "mpi", feature = "full"))]
 
 mod common;
 

@@ -12,7 +12,8 @@
 //!   failures reported per file; [`inference::inputs`] files, folders, globs and catalogs;
 //!   [`inference::predict`] top-k classes, expected time and spread, scores, CSV/JSON;
 //!   [`inference::sharded`] batch inference split over the ranks of a distributed job;
-//!   [`inference::flops`] the arithmetic a graph does.
+//!   [`inference::flops`] the arithmetic a graph does; [`inference::summary`] what an ONNX
+//!   file holds (interface, parameter count, card) for `deepgalaxy inspect`.
 //! * [`library`]: similarity search over a library of simulated mergers.
 //!   [`library::index`] is the latent index file (versioned header, model identity, vectors,
 //!   per-entry id/file/label/t_myr, SHA-256 checksum), written atomically, damaged, truncated
@@ -20,7 +21,8 @@
 //!   exact k-nearest-neighbour search by kiddo kd-tree or brute force, with identical results
 //!   and a measured rule to pick between them; [`library::recommend`] neighbours with SSIM and
 //!   the kNN time estimate ([`library::estimate`]); [`library::ssim`] structural similarity
-//!   exactly as scikit-image computes it.
+//!   exactly as scikit-image computes it; [`library::explore`] what `deepgalaxy serve` answers
+//!   about an uploaded image (prediction, neighbours, its place on the latent map).
 //! * [`analysis`]: what a model or a library says as a whole. [`analysis::evaluate`] scores
 //!   a model on mergers it never saw; [`analysis::cluster`] is the paper's unsupervised path
 //!   (kNN graph, normalised Laplacian, eigengap, spectral clustering, adjusted Rand index) with
