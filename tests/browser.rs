@@ -1,7 +1,8 @@
 //! `deepgalaxy serve` in a real headless browser (feature `browser`: Debian's `chromium` and
 //! `chromium-driver`), driven over WebDriver with plain HTTP: the page loads with its model
 //! and latent map, a Hubble image is chosen in its file input, and the predicted time, the
-//! class chart, the gallery of neighbours and the query's star on the map appear. With
+//! class chart, the gallery of neighbours and the query's star on the map appear, and clicking
+//! a point of the map shows that library image. With
 //! `DEEPGALAXY_SCREENSHOT=FILE` the page's screenshot is written there (docs/serve.png).
 //!
 //! The server runs the shipped model over a library of one simulated merger (2 cameras)
@@ -201,6 +202,22 @@ fn a_hubble_image_dropped_on_the_page_shows_its_time_and_neighbours() {
     );
     assert_eq!(d.script("return query !== null"), json!(true));
     assert_eq!(d.text("#error"), "");
+
+    // clicking a point of the map shows that library image
+    let picked = d.script(
+        "const c = document.getElementById('map'); const b = c.getBoundingClientRect(); \
+         const p = library.points[70]; const [x, y] = mapTransform(c)(p.xy); \
+         pick({clientX: b.left + x * b.width / c.width, clientY: b.top + y * b.height / c.height}); \
+         return p.id",
+    );
+    d.wait("the picked library image", |d| {
+        d.script("return document.getElementById('picked-image').naturalWidth > 0") == json!(true)
+    });
+    let caption = d.text("#picked-caption");
+    assert!(
+        caption.starts_with("s_") && caption.contains("Myr"),
+        "{caption} ({picked})"
+    );
 
     let shot = d.call("GET", "/screenshot", json!({}));
     let png = base64::engine::general_purpose::STANDARD
