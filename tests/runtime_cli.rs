@@ -120,16 +120,7 @@ fn index_search_cluster_and_interpolate() {
     let m = exported(&tmp.path().join("onnx"), 8, 5);
     let idx = tmp.path().join("lib").join("library.idx");
     let a = OsStr::new;
-    let (ok, _, err) = run(&[
-        a("index"),
-        a("--model"),
-        m.model.as_os_str(),
-        a("--data"),
-        data.as_os_str(),
-        a("--output"),
-        idx.as_os_str(),
-    ]);
-    assert!(ok, "index: {err}");
+    let err = common::index(&m.model, &data, &idx);
     assert!(err.contains("30 latents of size 8"), "{err}");
     // the images lie outside lib/: index says so, and search reads them only when allowed
     assert!(

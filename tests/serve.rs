@@ -74,16 +74,7 @@ fn the_api_predicts_searches_refuses_bad_uploads_and_serves_a_burst() {
     let m = exported(&tmp.path().join("onnx"), 8, 5);
     let index = tmp.path().join("library.idx");
     let a = OsStr::new;
-    let (ok, _, err) = deepgalaxy(&[
-        a("index"),
-        a("--model"),
-        m.model.as_os_str(),
-        a("--data"),
-        data.as_os_str(),
-        a("--output"),
-        index.as_os_str(),
-    ]);
-    assert!(ok, "index: {err}");
+    common::index(&m.model, &data, &index);
     let server = Server::start(&m.model, &index);
 
     // the page and its assets
@@ -256,16 +247,7 @@ fn serve_refuses_libraries_it_cannot_serve() {
     let other = exported(&tmp.path().join("other"), 8, 6);
     let index = tmp.path().join("lib").join("library.idx");
     let a = OsStr::new;
-    let (ok, _, err) = deepgalaxy(&[
-        a("index"),
-        a("--model"),
-        m.model.as_os_str(),
-        a("--data"),
-        data.as_os_str(),
-        a("--output"),
-        index.as_os_str(),
-    ]);
-    assert!(ok, "index: {err}");
+    common::index(&m.model, &data, &index);
     let serve = |model: &Path, extra: &[&str]| {
         let mut args = vec![a("serve"), a("--model"), model.as_os_str()];
         args.extend([a("--index"), index.as_os_str(), a("--port"), a("0")]);

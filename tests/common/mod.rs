@@ -84,6 +84,23 @@ pub fn simulate_fits(out: &Path) -> PathBuf {
     out.join("catalog.csv")
 }
 
+/// `deepgalaxy index --model MODEL --data DATA --output OUTPUT`, asserting that it succeeds;
+/// returns its stderr.
+pub fn index(model: &Path, data: &Path, output: &Path) -> String {
+    let a = std::ffi::OsStr::new;
+    let (ok, _, err) = deepgalaxy(&[
+        a("index"),
+        a("--model"),
+        model.as_os_str(),
+        a("--data"),
+        data.as_os_str(),
+        a("--output"),
+        output.as_os_str(),
+    ]);
+    assert!(ok, "index: {err}");
+    err
+}
+
 /// Writes a 16-bit grey PNG whose pixel (x, y) is `f(x, y)`.
 pub fn write_png16(path: &Path, w: u32, h: u32, f: impl Fn(u32, u32) -> u16) {
     let buf =
