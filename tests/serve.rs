@@ -263,3 +263,42 @@ fn serve_refuses_libraries_it_cannot_serve() {
     let (ok, _, err) = serve(&other.model, &["--allow-paths-outside-index"]);
     assert!(!ok && err.contains("library.idx"), "{err}");
 }
+
+/// Bad flags are refused when parsing, naming the flag and its range, before anything is
+/// opened; a missing library is an error naming the file.
+#[test]
+fn serve_refuses_bad_flags_and_a_missing_library() {
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &["--max-upload-mb", "0"],
+            "invalid value '0' for '--max-upload-mb <MAX_UPLOAD_MB>'",
+        ),
+        (
+            &["--max-upload-mb", "2000"],
+            "invalid value '2000' for '--max-upload-mb <MAX_UPLOAD_MB>'",
+        ),
+        (
+            &["--port", "70000"],
+            "invalid value '70000' for '--port <PORT>'",
+        ),
+        (
+            &["--host", "localhost:1"],
+            "invalid value 'localhost:1' for '--host <HOST>'",
+        ),
+    ];
+    for (flags, says) in cases {
+        let mut args = vec!["serve", "--index", "library.idx"];
+        args.extend(flags);
+        let args: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
+        let (ok, _, err) = deepgalaxy(&args);
+        assert!(!ok && err.contains(says), "{flags:?}: {err}");
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let missing = tmp.path().join("nowhere.idx");
+    let (ok, _, err) = deepgalaxy(&[
+        OsStr::new("serve"),
+        OsStr::new("--index"),
+        missing.as_os_str(),
+    ]);
+    assert!(!ok && err.contains("nowhere.idx"), "{err}");
+}

@@ -141,32 +141,23 @@ impl<'a> Explorer<'a> {
         &self.map
     }
 
-    /// Decodes an upload (PNG, JPEG, TIFF or FITS, told apart by their first bytes) and runs
-    /// the model on it: its outputs in the model's output order, and the decoded image.
-    fn run(&self, name: &str, bytes: &[u8]) -> Result<(Vec<Vec<f32>>, Image)> {
+    /// Decodes an upload (PNG, JPEG, TIFF or FITS, told apart by their first bytes),
+    /// preprocesses it once with the card's preprocessing (the index's too: `new` checked they
+    /// are the same) and runs the model on it: the output called `output`, and the image as
+    /// the model saw it (the preview, and the query of the SSIM).
+    fn run(&self, name: &str, bytes: &[u8], output: &str) -> Result<(Vec<f32>, Image)> {
         let path = Path::new(name);
         let image = deepgalaxy_core::image::decode(path, bytes)?;
-        let out = self.model.run(self.model.prepare(&image, path)?, 1)?;
-        let rows = self
-            .model
-            .output_names()
-            .iter()
-            .map(|n| out.get(n).map(|t| t.row(0).to_vec()))
-            .collect::<Result<Vec<_>>>()?;
-        Ok((rows, image))
-    }
-
-    fn output(&self, rows: &[Vec<f32>], name: &str) -> Result<Vec<f32>> {
-        Ok(rows[self.model.output_index(name)?].clone())
+        let seen = preprocess(&image, &self.model.card().preprocess, path)?;
+        let out = self.model.run(seen.data.clone(), 1)?;
+        Ok((out.get(output)?.row(0).to_vec(), seen))
     }
 
     /// The predicted time of the image in `bytes` (`name` names it in messages), with every
     /// class probability and the image as the model saw it.
     pub fn predict(&self, name: &str, bytes: &[u8]) -> Result<Predicted> {
-        let (rows, image) = self.run(name, bytes)?;
-        let probabilities = self.output(&rows, "probabilities")?;
+        let (probabilities, seen) = self.run(name, bytes, "probabilities")?;
         let card = self.model.card();
-        let seen = preprocess(&image, &card.preprocess, Path::new(name))?;
         let item = InputItem {
             id: name.to_string(),
             path: PathBuf::from(name),
@@ -201,13 +192,7 @@ impl<'a> Explorer<'a> {
     /// The `k` library entries nearest to the image in `bytes`, with SSIM against it, and its
     /// place on the map. An upload is never a library simulation, so none is skipped.
     pub fn search(&self, name: &str, bytes: &[u8], k: usize) -> Result<Searched> {
-        let (rows, image) = self.run(name, bytes)?;
-        let latent = self.output(&rows, "latent")?;
-        let query = preprocess(
-            &image,
-            &self.library.index().model().preprocess,
-            Path::new(name),
-        )?;
+        let (latent, query) = self.run(name, bytes, "latent")?;
         let recommendation = self.library.recommend(&query, &latent, k, None)?;
         let xy = self.pca.transform(&latent)?;
         Ok(Searched {
