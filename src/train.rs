@@ -82,10 +82,11 @@ pub struct TrainArgs {
     /// Encoder: simple, resnet (ResNet-18 layout, width 0.25) or efficientnet (B0, 0.5/0.5).
     #[arg(long, default_value = "simple", conflicts_with = "resume")]
     pub backbone: String,
-    /// Backbone width multiplier: `simple`'s channels scaled (rounded, at least 4),
-    /// `resnet`'s and `efficientnet`'s width multiplied (1: the sizes --backbone names).
-    #[arg(long, default_value_t = 1.0, value_parser = crate::run_args::positive_f32, conflicts_with = "resume")]
-    pub width: f32,
+    /// Width multiplier: resnet's over ResNet-18's 64-512 channels (default 0.25; 1 is the
+    /// published ResNet-18), efficientnet's over B0's (default 0.5), simple's over its 16-128
+    /// channels (default 1; rounded, at least 4). Recorded in the spec, checkpoint and card.
+    #[arg(long, value_parser = crate::run_args::positive_f32, conflicts_with = "resume")]
+    pub width: Option<f32>,
     /// Image side the network sees (a multiple of the backbone's stride: 16 simple, 32 others).
     #[arg(long, default_value_t = 64, conflicts_with = "resume")]
     pub image_size: u32,
@@ -429,7 +430,11 @@ pub(crate) fn build(args: &TrainArgs, data: PathBuf) -> anyhow::Result<(ModelSpe
         ..Preprocess::default()
     };
     // the class count is set from the data when training starts
-    let backbone = Backbone::by_name(&args.backbone)?.scaled(args.width);
+    let named = Backbone::by_name(&args.backbone)?;
+    let backbone = match args.width {
+        Some(w) => named.with_width(w),
+        None => named,
+    };
     let mut spec = ModelSpec::new(backbone, preprocess, 2);
     spec.latent_dim = args.latent_dim;
     spec.dropout = args.dropout;

@@ -54,7 +54,7 @@ pub enum Backbone {
 impl Backbone {
     /// This backbone with its widths multiplied by `factor` (`simple`'s convolution widths
     /// rounded, at least 4 channels; `resnet`'s and `efficientnet`'s width multiplier scaled):
-    /// `train --width` and `tune`'s width draws.
+    /// `tune`'s width draws, relative to the trained backbone.
     pub fn scaled(&self, factor: f32) -> Backbone {
         match self {
             Backbone::Simple { widths, depth } => Backbone::Simple {
@@ -69,6 +69,20 @@ impl Backbone {
             },
             Backbone::Efficientnet { width, depth } => Backbone::Efficientnet {
                 width: width * factor,
+                depth: *depth,
+            },
+        }
+    }
+
+    /// This backbone at width multiplier `width`, as the literature counts it: `resnet`'s over
+    /// ResNet-18's 64/128/256/512 channels, `efficientnet`'s over B0's (depth kept), `simple`'s
+    /// over the 16/32/64/128 channels [`Backbone::by_name`] gives it: `train --width`.
+    pub fn with_width(&self, width: f32) -> Backbone {
+        match self {
+            Backbone::Simple { .. } => self.scaled(width),
+            Backbone::Resnet { .. } => Backbone::Resnet { width },
+            Backbone::Efficientnet { depth, .. } => Backbone::Efficientnet {
+                width,
                 depth: *depth,
             },
         }
@@ -199,6 +213,26 @@ mod tests {
         assert_eq!(
             Backbone::Resnet { width: 0.25 }.scaled(2.0),
             Backbone::Resnet { width: 0.5 }
+        );
+    }
+
+    #[test]
+    fn with_width_sets_the_published_multiplier() {
+        let resnet = Backbone::by_name("resnet").unwrap();
+        assert_eq!(resnet.with_width(1.0), Backbone::Resnet { width: 1.0 });
+        assert_eq!(
+            Backbone::by_name("efficientnet").unwrap().with_width(1.0),
+            Backbone::Efficientnet {
+                width: 1.0,
+                depth: 0.5
+            }
+        );
+        assert_eq!(
+            Backbone::by_name("simple").unwrap().with_width(0.5),
+            Backbone::Simple {
+                widths: vec![8, 16, 32, 64],
+                depth: 1
+            }
         );
     }
 }
