@@ -21,6 +21,10 @@ pub struct ExportArgs {
     #[arg(long)]
     pub out: PathBuf,
     /// Precisions to write, comma-separated: fp32 (always written: the reference), fp16, int8.
+    /// INT8 is not written by default: on the small default encoder it runs slower than FP32
+    /// on ONNX Runtime (its layers are too small for integer kernels to pay) and only makes
+    /// the file smaller, about a quarter; it pays on heavy encoders (`benches/README.md`,
+    /// "Reduced precision").
     #[arg(long, default_value = "fp32")]
     pub precision: String,
     /// How INT8 variants are calibrated and laid out.
@@ -60,6 +64,10 @@ pub struct Int8Args {
     /// INT8: a Conv, Gemm or residual Add node to keep in float (repeatable), e.g. vae.mu.
     #[arg(long = "float-layer")]
     pub float_layers: Vec<String>,
+    /// INT8: the first convolution in `integer` (the input normalisation folded into it,
+    /// strided stems as space-to-depth, so the whole encoder runs in integers) or in `float`.
+    #[arg(long, default_value = "integer", value_parser = ["integer", "float"])]
+    pub int8_stem: String,
 }
 
 impl Int8Args {
@@ -80,6 +88,7 @@ impl Int8Args {
                 activations: ActivationType::parse(&self.activations)?,
                 formats: Int8Format::parse(&self.int8_format)?,
                 float_nodes: self.float_layers.clone(),
+                integer_stem: self.int8_stem == "integer",
             }),
             Some(_) => None,
             None if precisions.contains(&Precision::Int8) => {

@@ -76,7 +76,7 @@ fn export_checkpoint(
     )?)
 }
 
-fn int8(calibration: &Path, method: Method) -> Int8Options {
+fn int8_options(calibration: &Path, method: Method) -> Int8Options {
     Int8Options {
         calibration: calibration.to_path_buf(),
         size: 128,
@@ -84,6 +84,7 @@ fn int8(calibration: &Path, method: Method) -> Int8Options {
         activations: ActivationType::U8,
         formats: vec![Int8Format::Qdq, Int8Format::QOperator],
         float_nodes: vec![],
+        integer_stem: true,
     }
 }
 
@@ -147,7 +148,7 @@ fn trained() -> &'static Trained {
         deepgalaxy_train::train(spec, cfg, &quiet, &AtomicBool::new(false)).expect("training");
         let opts = ExportOptions {
             precisions: vec![Precision::Fp32, Precision::Fp16, Precision::Int8],
-            int8: Some(int8(&data, Method::Percentile(99.99))),
+            int8: Some(int8_options(&data, Method::Percentile(99.99))),
         };
         let checkpoint = deepgalaxy_train::checkpoint::checkpoint_dir(&run);
         let written = export_checkpoint(&checkpoint, &onnx, &opts).unwrap();
@@ -227,13 +228,50 @@ fn every_variant_is_written_with_its_card() {
             q.calibration_digest,
             deepgalaxy_core::card::digest_file(&t.data).unwrap()
         );
-        assert_eq!(
-            q.float_nodes,
-            ["encoder.stage0.conv0.conv", "probabilities"]
-        );
+        // the integer stem: only the Softmax stays in float
+        assert_eq!(q.float_nodes, ["probabilities"]);
     }
     let fp32 = card(&t.onnx.join("model.onnx"));
     assert_eq!((fp32.precision.as_str(), fp32.quantization), ("fp32", None));
+}
+
+/// The operator types of an ONNX file's graph.
+fn op_types(path: &Path) -> Vec<String> {
+    let m = deepgalaxy_export::onnx::read(path).unwrap();
+    m.graph
+        .unwrap()
+        .node
+        .iter()
+        .map(|n| n.op_type.clone())
+        .collect()
+}
+
+#[test]
+fn the_integer_stem_reads_the_raw_image_and_a_float_stem_keeps_it() {
+    let t = trained();
+    // the default: normalisation folded into the first convolution, whose input is the image
+    // padded with the mean and quantised
+    let int8 = op_types(&t.onnx.join("model.int8.onnx"));
+    assert_eq!(int8[..2], ["Pad", "QuantizeLinear"], "{int8:?}");
+    assert!(!int8.iter().any(|o| o == "Sub"), "{int8:?}");
+    assert!(op_types(&t.onnx.join("model.onnx"))
+        .iter()
+        .any(|o| o == "Sub"));
+    let out = t.dir.path().join("float-stem");
+    let mut o = int8_options(&t.data, Method::MinMax);
+    o.integer_stem = false;
+    o.formats = vec![Int8Format::Qdq];
+    let opts = ExportOptions {
+        precisions: vec![Precision::Int8],
+        int8: Some(o),
+    };
+    export_checkpoint(&t.run, &out, &opts).unwrap();
+    let q = card(&out.join("model.int8.onnx")).quantization.unwrap();
+    assert_eq!(
+        q.float_nodes,
+        ["encoder.stage0.conv0.conv", "probabilities"]
+    );
+    assert_eq!(op_types(&out.join("model.int8.onnx"))[..2], ["Sub", "Mul"]);
 }
 
 #[test]
@@ -253,7 +291,10 @@ fn bad_calibration_input_is_a_clear_error_and_writes_nothing() {
     let bytes = std::fs::read(cat.resolve(&cat.records[0])).unwrap();
     std::fs::write(broken.join("cut.png"), &bytes[..bytes.len() / 2]).unwrap();
     std::fs::write(broken.join("catalog.csv"), "id_str,file_loc\ncut,cut.png\n").unwrap();
-    let opts = only_int8(Some(int8(&broken.join("catalog.csv"), Method::Entropy)));
+    let opts = only_int8(Some(int8_options(
+        &broken.join("catalog.csv"),
+        Method::Entropy,
+    )));
     let e = export_checkpoint(&t.run, &out, &opts).unwrap_err();
     assert!(e.to_string().contains("cut.png"), "{e}");
     assert!(!out.exists(), "nothing is written when a variant fails");

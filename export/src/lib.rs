@@ -16,7 +16,8 @@
 //! * [`fp16`]: float16 weights and compute with float32 inputs and outputs;
 //! * INT8 static quantisation: [`quantize`] (the integer arithmetic), [`calibrate`] (ranges
 //!   measured by running the candle model on calibration images), [`qdq`] (QDQ graphs) and
-//!   [`qoperator`] (QLinearConv / MatMulInteger graphs). How closely a variant follows FP32 is
+//!   [`qoperator`] (QLinearConv / MatMulInteger graphs); [`stem`] rewrites the first convolution
+//!   exactly (normalisation folded in, space-to-depth) so that it runs in integers too. How closely a variant follows FP32 is
 //!   measured where models run: `deepgalaxy_runtime::analysis::agreement`.
 //! * [`Error`]: keeps its sources (protobuf's, the model crate's, the core crate's).
 
@@ -30,6 +31,7 @@ pub mod onnx;
 pub mod qdq;
 pub mod qoperator;
 pub mod quantize;
+pub mod stem;
 pub mod variants;
 
 pub use bundle::{export_model, record_test};

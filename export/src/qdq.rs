@@ -120,6 +120,10 @@ pub struct Plan {
     /// Quantised activations: (tensor, whether every reader reads it quantised). Inputs of
     /// quantised nodes that other nodes also read are quantised for those nodes only.
     pub activations: Vec<(String, bool)>,
+    /// Activations quantised on another's grid: (a MaxPool's output, its input). The largest
+    /// of some values lies in their range, so the grid is exact for it, and equal parameters on
+    /// both sides are what lets ONNX Runtime drop the pair and pool the integers themselves.
+    pub pooled: Vec<(String, String)>,
 }
 
 pub(crate) fn weight_axis(node: &NodeProto) -> usize {
@@ -152,10 +156,15 @@ pub fn plan(model: &mut ModelProto, float_nodes: &HashSet<String>) -> Result<Pla
     let mut full: Vec<String> = Vec::new();
     let mut inputs: Vec<String> = Vec::new();
     let mut add_inputs: Vec<String> = Vec::new();
+    let mut pooled: Vec<(String, String)> = Vec::new();
     let mut remove = Vec::new();
     // The output of node `k`, quantised for every reader unless a float operator reads it; a
     // lone ReLU after it is fused (its output becomes node `k`'s).
-    let mut quantize_output = |g: &mut GraphProto, k: usize| {
+    let quantize_output = |g: &mut GraphProto,
+                           k: usize,
+                           full: &mut Vec<String>,
+                           fused_relus: &mut Vec<String>,
+                           remove: &mut Vec<usize>| {
         let out = g.node[k].output[0].clone();
         let r = readers(g, &out);
         if r.len() == 1 && g.node[r[0]].op_type == "Relu" && !outputs.contains(&out) {
@@ -177,25 +186,34 @@ pub fn plan(model: &mut ModelProto, float_nodes: &HashSet<String>) -> Result<Pla
         if float_nodes.contains(&node.name) {
             continue;
         }
+        // A max pool of an integer activation pools on its grid (see `Plan::pooled`).
+        if node.op_type == "MaxPool" && full.contains(&node.input[0]) {
+            if !float_reader(g, &node.output[0]) {
+                pooled.push((node.output[0].clone(), node.input[0].clone()));
+                full.push(node.output[0].clone());
+            }
+            continue;
+        }
         // A residual Add of two activations gets pairs on both inputs and its output, the
         // pattern ONNX Runtime runs as QLinearAdd; in float, the integer convolutions around
         // it would be cut off by float Adds and ReLUs and the layout transposes they force.
-        // Not after a MaxPool: ONNX Runtime would move the pair above the pooling and run it
-        // on u8 without its blocked float kernel (measured: MaxPool 30% of an INT8 ResNet).
-        let pooled = |v: &String| {
-            g.node
-                .iter()
-                .any(|n| n.op_type == "MaxPool" && n.output.contains(v))
+        // Not after a float MaxPool: ONNX Runtime would move the pair above the pooling and
+        // run it on u8 without its blocked float kernel (measured: MaxPool 30% of an INT8
+        // ResNet whose stem was float).
+        let float_pool = |v: &String| {
+            g.node.iter().any(|n| {
+                n.op_type == "MaxPool" && n.output.contains(v) && !full.contains(&n.output[0])
+            })
         };
         let residual = node.op_type == "Add"
             && node.input.len() == 2
             && node
                 .input
                 .iter()
-                .all(|v| !inits.contains(v) && !float_reader(g, v) && !pooled(v));
+                .all(|v| !inits.contains(v) && !float_reader(g, v) && !float_pool(v));
         if residual {
             add_inputs.extend(node.input.iter().cloned());
-            quantize_output(g, k);
+            quantize_output(g, k, &mut full, &mut fused_relus, &mut remove);
             continue;
         }
         let weighted = matches!(node.op_type.as_str(), "Conv" | "Gemm")
@@ -213,7 +231,7 @@ pub fn plan(model: &mut ModelProto, float_nodes: &HashSet<String>) -> Result<Pla
         if !inputs.contains(&node.input[0]) {
             inputs.push(node.input[0].clone());
         }
-        quantize_output(g, k);
+        quantize_output(g, k, &mut full, &mut fused_relus, &mut remove);
     }
     let mut i = 0;
     g.node.retain(|_| {
@@ -235,12 +253,18 @@ pub fn plan(model: &mut ModelProto, float_nodes: &HashSet<String>) -> Result<Pla
         quantized,
         fused_relus,
         activations,
+        pooled,
     })
 }
 
-/// The tensors whose ranges calibration must measure for `plan`.
+/// The tensors whose ranges calibration must measure for `plan` (pooled outputs take their
+/// input's).
 pub fn calibration_tensors(plan: &Plan) -> Vec<String> {
-    plan.activations.iter().map(|(t, _)| t.clone()).collect()
+    plan.activations
+        .iter()
+        .map(|(t, _)| t.clone())
+        .filter(|t| !plan.pooled.iter().any(|(out, _)| out == t))
+        .collect()
 }
 
 /// The quantisation parameters of each planned activation, from calibrated `ranges`.
@@ -252,9 +276,14 @@ pub fn activation_params(
     plan.activations
         .iter()
         .map(|(t, _)| {
+            let source = plan
+                .pooled
+                .iter()
+                .find(|(out, _)| out == t)
+                .map_or(t, |(_, input)| input);
             let &(lo, hi) = ranges
-                .get(t)
-                .ok_or_else(|| err(format!("no calibrated range for `{t}`")))?;
+                .get(source)
+                .ok_or_else(|| err(format!("no calibrated range for `{source}`")))?;
             Ok((t.clone(), Affine::from_range(lo, hi, ty)?))
         })
         .collect()
@@ -437,6 +466,37 @@ mod tests {
         let kept: HashSet<String> = ["fc".to_string()].into();
         let p = plan(&mut m2, &kept).unwrap();
         assert_eq!(p.quantized, ["conv"]);
+    }
+
+    #[test]
+    fn a_max_pool_of_an_integer_activation_pools_on_its_grid() {
+        // tiny() with a max pool between the ReLU and the flatten
+        let mut m = tiny();
+        let g = graph_mut(&mut m).unwrap();
+        g.node.insert(3, node("MaxPool", "pool", &["act"], vec![]));
+        g.node[4].input[0] = "pool".into();
+        fold_batch_norms(&mut m).unwrap();
+        let p = plan(&mut m, &HashSet::new()).unwrap();
+        assert_eq!(p.pooled, [("pool".to_string(), "act".to_string())]);
+        assert!(p.activations.contains(&("pool".to_string(), true)));
+        // the pool's range is its input's, not calibrated on its own
+        assert!(!calibration_tensors(&p).contains(&"pool".to_string()));
+        let ranges: BTreeMap<String, (f32, f32)> = [
+            ("x".to_string(), (-1.0, 3.0)),
+            ("act".to_string(), (0.0, 4.0)),
+            ("flat".to_string(), (0.0, 2.0)),
+        ]
+        .into();
+        let params = activation_params(&p, &ranges, ActivationType::U8).unwrap();
+        assert_eq!(params["pool"], params["act"]);
+        // a pool of a float activation (the stem kept in float) stays float
+        let mut m = tiny();
+        let g = graph_mut(&mut m).unwrap();
+        g.node.insert(3, node("MaxPool", "pool", &["act"], vec![]));
+        g.node[4].input[0] = "pool".into();
+        fold_batch_norms(&mut m).unwrap();
+        let kept: HashSet<String> = ["conv".to_string()].into();
+        assert!(plan(&mut m, &kept).unwrap().pooled.is_empty());
     }
 
     #[test]

@@ -25,7 +25,7 @@ use onnx_protobuf::ModelProto;
 use crate::calibrate::{calibrate, Method};
 use crate::onnx::{normalization_nodes, set_card, Target};
 use crate::quantize::ActivationType;
-use crate::{fp16, qdq, qoperator};
+use crate::{fp16, qdq, qoperator, stem};
 
 /// Numeric precision of an exported file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -139,6 +139,10 @@ pub struct Int8Options {
     /// Conv, Gemm or residual Add nodes to keep in float, besides the defaults of
     /// [`default_float_nodes`].
     pub float_nodes: Vec<String>,
+    /// Whether the first convolution runs in integers: the normalisation folded into it and,
+    /// when strided, rewritten as space-to-depth ([`crate::stem`]); otherwise it stays in float
+    /// (see [`default_float_nodes`]).
+    pub integer_stem: bool,
 }
 
 /// What to export.
@@ -249,6 +253,45 @@ pub fn calibration_batches(
         .collect()
 }
 
+/// The calibrated range of every activation `plan` quantises. The tensors the stem rewrite made
+/// (the padded, space-to-depth image) are no node of the candle graph: theirs is the image's
+/// range widened to [0, 1], the preprocessed pixel range, so 8-bit pixels fall on the grid
+/// exactly, and to the border value.
+fn activation_ranges(
+    graph: &Graph,
+    weights: &Weights,
+    batches: &[Tensor],
+    plan: &qdq::Plan,
+    stem: Option<&stem::Folded>,
+    method: Method,
+) -> Result<BTreeMap<String, (f32, f32)>> {
+    let image = graph.nodes[graph.outputs.image].name.clone();
+    let (mut names, derived): (Vec<String>, Vec<String>) = qdq::calibration_tensors(plan)
+        .into_iter()
+        .partition(|t| graph.nodes.iter().any(|n| &n.name == t));
+    let pad = match (derived.is_empty(), stem) {
+        (true, _) => 0.0,
+        (false, Some(f)) => f.pad_value,
+        (false, None) => {
+            return Err(Error::setting(
+                "quantisation",
+                format!("`{}` is not a node of the model graph", derived[0]),
+            )
+            .into())
+        }
+    };
+    if !derived.is_empty() && !names.contains(&image) {
+        names.push(image.clone());
+    }
+    let mut ranges = calibrate(graph, weights, batches, &names, method)?;
+    if let Some(&(lo, hi)) = ranges.get(&image) {
+        for t in derived {
+            ranges.insert(t, (lo.min(0.0).min(pad), hi.max(1.0).max(pad)));
+        }
+    }
+    Ok(ranges)
+}
+
 /// The INT8 variants of `model.onnx` (one per requested format), calibrated on `batches` by
 /// running the candle model, each with its card.
 pub fn int8_variants(
@@ -260,13 +303,19 @@ pub fn int8_variants(
     batches: &[Tensor],
 ) -> Result<Vec<(Int8Format, ModelProto)>> {
     let mut folded = fp32.clone();
+    let stem = match opts.integer_stem {
+        true => stem::fold_normalization(&mut folded)?,
+        false => None,
+    };
+    let mut float_nodes: HashSet<String> = opts.float_nodes.iter().cloned().collect();
+    if stem.is_some() {
+        stem::space_to_depth_stem(&mut folded)?;
+    } else {
+        float_nodes.extend(default_float_nodes(graph));
+    }
     qdq::fold_batch_norms(&mut folded)?;
-    let mut float_nodes: HashSet<String> = default_float_nodes(graph).into_iter().collect();
-    float_nodes.extend(opts.float_nodes.iter().cloned());
     let plan = qdq::plan(&mut folded, &float_nodes)?;
-    let names = qdq::calibration_tensors(&plan);
-    let ranges: BTreeMap<String, (f32, f32)> =
-        calibrate(graph, weights, batches, &names, opts.method)?;
+    let ranges = activation_ranges(graph, weights, batches, &plan, stem.as_ref(), opts.method)?;
     let images: usize = batches.iter().map(|b| b.dims()[0]).sum();
     let g = folded
         .graph

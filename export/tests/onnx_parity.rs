@@ -1,7 +1,8 @@
 //! The exported ONNX files against the candle model they come from: structure and model card
 //! always; tract's outputs within 1e-4 of candle's for every backbone and file; with the
 //! `peers` feature, onnx's full checker and ONNX Runtime's outputs within 1e-4
-//! of candle's for every backbone and every file (model, autoencoder, decoder).
+//! of candle's for every backbone and every file (model, autoencoder, decoder); the same with
+//! the stem rewritten as the integer stem of INT8 does (`deepgalaxy_export::stem`).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -10,6 +11,7 @@ use candle_core::{Device, Tensor};
 use deepgalaxy_core::card::{ModelCard, CARD_VERSION};
 use deepgalaxy_core::preprocess::Preprocess;
 use deepgalaxy_export::onnx::{export, to_bytes, write, Target};
+use deepgalaxy_export::stem;
 use deepgalaxy_models::exec::{forward, forward_from, Mode};
 use deepgalaxy_models::{Backbone, Graph, ModelSpec, Weights};
 use onnx_protobuf::{Message, ModelProto};
@@ -162,6 +164,7 @@ fn missing_or_misshaped_tensors_are_named() {
 }
 
 /// One exported file to check: its target, input name and value, and candle's outputs.
+#[derive(Clone)]
 struct Case {
     target: Target,
     input: &'static str,
@@ -227,7 +230,9 @@ fn worst_difference(ours: &Tensor, theirs: &[f64], what: &str) -> f64 {
 }
 
 /// Every backbone's every file written to `dir`, with its case: (backbone name, case, path).
-fn exported_cases(dir: &Path) -> Vec<(&'static str, Case, std::path::PathBuf)> {
+/// Each file that reads the image comes twice: as exported, and with its stem rewritten
+/// (`stem::fold_normalization`, then `stem::space_to_depth_stem`), which must change nothing.
+fn exported_cases(dir: &Path) -> Vec<(String, Case, std::path::PathBuf)> {
     let mut all = Vec::new();
     for b in backbones() {
         let name = b.name();
@@ -235,8 +240,19 @@ fn exported_cases(dir: &Path) -> Vec<(&'static str, Case, std::path::PathBuf)> {
         let c = card(&spec);
         for case in cases(&spec, &graph, &weights) {
             let path = dir.join(format!("{name}_{:?}.onnx", case.target));
-            write(&path, &export(&graph, &weights, &c, case.target).unwrap()).unwrap();
-            all.push((name, case, path));
+            let mut m = export(&graph, &weights, &c, case.target).unwrap();
+            write(&path, &m).unwrap();
+            all.push((name.to_string(), case.clone(), path));
+            if case.input == "image" {
+                let folded = stem::fold_normalization(&mut m).unwrap().unwrap();
+                assert_eq!(folded.pad_value, 0.5, "{name}");
+                let s2d = stem::space_to_depth_stem(&mut m).unwrap();
+                // the strided stems are rewritten, the simple encoder's stride-1 one is not
+                assert_eq!(s2d.len(), usize::from(name != "simple"), "{name}: {s2d:?}");
+                let path = dir.join(format!("{name}_{:?}_stem.onnx", case.target));
+                write(&path, &m).unwrap();
+                all.push((format!("{name} (stem rewritten)"), case, path));
+            }
         }
     }
     all
