@@ -128,13 +128,48 @@ fn bench_precision_exports_a_checkpoint_calibrated_on_its_training_catalog() {
     assert!(ok, "{err}");
     let r: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("results.json")).unwrap()).unwrap();
-    let precisions: Vec<&str> = r["quality"]
+    let files: Vec<(&str, &str)> = r["quality"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|q| q["precision"].as_str().unwrap())
+        .map(|q| {
+            let file = q["file"].as_str().unwrap();
+            let name = file.rsplit('/').next().unwrap();
+            (name, q["precision"].as_str().unwrap())
+        })
         .collect();
-    assert_eq!(precisions, ["fp32", "int8"]);
+    // ONNX Runtime's own quantizer on the same file and calibration images, where its Python
+    // peer runs (required with `peers`)
+    let peer = deepgalaxy_runtime::benchmark::peer::python().is_ok();
+    assert!(
+        peer || !cfg!(feature = "peers"),
+        "the peers feature needs a Python peer"
+    );
+    let mut expected = vec![("model.onnx", "fp32"), ("model.int8.onnx", "int8")];
+    if peer {
+        expected.push(("model.int8.ort.onnx", "int8"));
+        let quantization = |f: &str| {
+            let summary =
+                deepgalaxy_runtime::inference::summary::inspect_onnx(&out.join("models").join(f))
+                    .unwrap();
+            summary.card.unwrap().quantization.unwrap()
+        };
+        let (ours, theirs) = (
+            quantization("model.int8.onnx"),
+            quantization("model.int8.ort.onnx"),
+        );
+        assert_eq!(theirs.format, "qdq (onnxruntime quantize_static)");
+        assert_eq!(
+            (theirs.calibration_images, &theirs.calibration_digest),
+            (ours.calibration_images, &ours.calibration_digest)
+        );
+        let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+        assert!(
+            !cfg!(feature = "ort") || report.contains("ONNX Runtime quantize_static speed-up: "),
+            "{report}"
+        );
+    }
+    assert_eq!(files, expected);
 
     // the same export by hand, calibrated on the training catalog, gives the same bytes
     let by_hand = tmp.path().join("by-hand");

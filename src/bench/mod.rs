@@ -10,10 +10,12 @@ mod precision;
 mod predict;
 mod speedup;
 
-/// The Python onnxruntime peer script, in the source tree this binary is run (under cargo) or
-/// was built from.
-fn peer_script() -> std::path::PathBuf {
-    deepgalaxy_core::source_dir(env!("CARGO_MANIFEST_DIR")).join("benches/predict_peer.py")
+/// A Python onnxruntime peer script (`predict_peer.py`, `quantize_peer.py`) in `benches/` of
+/// the source tree this binary is run (under cargo) or was built from.
+fn peer_script(name: &str) -> std::path::PathBuf {
+    deepgalaxy_core::source_dir(env!("CARGO_MANIFEST_DIR"))
+        .join("benches")
+        .join(name)
 }
 
 /// Measure throughput, accuracy and the speed-up over simulation.

@@ -101,7 +101,7 @@ pub fn run(args: &PredictBenchArgs) -> anyhow::Result<()> {
             }
             let size = Model::open(&args.model, RunOptions::default())?.input_shape()[1];
             let result = peer::run(
-                &super::peer_script(),
+                &super::peer_script("predict_peer.py"),
                 &[
                     "files".into(),
                     args.model.display().to_string(),

@@ -1,5 +1,5 @@
-//! The Python onnxruntime peer of the benchmarks (the workspace's `benches/predict_peer.py`),
-//! run when a Python with onnxruntime is found: `DEEPGALAXY_PYTHON`, else the venv `.ci/run`
+//! The Python onnxruntime peers of the benchmarks (the workspace's `benches/predict_peer.py`
+//! for inference, `benches/quantize_peer.py` for ONNX Runtime's own INT8 quantizer), run when a Python with onnxruntime is found: `DEEPGALAXY_PYTHON`, else the venv `.ci/run`
 //! creates. A missing peer is reported in its row, not an error of the benchmark.
 
 use std::path::{Path, PathBuf};
@@ -34,6 +34,24 @@ pub fn python() -> Result<PathBuf, String> {
 
 /// Runs the peer `script` with `args` and reads its throughput, or says why it did not run.
 pub fn run(script: &Path, args: &[String]) -> Result<Throughput, String> {
+    let v = run_json(script, args)?;
+    let floats = |k: &str| -> Vec<f64> {
+        v[k].as_array()
+            .map(|a| a.iter().filter_map(|x| x.as_f64()).collect())
+            .unwrap_or_default()
+    };
+    let lat = floats("latencies_ms");
+    Ok(Throughput {
+        images_per_sec: v["images_per_sec"].as_f64().unwrap_or(f64::NAN),
+        runs: floats("runs"),
+        p50_ms: quantile(&lat, 0.5),
+        p99_ms: quantile(&lat, 0.99),
+    })
+}
+
+/// Runs the Python `script` with `args` and reads the JSON it prints, or says why it did not
+/// run (no Python peer, a missing script, a failure with its stderr).
+pub fn run_json(script: &Path, args: &[String]) -> Result<serde_json::Value, String> {
     let py = python()?;
     if !script.is_file() {
         return Err(format!(
@@ -52,18 +70,5 @@ pub fn run(script: &Path, args: &[String]) -> Result<Throughput, String> {
             String::from_utf8_lossy(&out.stderr).trim()
         ));
     }
-    let v: serde_json::Value =
-        serde_json::from_slice(&out.stdout).map_err(|e| format!("peer output: {e}"))?;
-    let floats = |k: &str| -> Vec<f64> {
-        v[k].as_array()
-            .map(|a| a.iter().filter_map(|x| x.as_f64()).collect())
-            .unwrap_or_default()
-    };
-    let lat = floats("latencies_ms");
-    Ok(Throughput {
-        images_per_sec: v["images_per_sec"].as_f64().unwrap_or(f64::NAN),
-        runs: floats("runs"),
-        p50_ms: quantile(&lat, 0.5),
-        p99_ms: quantile(&lat, 0.99),
-    })
+    serde_json::from_slice(&out.stdout).map_err(|e| format!("peer output: {e}"))
 }

@@ -394,14 +394,15 @@ impl Results {
         );
         let _ = writeln!(md, "CPU: {}\n", cpu.describe());
         let _ = writeln!(md, "## Accuracy and agreement with FP32\n");
-        let _ = writeln!(md, "| file | precision | size (kB) | top-1 | within-1 | MAE (Myr) | top-1 agreement | latent cosine |");
+        let _ = writeln!(md, "| file | precision | size (kB) | top-1 | within-1 | median error (Myr) | MAE (Myr) | top-1 agreement | latent cosine |");
         let _ = writeln!(
             md,
-            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
         );
         let base = quality.first().and_then(|q| q.score);
         for q in quality {
-            let (t1, w1, mae) = q.score.map_or(("-".into(), "-".into(), "-".into()), |s| {
+            let none = || ("-".into(), "-".into(), "-".into(), "-".into());
+            let (t1, w1, median, mae) = q.score.map_or_else(none, |s| {
                 let d = |x: f64, b: Option<f64>| match b {
                     Some(b) if q.file != quality[0].file => {
                         format!("{:.1}% ({:+.1})", 100.0 * x, 100.0 * (x - b))
@@ -411,12 +412,13 @@ impl Results {
                 (
                     d(s.top1, base.map(|b| b.top1)),
                     d(s.within1, base.map(|b| b.within1)),
+                    format!("{:.1}", s.time.map_or(f64::NAN, |t| t.median_abs_myr)),
                     format!("{:.1}", s.time.map_or(f64::NAN, |t| t.mean_abs_myr)),
                 )
             });
             let _ = writeln!(
                 md,
-                "| {} | {} | {:.0} | {t1} | {w1} | {mae} | {:.1}% | {} |",
+                "| {} | {} | {:.0} | {t1} | {w1} | {median} | {mae} | {:.1}% | {} |",
                 name_of(&q.file),
                 q.precision,
                 q.bytes as f64 / 1e3,
@@ -454,11 +456,54 @@ impl Results {
                 t.threads,
             );
         }
+        let headline = self.headline();
+        if !headline.is_empty() {
+            let _ = writeln!(md, "\n{}", headline.join("\n\n"));
+        }
         let _ = writeln!(
             md,
             "\n![speed-up vs accuracy](speedup_vs_accuracy.png)\n\n![throughput](throughput.png)"
         );
         md
+    }
+
+    /// The INT8 speed-ups over FP32 on ONNX Runtime (our runner) at the largest batch and
+    /// thread count measured: ours (`model.int8.onnx`), ONNX Runtime's own quantizer's
+    /// (`model.int8.ort.onnx`) and their ratio, each where measured.
+    pub fn headline(&self) -> Vec<String> {
+        let on_ort = |t: &&Timed| t.runner == "deepgalaxy (ort)" && t.result.is_ok();
+        let Some(batch) = self.throughput.iter().filter(on_ort).map(|t| t.batch).max() else {
+            return vec![];
+        };
+        let threads = self
+            .throughput
+            .iter()
+            .filter(on_ort)
+            .map(|t| t.threads)
+            .max()
+            .unwrap_or(1);
+        let speedup = |file: &str| {
+            self.throughput
+                .iter()
+                .filter(on_ort)
+                .find(|t| name_of(&t.file) == file && t.batch == batch && t.threads == threads)
+                .and_then(|t| t.speedup_vs_fp32)
+        };
+        let (ours, peer) = (speedup("model.int8.onnx"), speedup("model.int8.ort.onnx"));
+        let mut lines = Vec::new();
+        if let Some(x) = ours {
+            lines.push(format!("INT8 speed-up on ONNX Runtime: {x:.2}"));
+        }
+        if let Some(y) = peer {
+            lines.push(format!("ONNX Runtime quantize_static speed-up: {y:.2}"));
+        }
+        if let (Some(x), Some(y)) = (ours, peer) {
+            lines.push(format!(
+                "(batch {batch}, {threads} threads; ours / ONNX Runtime's: {:.2})",
+                x / y
+            ));
+        }
+        lines
     }
 
     /// `speedup_vs_accuracy.png` (our runners) and `throughput.png` (every runner) at one
@@ -531,6 +576,54 @@ impl Results {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn headline_quotes_both_quantizers_at_the_largest_configuration() {
+        let timed = |file: &str, runner: &str, batch, threads, speedup: Option<f64>| Timed {
+            file: format!("out/models/{file}"),
+            runner: runner.into(),
+            batch,
+            threads,
+            result: Ok(Throughput {
+                images_per_sec: 10.0,
+                runs: vec![10.0],
+                p50_ms: 1.0,
+                p99_ms: 1.0,
+            }),
+            speedup_vs_fp32: speedup,
+            gflops: None,
+        };
+        let mut results = Results {
+            model_folder: "out/models".into(),
+            images: 8,
+            input_shape: vec![1, 8, 8],
+            fma_per_image: 1,
+            cpu: Cpu::detect(),
+            quality: vec![],
+            throughput: vec![
+                timed("model.onnx", "deepgalaxy (ort)", 32, 2, Some(1.0)),
+                timed("model.int8.onnx", "deepgalaxy (ort)", 1, 1, Some(9.0)),
+                timed("model.int8.onnx", "deepgalaxy (ort)", 32, 2, Some(2.6)),
+                timed("model.int8.onnx", "deepgalaxy (tract)", 32, 2, Some(0.5)),
+                timed("model.int8.ort.onnx", "deepgalaxy (ort)", 32, 2, Some(2.0)),
+            ],
+        };
+        assert_eq!(
+            results.headline(),
+            [
+                "INT8 speed-up on ONNX Runtime: 2.60",
+                "ONNX Runtime quantize_static speed-up: 2.00",
+                "(batch 32, 2 threads; ours / ONNX Runtime's: 1.30)",
+            ]
+        );
+        // without the peer's file, only ours; without ONNX Runtime rows, nothing
+        results.throughput.pop();
+        assert_eq!(results.headline(), ["INT8 speed-up on ONNX Runtime: 2.60"]);
+        results
+            .throughput
+            .retain(|t| t.runner != "deepgalaxy (ort)");
+        assert!(results.headline().is_empty());
+    }
 
     #[test]
     fn variants_put_fp32_first_and_need_it() {
