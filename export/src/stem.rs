@@ -123,7 +123,9 @@ pub fn fold_normalization(model: &mut ModelProto) -> Result<Option<Folded>> {
     for &c in &convs {
         let conv = g.node[c].clone();
         let (mut w, dims) = initializer(g, &conv.input[1])?;
-        let (out_ch, in_ch) = (dims[0], dims[1]);
+        let &[out_ch, in_ch, _, _] = dims.as_slice() else {
+            return Err(err(format!("`{}` has weights of shape {dims:?}", conv.name)).into());
+        };
         if in_ch != inv.len() {
             return Err(err(format!(
                 "`{}` reads {in_ch} channels but the normalisation has {}",
@@ -141,6 +143,14 @@ pub fn fold_normalization(model: &mut ModelProto) -> Result<Option<Folded>> {
             Some(b) if !b.is_empty() => initializer(g, b)?.0,
             _ => vec![0.0; out_ch],
         };
+        if old_bias.len() != out_ch {
+            return Err(err(format!(
+                "`{}` has {} biases for {out_ch} outputs",
+                conv.name,
+                old_bias.len()
+            ))
+            .into());
+        }
         // b' = b - sum(w' * mean), summed in f64 so the border correction is not rounded twice
         let bias: Vec<f32> = (0..out_ch)
             .map(|o| {
@@ -309,8 +319,13 @@ pub fn space_to_depth_stem(model: &mut ModelProto) -> Result<Vec<String>> {
             continue;
         }
         let (wt, dims) = initializer(g, &conv.input[1])?;
-        let (o, ci) = (dims[0], dims[1]);
         let (su, ku, k2u) = (s as usize, k as usize, k2 as usize);
+        let &[o, ci, kh, kw] = dims.as_slice() else {
+            return Err(err(format!("`{}` has weights of shape {dims:?}", conv.name)).into());
+        };
+        if (kh, kw) != (ku, ku) {
+            continue;
+        }
         let cn = ci * su * su;
         let mut w2 = vec![0.0f32; o * cn * k2u * k2u];
         for oo in 0..o {
@@ -382,4 +397,99 @@ fn int_initializer(g: &GraphProto, name: &str) -> Result<(Vec<i64>, Vec<usize>)>
             .collect()
     };
     Ok((v, t.dims.iter().map(|&d| d as usize).collect()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::onnx::value_info;
+
+    fn node(
+        op: &str,
+        name: &str,
+        inputs: &[&str],
+        attrs: Vec<onnx_protobuf::AttributeProto>,
+    ) -> NodeProto {
+        NodeProto {
+            op_type: op.into(),
+            name: name.into(),
+            input: inputs.iter().map(|s| s.to_string()).collect(),
+            output: vec![name.into()],
+            attribute: attrs,
+            ..Default::default()
+        }
+    }
+
+    /// image (2 channels, 8x8) -> Sub(mean) -> Mul(inv_std) -> Conv 3x3/2, pad 1, weights `w`
+    fn normalized_conv(mean: [f32; 2], w: (Vec<usize>, Vec<f32>)) -> ModelProto {
+        ModelProto {
+            graph: Some(GraphProto {
+                node: vec![
+                    node("Sub", "sub", &["image", "mean"], vec![]),
+                    node("Mul", "norm", &["sub", "inv"], vec![]),
+                    node(
+                        "Conv",
+                        "conv",
+                        &["norm", "conv.weight"],
+                        vec![
+                            attr_ints("kernel_shape", &[3, 3]),
+                            attr_ints("strides", &[2, 2]),
+                            attr_ints("pads", &[1, 1, 1, 1]),
+                        ],
+                    ),
+                ],
+                initializer: vec![
+                    float_tensor("mean", &[1, 2, 1, 1], mean.to_vec()),
+                    float_tensor("inv", &[1, 2, 1, 1], vec![4.0, 2.0]),
+                    float_tensor("conv.weight", &w.0, w.1),
+                ],
+                input: vec![value_info("image", &[2, 8, 8])],
+                output: vec![value_info("conv", &[1, 4, 4])],
+                ..Default::default()
+            })
+            .into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn folding_moves_the_scale_into_the_weights_and_the_mean_into_bias_and_border() {
+        let w: Vec<f32> = (0..18).map(|i| i as f32 / 10.0).collect();
+        let mut m = normalized_conv([0.5, 0.5], (vec![1, 2, 3, 3], w.clone()));
+        let f = fold_normalization(&mut m).unwrap().unwrap();
+        assert_eq!((f.convs, f.pad_value), (vec!["conv".to_string()], 0.5));
+        let g = m.graph.as_ref().unwrap();
+        let ops: Vec<&str> = g.node.iter().map(|n| n.op_type.as_str()).collect();
+        assert_eq!(ops, ["Pad", "Conv"]);
+        let (folded, _) = initializer(g, "conv.weight").unwrap();
+        let scaled: Vec<f32> = w
+            .iter()
+            .enumerate()
+            .map(|(i, x)| x * if i < 9 { 4.0 } else { 2.0 })
+            .collect();
+        assert_eq!(folded, scaled);
+        let (bias, _) = initializer(g, "conv.bias").unwrap();
+        let expected: f32 = -scaled.iter().map(|x| x * 0.5).sum::<f32>();
+        assert!((bias[0] - expected).abs() < 1e-5, "{bias:?} {expected}");
+        // then space-to-depth: 4 x 2 channels, a 2x2 kernel, stride 1, the pad grown to 10
+        assert_eq!(space_to_depth_stem(&mut m).unwrap(), ["conv"]);
+        let g = m.graph.as_ref().unwrap();
+        let ops: Vec<&str> = g.node.iter().map(|n| n.op_type.as_str()).collect();
+        assert_eq!(ops, ["Pad", "SpaceToDepth", "Conv"]);
+        assert_eq!(initializer(g, "conv.weight").unwrap().1, [1, 8, 2, 2]);
+        let (pads, _) = int_initializer(g, "conv.padded.pads").unwrap();
+        assert_eq!(pads, [0, 0, 1, 1, 0, 0, 1, 1]);
+    }
+
+    #[test]
+    fn unequal_means_are_left_alone_and_malformed_weights_are_errors() {
+        let w = (vec![1, 2, 3, 3], vec![0.1; 18]);
+        let mut m = normalized_conv([0.5, 0.25], w);
+        let before = m.clone();
+        assert_eq!(fold_normalization(&mut m).unwrap(), None);
+        assert_eq!(m, before);
+        let mut bad = normalized_conv([0.5, 0.5], (vec![2, 9], vec![0.1; 18]));
+        let e = fold_normalization(&mut bad).unwrap_err().to_string();
+        assert!(e.contains("shape [2, 9]"), "{e}");
+    }
 }
