@@ -5,6 +5,8 @@ use clap::ValueEnum;
 use deepgalaxy_sim::{
     camera::CAMERAS,
     dataset::{read_marker, read_track, ORBIT_FILE},
+    halo::DEFAULT_COULOMB_LOG,
+    merger::HaloKind,
     observe::{Observation, Psf},
     render::FULL_SCALE_MSUN_PC2,
     simulate_dataset, BitDepth, Grid, MergerConfig, OutputFormat, Progress, SimulateConfig,
@@ -27,6 +29,17 @@ pub enum GridArg {
     /// disk scale lengths, eccentricities 0.9, 1 and 1.1 (--pericenter and --eccentricity
     /// do not apply to them).
     Orbits,
+}
+
+/// How each galaxy's dark halo is modelled.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum HaloArg {
+    /// Made of particles (half of each galaxy's particles).
+    Live,
+    /// A rigid analytic halo moving with its galaxy, every particle in the disks, with
+    /// dynamical friction between the halos (`--coulomb-log`): no halo graininess to heat
+    /// the disks.
+    Rigid,
 }
 
 /// Output format.
@@ -65,9 +78,16 @@ pub struct SimulateArgs {
     /// Run only the first N mergers of the grid.
     #[arg(long)]
     pub mergers: Option<usize>,
-    /// Particles per simulation (both galaxies, halo + disk).
+    /// Particles per simulation (both galaxies; with live halos half of them in the halos,
+    /// with rigid ones all in the disks).
     #[arg(long, default_value_t = MergerConfig::default().particles)]
     pub particles: usize,
+    /// Dark halos: live particles or rigid analytic potentials.
+    #[arg(long, value_enum, default_value = "live")]
+    pub halo: HaloArg,
+    /// Coulomb logarithm of the dynamical friction between rigid halos (0 to 20).
+    #[arg(long, default_value_t = DEFAULT_COULOMB_LOG)]
+    pub coulomb_log: f64,
     /// Image side in pixels (1-2048).
     #[arg(long, default_value_t = 128)]
     pub size: u32,
@@ -164,6 +184,12 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<()> {
             pericenter_radii: args.pericenter,
             eccentricity: args.eccentricity,
             first_pericenter_myr: args.first_pericenter_myr,
+            halo: match args.halo {
+                HaloArg::Live => HaloKind::Live,
+                HaloArg::Rigid => HaloKind::Rigid {
+                    coulomb_log: args.coulomb_log,
+                },
+            },
             ..MergerConfig::with_particles(args.particles)
         },
         size: args.size,

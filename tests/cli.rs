@@ -208,22 +208,37 @@ fn inspect_an_hdf5_dataset_reports_records_and_classes() {
 
 #[cfg(feature = "full")]
 #[test]
-fn simulate_refuses_a_camera_count_outside_one_to_fourteen() {
+fn simulate_refuses_bad_settings_before_writing_anything() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("sim");
-    for n in ["0", "15"] {
-        let (ok, _, err) = deepgalaxy(&[
-            OsStr::new("simulate"),
-            OsStr::new("--out"),
-            out.as_os_str(),
-            OsStr::new("--cameras"),
-            OsStr::new(n),
-        ]);
-        assert!(
-            !ok && err.contains(&format!("{n} cameras is outside 1..=14")),
-            "{err}"
-        );
+    for (flags, says) in [
+        (&["--cameras", "0"][..], "0 cameras is outside 1..=14"),
+        (&["--cameras", "15"], "15 cameras is outside 1..=14"),
+        (
+            &["--halo", "rigid", "--coulomb-log=-1"],
+            "the Coulomb logarithm -1 is outside [0, 20]",
+        ),
+        (&["--halo", "wobbly"], "invalid value 'wobbly' for '--halo"),
+    ] {
+        let mut args = vec![OsStr::new("simulate"), OsStr::new("--out"), out.as_os_str()];
+        args.extend(flags.iter().map(OsStr::new));
+        let (ok, _, err) = deepgalaxy(&args);
+        assert!(!ok && err.contains(says), "{flags:?}: {err}");
     }
+    // export's choice of integer stem is checked the same way
+    let (ok, _, err) = deepgalaxy(&[
+        OsStr::new("export"),
+        OsStr::new("--checkpoint"),
+        tmp.path().as_os_str(),
+        OsStr::new("--out"),
+        out.as_os_str(),
+        OsStr::new("--int8-stem"),
+        OsStr::new("fuzzy"),
+    ]);
+    assert!(
+        !ok && err.contains("invalid value 'fuzzy' for '--int8-stem"),
+        "{err}"
+    );
     assert!(
         !out.join("sims").exists()
             || std::fs::read_dir(out.join("sims"))

@@ -26,6 +26,7 @@ fn particles(n: usize) -> deepgalaxy_sim::particles::Particles {
     initial_conditions(&spec, &MergerConfig::with_particles(n), 1)
         .expect("valid settings")
         .0
+        .particles
 }
 
 /// CPU seconds (user + system, all threads) used by this process so far, from

@@ -2,8 +2,9 @@
 //! pericentres and coalescence found from the tracked centres.
 //!
 //! `cargo run --release -p deepgalaxy-sim --example probe -- SIZE MASS [N] [STEP_FRACTION] [SOFTENING]`
-//! (SOFTENING 0: the N-scaled default); `ECC` and `PERI` in the environment override the orbit.
-use deepgalaxy_sim::merger::{run_merger, MergerConfig, MergerSpec};
+//! (SOFTENING 0: the N-scaled default); `ECC` and `PERI` in the environment override the orbit,
+//! `RIGID=L` gives the galaxies rigid halos with friction of Coulomb logarithm L.
+use deepgalaxy_sim::merger::{run_merger, HaloKind, MergerConfig, MergerSpec};
 use deepgalaxy_sim::phase::separation;
 
 fn main() {
@@ -29,6 +30,10 @@ fn main() {
             MergerConfig::with_particles(n).softening
         },
         particles: n,
+        halo: match std::env::var("RIGID").ok().and_then(|v| v.parse().ok()) {
+            Some(coulomb_log) => HaloKind::Rigid { coulomb_log },
+            None => HaloKind::Live,
+        },
         ..Default::default()
     };
     let spec = MergerSpec {
@@ -48,7 +53,7 @@ fn main() {
                 e0 = e;
                 println!("plan {:?}", plan);
             }
-            if i % 10 == 0 {
+            if i % 2 == 0 {
                 println!(
                     "snap {i:2} t={:.1} sep={:.2} dE/E={:.2e} 2K/W={:.3} clausius={:.3} wall={:.1}s",
                     sim.time,

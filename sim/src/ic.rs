@@ -118,6 +118,45 @@ impl GalaxyModel {
         }
     }
 
+    /// Gravitational potential of the halo alone at radius r (continuous at the truncation
+    /// radius, Keplerian beyond it).
+    pub fn halo_potential(&self, r: f64) -> f64 {
+        let rt = self.halo_radius;
+        if r >= rt {
+            return -G * self.halo_mass / r;
+        }
+        match self.halo {
+            HaloProfile::Nfw { concentration } => {
+                let rs = rt / concentration;
+                let mc = (1.0 + concentration).ln() - concentration / (1.0 + concentration);
+                // ln(1 + r/rs) / r, which tends to 1/rs at the centre
+                let inner = |r: f64| {
+                    if r < 1e-9 * rs {
+                        1.0 / rs
+                    } else {
+                        (r / rs).ln_1p() / r
+                    }
+                };
+                -G * self.halo_mass / mc * (inner(r) - inner(rt)) - G * self.halo_mass / rt
+            }
+            HaloProfile::Hernquist { scale_radius: a } => {
+                let m_inf = self.halo_mass / (rt / (rt + a)).powi(2);
+                -G * m_inf * (1.0 / (r + a) - 1.0 / (rt + a)) - G * self.halo_mass / rt
+            }
+        }
+    }
+
+    /// Acceleration of the halo's field at `x` from its centre: `-G M(<r) x / r^3`.
+    pub fn halo_accel(&self, x: [f64; 3]) -> [f64; 3] {
+        let r2 = x[0] * x[0] + x[1] * x[1] + x[2] * x[2];
+        if r2 == 0.0 {
+            return [0.0; 3];
+        }
+        let r = r2.sqrt();
+        let f = -G * self.halo_mass_within(r) / (r2 * r);
+        x.map(|c| c * f)
+    }
+
     /// Halo density at radius r (zero beyond the truncation radius).
     pub fn halo_density(&self, r: f64) -> f64 {
         let rt = self.halo_radius;
@@ -176,14 +215,15 @@ fn bisect(f: impl Fn(f64) -> f64, target: f64, mut lo: f64, mut hi: f64) -> f64 
 }
 
 /// Tabulated Jeans dispersion and potential of the halo, on a logarithmic radius grid.
-struct JeansTable {
+#[derive(Clone, Debug)]
+pub(crate) struct JeansTable {
     ln_r: Vec<f64>,
     sigma2: Vec<f64>,
     phi: Vec<f64>,
 }
 
 impl JeansTable {
-    fn new(model: &GalaxyModel) -> JeansTable {
+    pub(crate) fn new(model: &GalaxyModel) -> JeansTable {
         let n = 600;
         let rt = model.halo_radius;
         let r_min = 1e-5 * rt;
@@ -210,7 +250,8 @@ impl JeansTable {
         JeansTable { ln_r, sigma2, phi }
     }
 
-    fn at(&self, r: f64) -> (f64, f64) {
+    /// Isotropic velocity dispersion squared and potential at radius r.
+    pub(crate) fn at(&self, r: f64) -> (f64, f64) {
         let l = r.ln();
         let n = self.ln_r.len();
         if l <= self.ln_r[0] {
@@ -264,10 +305,48 @@ pub fn sample_galaxy(
         p.galaxy.push(0);
     }
     restore_jeans_energy(&mut p, &jeans);
+    let disk_start = p.len();
+    place_disk(&mut p, model, n_disk, rng);
+    if n_disk > 0 {
+        set_disk_velocities(&mut p, disk_start, model, softening, |_| [0.0; 3], rng);
+    }
+    p.to_center_of_mass_frame();
+    // the origin at the galaxy's densest point, as the merger's tracker finds it, rather than
+    // at its centre of mass: with a few thousand particles drawn at random the two differ by
+    // up to a kiloparsec, which the orbit would otherwise carry into the centres' angular
+    // momentum and so into the pericentre (the momentum stays zero)
+    if let Some(c) = shrinking_sphere_centre(&p, 0) {
+        p.shift(c.map(|x| -x), [0.0; 3]);
+    }
+    p
+}
+
+/// Draws the disk of a galaxy whose halo is rigid ([`crate::halo`]): `n_disk` disk particles
+/// in equilibrium in their own softened gravity plus the halo's analytic field, centred at
+/// rest on the origin, where the halo's centre is. Disk in the x-y plane, rotating
+/// counter-clockwise about +z.
+pub fn sample_disk(
+    model: &GalaxyModel,
+    n_disk: usize,
+    softening: f64,
+    rng: &mut ChaCha8Rng,
+) -> Particles {
+    let mut p = Particles::default();
+    place_disk(&mut p, model, n_disk, rng);
+    p.to_center_of_mass_frame();
+    if n_disk > 0 {
+        set_disk_velocities(&mut p, 0, model, softening, |x| model.halo_accel(x), rng);
+    }
+    p.to_center_of_mass_frame();
+    p
+}
+
+/// Appends `n_disk` disk particles at rest: `Sigma ~ exp(-R/Rd)` (cut at 15 scale lengths)
+/// and `sech^2(z/z0)`.
+fn place_disk(p: &mut Particles, model: &GalaxyModel, n_disk: usize, rng: &mut ChaCha8Rng) {
     let rd = model.disk_scale_length;
     let z0 = model.disk_scale_height;
     let m_disk = model.disk_mass / n_disk.max(1) as f64;
-    let disk_start = p.len();
     for _ in 0..n_disk {
         let u: f64 = rng.random::<f64>();
         // Cumulative mass of an exponential disk is 1 - (1 + x) e^-x; cut at 15 scale lengths.
@@ -281,18 +360,6 @@ pub fn sample_galaxy(
         p.component.push(Component::Disk);
         p.galaxy.push(0);
     }
-    if n_disk > 0 {
-        set_disk_velocities(&mut p, disk_start, model, softening, rng);
-    }
-    p.to_center_of_mass_frame();
-    // the origin at the galaxy's densest point, as the merger's tracker finds it, rather than
-    // at its centre of mass: with a few thousand particles drawn at random the two differ by
-    // up to a kiloparsec, which the orbit would otherwise carry into the centres' angular
-    // momentum and so into the pericentre (the momentum stays zero)
-    if let Some(c) = shrinking_sphere_centre(&p, 0) {
-        p.shift(c.map(|x| -x), [0.0; 3]);
-    }
-    p
 }
 
 /// The escape-speed cap removes the Gaussian's tail and with it ~5% of the kinetic energy the
@@ -331,15 +398,22 @@ fn restore_jeans_energy(p: &mut Particles, jeans: &JeansTable) {
 }
 
 /// Gives the disk particles (from `start` on) rotation plus dispersion in the potential of
-/// all particles.
+/// all particles plus the external field `external` (a rigid halo's, or none).
 fn set_disk_velocities(
     p: &mut Particles,
     start: usize,
     model: &GalaxyModel,
     softening: f64,
+    external: impl Fn([f64; 3]) -> [f64; 3],
     rng: &mut ChaCha8Rng,
 ) {
-    let forces = compute_forces(&p.pos, &p.mass, softening, Solver::Tree { theta: 0.4 });
+    let mut forces = compute_forces(&p.pos, &p.mass, softening, Solver::Tree { theta: 0.4 });
+    for (a, &x) in forces.acc.iter_mut().zip(&p.pos) {
+        let e = external(x);
+        for k in 0..3 {
+            a[k] += e[k];
+        }
+    }
     let n = p.len();
     // Radial acceleration times R, binned in cylindrical radius.
     let mut samples: Vec<(f64, f64)> = (start..n)

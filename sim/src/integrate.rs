@@ -1,6 +1,8 @@
-//! Kick-drift-kick leapfrog with a fixed step (symplectic, time-reversible).
+//! Kick-drift-kick leapfrog with a fixed step (symplectic, time-reversible; with rigid halos'
+//! dynamical friction it is neither, by design).
 
 use crate::gravity::{forces_of, Forces, Solver};
+use crate::halo::RigidHalos;
 use crate::particles::Particles;
 
 /// A running N-body system: particles, current forces and time.
@@ -15,18 +17,31 @@ pub struct Simulation {
     pub softening: f64,
     /// Force solver.
     pub solver: Solver,
+    /// The galaxies' rigid halos, when their halos are not made of particles.
+    pub halos: Option<RigidHalos>,
 }
 
 impl Simulation {
     /// Starts a simulation at time 0, computing the initial forces.
     pub fn new(particles: Particles, softening: f64, solver: Solver) -> Simulation {
-        let forces = forces_of(&particles, softening, solver);
+        Simulation::with_halos(particles, None, softening, solver)
+    }
+
+    /// As [`Simulation::new`], the particles also moving in the fields of `halos`.
+    pub fn with_halos(
+        particles: Particles,
+        mut halos: Option<RigidHalos>,
+        softening: f64,
+        solver: Solver,
+    ) -> Simulation {
+        let forces = all_forces(&particles, halos.as_mut(), softening, solver);
         Simulation {
             particles,
             forces,
             time: 0.0,
             softening,
             solver,
+            halos,
         }
     }
 
@@ -39,19 +54,36 @@ impl Simulation {
                 x[k] += v[k] * dt;
             }
         }
-        self.forces = forces_of(&self.particles, self.softening, self.solver);
+        if let Some(halos) = &mut self.halos {
+            halos.kick(h);
+            halos.drift(dt);
+        }
+        self.forces = all_forces(
+            &self.particles,
+            self.halos.as_mut(),
+            self.softening,
+            self.solver,
+        );
         kick(&mut self.particles, &self.forces, h);
+        if let Some(halos) = &mut self.halos {
+            halos.kick(h);
+        }
         self.time += dt;
     }
 
-    /// Kinetic energy.
+    /// Kinetic energy (particles and rigid halos).
     pub fn kinetic_energy(&self) -> f64 {
-        self.particles.kinetic_energy()
+        self.particles.kinetic_energy() + self.halos.as_ref().map_or(0.0, |h| h.kinetic_energy())
     }
 
-    /// Potential energy from the current forces.
+    /// Potential energy from the current forces: the particles' own, and with rigid halos the
+    /// particles' in the halos' fields and the halos' mutual energy.
     pub fn potential_energy(&self) -> f64 {
         self.forces.potential_energy(&self.particles.mass)
+            + self
+                .halos
+                .as_ref()
+                .map_or(0.0, |h| h.particle_energy + h.pair_energy)
     }
 
     /// Total energy K + W.
@@ -65,7 +97,8 @@ impl Simulation {
         2.0 * self.kinetic_energy() / self.potential_energy().abs()
     }
 
-    /// Clausius virial sum_i m_i x_i . a_i (in the centre-of-mass frame). It equals W for
+    /// Clausius virial sum_i m_i x_i . a_i of the particles (in their centre-of-mass frame;
+    /// a diagnostic of live galaxies). It equals W for
     /// Newtonian gravity; with Plummer softening it is the term the virial theorem balances
     /// against 2K, and it is smaller in magnitude than W in dense regions.
     pub fn clausius_virial(&self) -> f64 {
@@ -94,6 +127,21 @@ impl Simulation {
             .sum();
         2.0 * k / self.clausius_virial().abs()
     }
+}
+
+/// The particles' gravity, plus the rigid halos' fields (which also sets the halos'
+/// accelerations).
+fn all_forces(
+    p: &Particles,
+    halos: Option<&mut RigidHalos>,
+    softening: f64,
+    solver: Solver,
+) -> Forces {
+    let mut forces = forces_of(p, softening, solver);
+    if let Some(halos) = halos {
+        halos.add_forces(&p.pos, &p.mass, &mut forces.acc);
+    }
+    forces
 }
 
 fn kick(p: &mut Particles, f: &Forces, h: f64) {

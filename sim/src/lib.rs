@@ -2,7 +2,7 @@
 //!
 //! Galaxy-merger N-body simulations that produce the DeepGalaxy training set (Cai et al.
 //! 2020): initial conditions ([`ic`]), Barnes-Hut gravity ([`tree`], [`gravity`]), leapfrog
-//! integration ([`integrate`]), a disk's thickness and dispersion ([`disk`]), the merger grid and its orbits ([`merger`], [`orbit`]), the
+//! integration ([`integrate`]), rigid halos ([`halo`]), a disk's thickness and dispersion ([`disk`]), the merger grid and its orbits ([`merger`], [`orbit`]), the
 //! merger's phases ([`phase`]), cameras ([`camera`]), mock observations ([`observe`]),
 //! rendering ([`render`]) and the labeled dataset on disk ([`dataset`]).
 //!
@@ -13,7 +13,10 @@
 //! ## The model
 //! Each galaxy ([`ic::GalaxyModel`]) is a live dark halo (Hernquist by default, NFW truncated
 //! at its virial radius as an option) with isotropic Jeans velocities, plus an exponential
-//! sech^2 disk whose rotation comes from the measured (softened) accelerations. The default
+//! sech^2 disk whose rotation comes from the measured (softened) accelerations. As an option
+//! ([`merger::HaloKind::Rigid`]) each halo is instead a rigid analytic potential moving with
+//! its galaxy, with dynamical friction between the two ([`halo`]): every particle then goes
+//! into the disks, and no halo graininess heats them. The default
 //! primary has a 1e11 Msun halo and a 1e10 Msun disk of scale length 1 kpc; the secondary is
 //! the primary scaled by the size and mass ratios. The pair moves on a parabolic orbit of
 //! pericentre one mean disk scale length ([`orbit`]: set up for two rigid extended galaxies
@@ -47,6 +50,7 @@ pub mod dataset;
 pub mod disk;
 pub mod error;
 pub mod gravity;
+pub mod halo;
 pub mod ic;
 pub mod integrate;
 pub mod merger;

@@ -2,7 +2,8 @@
 
 use crate::error::{Error, Result};
 use crate::gravity::Solver;
-use crate::ic::{orient, sample_galaxy, GalaxyModel};
+use crate::halo::{RigidHalo, RigidHalos};
+use crate::ic::{orient, sample_disk, sample_galaxy, GalaxyModel};
 use crate::integrate::Simulation;
 use crate::orbit::{Orbit, OrbitSpec};
 use crate::particles::Particles;
@@ -216,6 +217,20 @@ pub fn demo_held_out(mergers: usize) -> (Vec<String>, Vec<String>) {
     (test, validation)
 }
 
+/// How each galaxy's dark halo is modelled.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum HaloKind {
+    /// Made of particles: [`MergerConfig::disk_fraction`] of each galaxy's particles are in its
+    /// disk, the rest in its halo.
+    Live,
+    /// One rigid analytic halo per galaxy ([`crate::halo`]) and every particle in the disks,
+    /// with dynamical friction of this Coulomb logarithm between the halos.
+    Rigid {
+        /// Coulomb logarithm of the friction ([`crate::halo::DEFAULT_COULOMB_LOG`]).
+        coulomb_log: f64,
+    },
+}
+
 /// Physical and numerical settings of a merger run.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct MergerConfig {
@@ -224,7 +239,9 @@ pub struct MergerConfig {
     /// Total particle count of both galaxies (split in proportion to mass, so all halo
     /// particles weigh the same and all disk particles weigh the same).
     pub particles: usize,
-    /// Fraction of each galaxy's particles in its disk.
+    /// How the dark halos are modelled.
+    pub halo: HaloKind,
+    /// Fraction of each galaxy's particles in its disk (with live halos).
     pub disk_fraction: f64,
     /// Plummer softening length (kpc); [`MergerConfig::with_particles`] scales it as
     /// N^(-1/3) so it keeps its ratio to the interparticle spacing.
@@ -274,6 +291,7 @@ impl Default for MergerConfig {
         MergerConfig {
             galaxy: GalaxyModel::default(),
             particles: DEFAULT_PARTICLES,
+            halo: HaloKind::Live,
             disk_fraction: 0.5,
             softening: 0.1,
             solver: Solver::default(),
@@ -307,6 +325,10 @@ pub fn lead_snapshots(cfg: &MergerConfig) -> usize {
 
 /// Largest eccentricity accepted (a fast fly-by).
 pub const MAX_ECCENTRICITY: f64 = 5.0;
+
+/// Largest Coulomb logarithm accepted for rigid halos' friction (ln of the ratio of a galaxy
+/// group's size to a dwarf's is below 10).
+pub const MAX_COULOMB_LOG: f64 = 20.0;
 
 /// How a disk lies relative to the orbit (frame of [`crate::orbit`]: orbital angular
 /// momentum along +z).
@@ -402,6 +424,13 @@ pub fn validate(cfg: &MergerConfig) -> Result<()> {
             cfg.first_pericenter_myr
         )));
     }
+    if let HaloKind::Rigid { coulomb_log } = cfg.halo {
+        if !(0.0..=MAX_COULOMB_LOG).contains(&coulomb_log) {
+            return Err(Error::Config(format!(
+                "the Coulomb logarithm {coulomb_log} is outside [0, {MAX_COULOMB_LOG}]"
+            )));
+        }
+    }
     if !positive(cfg.coalescence_kpc) {
         return Err(Error::Config(
             "the coalescence separation must be positive".into(),
@@ -496,12 +525,21 @@ impl SetUp {
     }
 }
 
+/// Both galaxies on their orbit, in the centre-of-mass frame: the particles and, with
+/// [`HaloKind::Rigid`], the halos.
+pub struct Bodies {
+    /// All particles (galaxy 0 first).
+    pub particles: Particles,
+    /// The rigid halos, galaxy 0 first; `None` with live halos.
+    pub halos: Option<RigidHalos>,
+}
+
 /// Builds both galaxies on their orbit, in the centre-of-mass frame, and the time plan.
 pub fn initial_conditions(
     spec: &MergerSpec,
     cfg: &MergerConfig,
     seed: u64,
-) -> Result<(Particles, MergerPlan)> {
+) -> Result<(Bodies, MergerPlan)> {
     initial_conditions_aimed(spec, cfg, seed, None)
 }
 
@@ -512,7 +550,7 @@ pub fn initial_conditions_aimed(
     cfg: &MergerConfig,
     seed: u64,
     aim: Option<f64>,
-) -> Result<(Particles, MergerPlan)> {
+) -> Result<(Bodies, MergerPlan)> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let set_up = SetUp::aimed(spec, cfg, aim)?;
     let (g1, g2, orbit, rp, t_peri) = (
@@ -532,8 +570,13 @@ pub fn initial_conditions_aimed(
     let mut parts = Vec::new();
     let mut disks = Vec::new();
     for (k, (model, n)) in [(g1, n1), (g2, n2)].into_iter().enumerate() {
-        let (nh, nd) = split(n);
-        let mut p = sample_galaxy(&model, nh, nd, cfg.softening, &mut rng);
+        let mut p = match cfg.halo {
+            HaloKind::Live => {
+                let (nh, nd) = split(n);
+                sample_galaxy(&model, nh, nd, cfg.softening, &mut rng)
+            }
+            HaloKind::Rigid { .. } => sample_disk(&model, n, cfg.softening, &mut rng),
+        };
         let disk = DiskOrientation::random(&mut rng);
         let angle = 2.0 * PI * rng.random::<f64>();
         orient(&mut p, disk.spin(orbit.pericenter_direction), angle);
@@ -553,7 +596,44 @@ pub fn initial_conditions_aimed(
     );
     let mut all = parts[0].clone();
     all.extend(&parts[1]);
-    all.to_center_of_mass_frame();
+    let halos = match cfg.halo {
+        HaloKind::Live => {
+            all.to_center_of_mass_frame();
+            None
+        }
+        HaloKind::Rigid { coulomb_log } => {
+            let mut bodies: Vec<RigidHalo> = [(g1, f1), (g2, f2)]
+                .into_iter()
+                .map(|(g, f)| {
+                    RigidHalo::new(
+                        g,
+                        orbit.position.map(|c| c * f),
+                        orbit.velocity.map(|c| c * f),
+                    )
+                })
+                .collect();
+            // the centre of mass of particles and halos together
+            let (x, v) = all.center_of_mass();
+            let m = all.total_mass();
+            let total = m + bodies.iter().map(|h| h.mass()).sum::<f64>();
+            let mut cx = x.map(|c| c * m / total);
+            let mut cv = v.map(|c| c * m / total);
+            for h in &bodies {
+                for k in 0..3 {
+                    cx[k] += h.pos[k] * h.mass() / total;
+                    cv[k] += h.vel[k] * h.mass() / total;
+                }
+            }
+            all.shift(cx.map(|c| -c), cv.map(|c| -c));
+            for h in &mut bodies {
+                for k in 0..3 {
+                    h.pos[k] -= cx[k];
+                    h.vel[k] -= cv[k];
+                }
+            }
+            Some(RigidHalos::new(bodies, coulomb_log))
+        }
+    };
 
     let interval = cfg.snapshot_interval_myr / TIME_MYR;
     let t_end = interval * (cfg.snapshots - 1) as f64;
@@ -563,7 +643,10 @@ pub fn initial_conditions_aimed(
     let steps_per_snapshot = (interval / dt_max).ceil().max(1.0) as usize;
     let dt = interval / steps_per_snapshot as f64;
     Ok((
-        all,
+        Bodies {
+            particles: all,
+            halos,
+        },
         MergerPlan {
             dt,
             steps_per_snapshot,
@@ -699,8 +782,9 @@ pub fn run_merger(
     let mut aim = None;
     let mut last_start = false;
     'start: loop {
-        let (particles, plan) = initial_conditions_aimed(spec, cfg, seed, aim)?;
-        let mut sim = Simulation::new(particles, cfg.softening, cfg.solver);
+        let (bodies, plan) = initial_conditions_aimed(spec, cfg, seed, aim)?;
+        let mut sim =
+            Simulation::with_halos(bodies.particles, bodies.halos, cfg.softening, cfg.solver);
         let sps = plan.steps_per_snapshot;
         let planned = lead_snapshots(cfg);
         let mut last = planned + cfg.snapshots - 1;

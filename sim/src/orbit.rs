@@ -112,22 +112,31 @@ pub struct Pull {
 }
 
 impl Pull {
-    /// Tabulates the pull between `g1` and `g2`.
+    /// Tabulates the pull between the centres of `g1` and `g2` ([`CENTRE_WEIGHT`]).
     pub fn new(g1: &GalaxyModel, g2: &GalaxyModel) -> Pull {
+        let (m1, m2) = (g1.total_mass(), g2.total_mass());
+        Pull::tabulate(g1, g2, |d| {
+            let rigid = mutual_force(g1, g2, d) * (m1 + m2) / (m1 * m2);
+            let centres = G * (g1.mass_within(d) + g2.mass_within(d)) / (d * d);
+            (1.0 - CENTRE_WEIGHT) * rigid + CENTRE_WEIGHT * centres
+        })
+    }
+
+    /// Tabulates the pull between two rigid spherical galaxies ([`mutual_force`]), as between
+    /// two rigid halos ([`crate::halo`]).
+    pub fn rigid(g1: &GalaxyModel, g2: &GalaxyModel) -> Pull {
+        let (m1, m2) = (g1.total_mass(), g2.total_mass());
+        Pull::tabulate(g1, g2, |d| mutual_force(g1, g2, d) * (m1 + m2) / (m1 * m2))
+    }
+
+    /// The table of relative acceleration `accel(d)` and its potential.
+    fn tabulate(g1: &GalaxyModel, g2: &GalaxyModel, accel: impl Fn(f64) -> f64) -> Pull {
         let (m1, m2) = (g1.total_mass(), g2.total_mass());
         let mu = G * (m1 + m2);
         let top = 1.01 * (extent(g1) + extent(g2));
         let step = (top / INNER).ln() / (TABLE - 1) as f64;
         let log_d: Vec<f64> = (0..TABLE).map(|i| INNER.ln() + step * i as f64).collect();
-        let accel: Vec<f64> = log_d
-            .iter()
-            .map(|&l| {
-                let d = l.exp();
-                let rigid = mutual_force(g1, g2, d) * (m1 + m2) / (m1 * m2);
-                let centres = G * (g1.mass_within(d) + g2.mass_within(d)) / (d * d);
-                (1.0 - CENTRE_WEIGHT) * rigid + CENTRE_WEIGHT * centres
-            })
-            .collect();
+        let accel: Vec<f64> = log_d.iter().map(|&l| accel(l.exp())).collect();
         // -mu / top at the top, integrated inwards (trapezoid in ln d of a d)
         let mut potential = vec![0.0; TABLE];
         potential[TABLE - 1] = -mu / top;

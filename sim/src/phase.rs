@@ -6,6 +6,7 @@
 //! repeatedly take the centre of mass of the particles inside a sphere 10% smaller around the
 //! last centre, until few particles remain. Unlike the most bound particle it does not jump
 //! between particles from step to step, so separation minima are found to within a step.
+//! With rigid halos ([`crate::halo`]) a galaxy's centre is its halo's.
 
 use crate::integrate::Simulation;
 use crate::particles::{dist, Particles};
@@ -57,8 +58,15 @@ fn centre_of_mass(p: &Particles, members: &[usize]) -> Option<[f64; 3]> {
     Some(c.map(|x| x / mass))
 }
 
-/// Distance between the two galaxies' centres, or `None` when one has no particles.
+/// Distance between the two galaxies' centres, or `None` when one has no particles. With
+/// rigid halos the centres are the halos'.
 pub fn separation(sim: &Simulation) -> Option<f64> {
+    if let Some(h) = &sim.halos {
+        return match &h.bodies[..] {
+            [a, b] => Some(dist(a.pos, b.pos)),
+            _ => None,
+        };
+    }
     Some(dist(
         shrinking_sphere_centre(&sim.particles, 0)?,
         shrinking_sphere_centre(&sim.particles, 1)?,

@@ -542,3 +542,44 @@ fn hdf5_output_follows_the_original_layout() {
     assert!(worst < 1.0 / 255.0, "HDF5 and PNG differ by {worst}");
     assert!(png.as_raw().iter().any(|&p| p > 0));
 }
+
+#[test]
+fn a_merger_with_rigid_halos_reaches_its_pericentre_on_time_whatever_the_threads() {
+    let (spec, mut cfg) = short_run(0.75, 0.5, 2000, 16, 5);
+    cfg.merger.halo = deepgalaxy_sim::merger::HaloKind::Rigid {
+        coulomb_log: deepgalaxy_sim::halo::DEFAULT_COULOMB_LOG,
+    };
+    cfg.merger.snapshots = 7;
+    cfg.merger.first_pericenter_myr = 15.0;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (cat, _) = run(&cfg, tmp.path());
+    assert_eq!(cat.records.len(), 7 * cfg.cameras);
+    let m = read_marker(tmp.path(), &spec).expect("done.json");
+    // the halos' centres are the galaxies': first pericentre at the distance asked, 15 Myr
+    // after snapshot 0
+    let realised = m.pericenter_distances_kpc[0];
+    assert!(
+        (realised / m.requested_pericenter_kpc - 1.0).abs() <= 0.2,
+        "first pericentre {realised} kpc where {} was asked (starts {:?})",
+        m.requested_pericenter_kpc,
+        m.starts
+    );
+    let offset = cat.records[0].t_myr.unwrap() - cat.records[0].t_peri_myr.unwrap();
+    assert!((offset - 15.0).abs() <= 2.5 + 1e-9, "{offset}");
+    // every particle is a disk particle, and the images show them
+    let first = tmp
+        .path()
+        .join("sims")
+        .join(spec.name())
+        .join(image_name(0, 0, "png"));
+    let img = image::open(&first).expect("image").to_luma8();
+    assert!(img.pixels().filter(|p| p.0[0] > 0).count() > 20);
+    // one thread makes the same images
+    let one = tempfile::tempdir().expect("tempdir");
+    cfg.threads = Some(1);
+    run(&cfg, one.path());
+    assert_eq!(
+        read_all(&tmp.path().join("sims").join(spec.name())),
+        read_all(&one.path().join("sims").join(spec.name()))
+    );
+}
