@@ -237,7 +237,8 @@ pub struct MergerConfig {
     /// The primary galaxy.
     pub galaxy: GalaxyModel,
     /// Total particle count of both galaxies (split in proportion to mass, so all halo
-    /// particles weigh the same and all disk particles weigh the same).
+    /// particles weigh the same and all disk particles weigh the same; with rigid halos all
+    /// of them are disk particles).
     pub particles: usize,
     /// How the dark halos are modelled.
     pub halo: HaloKind,
