@@ -112,7 +112,8 @@ pub struct Pull {
 }
 
 impl Pull {
-    /// Tabulates the pull between the centres of `g1` and `g2` ([`CENTRE_WEIGHT`]).
+    /// Tabulates the pull between the centres of `g1` and `g2` ([`CENTRE_WEIGHT`]); also the
+    /// pull between two rigid halos ([`crate::halo`]).
     pub fn new(g1: &GalaxyModel, g2: &GalaxyModel) -> Pull {
         let (m1, m2) = (g1.total_mass(), g2.total_mass());
         Pull::tabulate(g1, g2, |d| {
@@ -120,13 +121,6 @@ impl Pull {
             let centres = G * (g1.mass_within(d) + g2.mass_within(d)) / (d * d);
             (1.0 - CENTRE_WEIGHT) * rigid + CENTRE_WEIGHT * centres
         })
-    }
-
-    /// Tabulates the pull between two rigid spherical galaxies ([`mutual_force`]), as between
-    /// two rigid halos ([`crate::halo`]).
-    pub fn rigid(g1: &GalaxyModel, g2: &GalaxyModel) -> Pull {
-        let (m1, m2) = (g1.total_mass(), g2.total_mass());
-        Pull::tabulate(g1, g2, |d| mutual_force(g1, g2, d) * (m1 + m2) / (m1 * m2))
     }
 
     /// The table of relative acceleration `accel(d)` and its potential.
