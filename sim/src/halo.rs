@@ -2,9 +2,9 @@
 //!
 //! Why: a live halo of a few thousand particles heats the disk it holds by two-body
 //! encounters (Lacey & Ostriker 1985), so fast that at the paper's particle counts the disks
-//! thicken several-fold within the 350 Myr window, and only some 400,000 particles per galaxy
-//! would bring that under 10% (benches/README.md, "Disk stability"). A rigid halo has no
-//! graininess: its disk heats only through its own particles, which all go into the disk.
+//! thicken several-fold within the 350 Myr window (benches/README.md, "Disk stability"). A
+//! rigid halo has no graininess: its disk heats only through its own particles, which all go
+//! into the disk.
 //!
 //! Each halo ([`RigidHalo`]) is a body at its galaxy's centre with the galaxy model's halo
 //! profile. Its field acts on every disk particle, and each particle pulls the halo back, so
@@ -12,7 +12,7 @@
 //! do ([`crate::orbit::Pull::new`], the pull the orbit is set up with, tabulated once): mostly
 //! each centre pulled by the other's mass within their separation. Two rigid spheres would
 //! pull each other only weakly while they overlap, and their galaxies came back after the first
-//! passage 30-80 Myr later than live ones. What a live halo does besides, its wake draining
+//! passage later than live ones. What a live halo does besides, its wake draining
 //! the orbit so that the galaxies sink and coalesce, is Chandrasekhar's dynamical friction
 //! ([`RigidHalos`]), applied equal and opposite to both halos. Rigid halos are not stripped,
 //! so the friction's Coulomb logarithm is the one free number; it is measured against

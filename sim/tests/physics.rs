@@ -210,8 +210,8 @@ fn isolated_galaxy_stays_in_equilibrium() {
 /// Issue 19's resolution point: an isolated disk in its rigid halo keeps its thickness and
 /// radial velocity dispersion (between 1 and 3 scale lengths) within 10% over the 350 Myr of a
 /// merger's window, with the merger's time step: 40,000 disk particles, softening 0.05 kpc
-/// (half the disk's scale height). The same disk in a live halo of 80,000 particles thickens
-/// by 41% (benches/README.md, "Disk stability").
+/// (half the disk's scale height). The same disk in a live halo heats far more
+/// (benches/README.md, "Disk stability").
 #[test]
 fn an_isolated_disk_in_its_rigid_halo_keeps_its_thickness_and_dispersion() {
     use deepgalaxy_sim::disk::DiskShape;
